@@ -1,0 +1,3 @@
+from synk8s.cli.main import main
+
+main()

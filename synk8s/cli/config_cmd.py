@@ -1,0 +1,25 @@
+"""``synk8s config``: show a resolved profile."""
+
+from __future__ import annotations
+
+import typer
+
+from synk8s import config
+
+app = typer.Typer(no_args_is_help=True)
+
+PROFILE = typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")
+SET = typer.Option([], "--set", "-s", help="Override a field: key.path=value (repeatable).")
+
+
+@app.command("show")
+def show(profile: str = PROFILE, overrides: list[str] = SET) -> None:
+    """Print the resolved config (profile + overrides) as YAML."""
+    typer.echo(config.to_yaml(config.load(profile, overrides)), nl=False)
+
+
+@app.command("profiles")
+def list_profiles() -> None:
+    """List the shipped profiles."""
+    for name in config.profiles():
+        typer.echo(name)

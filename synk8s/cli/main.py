@@ -1,0 +1,73 @@
+"""The ``synk8s`` command line.
+
+Every command is a thin shell over library functions. Errors the user can fix
+(:class:`synk8s.errors.Synk8sError`) print one line and exit with the error's code;
+command-line usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from synk8s import __version__
+from synk8s.errors import Synk8sError
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """Root group: turns a Synk8sError raised anywhere below into one line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Synk8sError as error:
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="synk8s: synthetic training data from text-to-image models, as Kubeflow pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synk8s {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _register() -> None:
+    from synk8s.cli import config_cmd
+
+    app.add_typer(config_cmd.app, name="config", help="Show resolved experiment configs.")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,315 @@
+"""Typed experiment configuration, loaded from a profile YAML plus ``--set`` overrides.
+
+Profiles live in ``synk8s/profiles/<name>.yaml``. ``paper.yaml`` holds every field with the
+paper's defaults; another profile names the profile it ``extends`` and lists only what differs.
+There are no defaults in code, so a value has one source: the profile file.
+
+    cfg = load("tiny", ["tune.epochs=3", "dataset.name=eurosat"])
+    cfg.tune.epochs          # 3
+    cfg.model_dump_json()    # passes between pipeline tasks; ExperimentConfig.model_validate_json reads it back
+
+Config objects are frozen; derive a changed copy with ``with_overrides(cfg, [...])``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synk8s.errors import UsageError
+
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetConfig(_Section):
+    """Which dataset, and where its files are."""
+
+    name: str = Field(description="registry name, see `synk8s datasets list`")
+    root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
+    standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
+    standin_per_class: int = Field(ge=1, description="stand-in images per class and split")
+
+    def resolved_root(self) -> str:
+        """The data folder with ``{name}`` filled in."""
+        return self.root.replace("{name}", self.name)
+
+
+class ModelsConfig(_Section):
+    """Registry names (see synk8s.models) or raw hub ids for each model."""
+
+    generator: str
+    generator_revision: str | None
+    clip: str
+    le: str
+    backbone: str
+    cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
+
+
+class PromptsConfig(_Section):
+    """Prompt construction: B (templates x class names) or LE (T5 word-to-sentence)."""
+
+    mode: Literal["B", "LE"]
+    sentences_per_class: int = Field(ge=1, description="distinct LE sentences kept per class")
+    oversample: float = Field(ge=1.0, description="LE draws this many times the sentences wanted, then dedupes")
+    max_new_tokens: int = Field(ge=1)
+    top_k: int = Field(ge=0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    temperature: float = Field(gt=0.0)
+    drop_other_classes: bool = Field(description="drop a sentence that names another class of the dataset")
+
+
+class GenerateConfig(_Section):
+    """Text-to-image generation; null sampler fields take the generator's registry defaults."""
+
+    images_per_class: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    steps: int | None = Field(ge=1)
+    guidance: float | None = Field(ge=0.0)
+    resolution: int | None = Field(ge=8)
+    dtype: DType
+    num_shards: int = Field(ge=1, description="shards the work splits into (one GPU task each)")
+    samples_per_tar: int = Field(ge=1, description="images per WebDataset tar file")
+    image_format: Literal["png", "jpg"]
+
+
+class FilterConfig(_Section):
+    """CLIP filter (CF) on the generated images."""
+
+    enabled: bool
+    threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
+    keep_per_class: int | None = Field(ge=1, description="keep at most N per class after thresholding")
+    keep_mode: Literal["random", "top"]
+    batch_size: int = Field(ge=1)
+
+
+class FeaturesConfig(_Section):
+    """CLIP image feature extraction."""
+
+    batch_size: int = Field(ge=1)
+    dtype: DType
+
+
+class TuneConfig(_Section):
+    """Classifier tuning (CT): a linear head on frozen CLIP features."""
+
+    loss: Literal["ce", "sce"]
+    soft_weight: float = Field(ge=0.0, le=1.0, description="sl: loss = sl*SCE + (1-sl)*CE")
+    temperature: float = Field(gt=0.0, description="T: soft target = softmax(teacher / T)")
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)
+    batch_size: int = Field(ge=1)
+    warmup_epochs: int = Field(ge=0)
+    grad_clip: float | None = Field(gt=0.0)
+    val_fraction: float = Field(gt=0.0, lt=1.0, description="synthetic data held out for model selection")
+
+
+class FewShotConfig(_Section):
+    """Few-shot settings (section 3.2): real guidance (RG), real filter (RF), mix training."""
+
+    shots: tuple[int, ...]
+    images_per_class: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    real_batch_size: int = Field(ge=1)
+    synthetic_batch_size: int = Field(ge=1)
+    guidance_strength: dict[int, float] = Field(description="img2img strength per shot count")
+    real_filter: bool
+    freeze_bn: bool
+    mix_training: bool
+
+
+class PretrainConfig(_Section):
+    """Pre-training on synthetic data (section 3.3) and transfer."""
+
+    method: Literal["supervised", "mocov2"]
+    label_space: Literal["cifar100", "imagenet1k", "imagenet2k"]
+    num_images: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    transfer_dataset: str
+    detection_dataset: str
+
+
+class StoreConfig(_Section):
+    """Where artifacts go: a local folder or s3://bucket/prefix."""
+
+    root: str
+
+
+class ClusterConfig(_Section):
+    """Kubeflow Pipelines submission and GPU scheduling."""
+
+    host: str | None = Field(description="KFP API endpoint; KF_PIPELINES_ENDPOINT overrides when set")
+    namespace: str
+    experiment: str
+    image: str = Field(description="GPU image; pin to a digest for reproducible runs")
+    cpu_image: str
+    accelerator: str
+    gpu_node_selector: dict[str, str]
+    gpu_tolerations: tuple[dict[str, str], ...]
+    s3_secret: str = Field(description="Kubernetes Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    s3_config_map: str = Field(description="ConfigMap holding SYNK8S_S3_ENDPOINT")
+    generate_retries: int = Field(ge=0)
+
+
+class ExperimentConfig(_Section):
+    """Everything one run needs. Built by :func:`load`; never mutated."""
+
+    profile: str
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"]
+    dataset: DatasetConfig
+    models: ModelsConfig
+    prompts: PromptsConfig
+    generate: GenerateConfig
+    filter: FilterConfig
+    features: FeaturesConfig
+    tune: TuneConfig
+    fewshot: FewShotConfig
+    pretrain: PretrainConfig
+    store: StoreConfig
+    cluster: ClusterConfig
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_known(cls, value: str) -> str:
+        if value not in profiles():
+            raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(profiles())}")
+        return value
+
+    def digest(self) -> str:
+        """Short sha256 of the canonical JSON form; identical configs give identical digests."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _profile_dir() -> Path:
+    return Path(str(resources.files("synk8s") / "profiles"))
+
+
+def profiles() -> list[str]:
+    """Names of the shipped profiles."""
+    return sorted(p.stem for p in _profile_dir().glob("*.yaml"))
+
+
+def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name not in profiles():
+        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(profiles())}")
+    if name in seen:
+        raise UsageError(f"profile {name!r} extends itself through {' -> '.join(seen)}")
+    data = yaml.safe_load((_profile_dir() / f"{name}.yaml").read_text()) or {}
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read_profile(parent, (*seen, name)), data)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in _DICT_FIELDS:
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Fields whose value is itself a mapping: an override replaces them whole.
+_DICT_FIELDS = {"guidance_strength", "gpu_node_selector"}
+
+
+def _model_for(path: list[str]) -> type[BaseModel]:
+    model: type[BaseModel] = ExperimentConfig
+    for i, part in enumerate(path):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(path[:i]) or "the top level"
+            raise UsageError(
+                f"unknown config key {'.'.join(path[: i + 1])!r}; keys under {where}: {', '.join(fields)}"
+            )
+        annotation = fields[part].annotation
+        if i < len(path) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                raise UsageError(f"config key {'.'.join(path[: i + 1])!r} has no sub-keys")
+            model = annotation
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            raise UsageError(
+                f"config key {'.'.join(path)!r} is a section; set one of its keys: {', '.join(annotation.model_fields)}"
+            )
+    return model
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into its key path and a YAML-typed value; unknown keys are rejected."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"bad override {text!r}; write it as key.path=value, e.g. tune.epochs=10")
+    path = key.strip().split(".")
+    _model_for(path)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _validate(data: dict[str, Any]) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        got = first.get("input")
+        if first["type"] == "missing":
+            raise UsageError(f"config key {where!r} is missing; set it in the profile or with --set {where}=...") from None
+        if first["type"] == "extra_forbidden":
+            raise UsageError(f"unknown config key {where!r}; remove it from the profile") from None
+        raise UsageError(f"{where}: {first['msg'].removeprefix('Value error, ')}, got {got!r}") from None
+
+
+def load(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Resolve a profile and ``key.path=value`` overrides into a validated config.
+
+    Args:
+        profile: name of a file in ``synk8s/profiles`` (e.g. ``paper``, ``tiny``).
+        overrides: ``a.b=value`` strings; values are YAML (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``).
+
+    Raises:
+        UsageError: unknown profile, unknown key, or a value of the wrong type or range.
+    """
+    data = _read_profile(profile)
+    data["profile"] = profile
+    for text in overrides:
+        path, value = parse_override(text)
+        _apply(data, path, value)
+    return _validate(data)
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
+    """A validated copy of ``cfg`` with ``key.path=value`` overrides applied."""
+    data = cfg.model_dump(mode="python")
+    for text in overrides:
+        path, value = parse_override(text)
+        _apply(data, path, value)
+    return _validate(data)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML, in field order."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

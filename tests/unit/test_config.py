@@ -1,0 +1,74 @@
+import pytest
+
+from synk8s import config
+from synk8s.errors import UsageError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_paper_profile_has_the_papers_defaults():
+    cfg = config.load("paper")
+    assert cfg.prompts.mode == "LE" and cfg.prompts.sentences_per_class == 200
+    assert cfg.generate.images_per_class == 2000
+    assert cfg.models.clip == "rn50"
+    assert cfg.filter.enabled and cfg.filter.threshold is None  # 1/K
+    assert (cfg.tune.loss, cfg.tune.soft_weight, cfg.tune.temperature) == ("sce", 0.5, 2.0)
+    assert (cfg.tune.epochs, cfg.tune.lr, cfg.tune.weight_decay, cfg.tune.batch_size) == (30, 2e-3, 0.1, 512)
+    assert cfg.tune.grad_clip == 1.0
+    assert (cfg.fewshot.lr, cfg.fewshot.real_batch_size, cfg.fewshot.synthetic_batch_size) == (1e-3, 32, 512)
+    assert cfg.fewshot.guidance_strength == {1: 0.5, 2: 0.4, 4: 0.35, 8: 0.2, 16: 0.15}
+    assert cfg.fewshot.shots == (1, 2, 4, 8, 16)
+
+
+def test_tiny_extends_paper_and_changes_only_what_it_lists():
+    paper, tiny = config.load("paper"), config.load("tiny")
+    assert tiny.models.generator == "tiny-sd" and tiny.dataset.standin
+    assert tiny.tune.lr == paper.tune.lr and tiny.tune.loss == paper.tune.loss
+    assert tiny.generate.images_per_class < paper.generate.images_per_class
+
+
+def test_overrides_are_typed_and_produce_a_new_digest():
+    base = config.load("tiny")
+    cfg = config.load("tiny", ["tune.epochs=3", "filter.threshold=0.2", "models.cache=null", "fewshot.shots=[1, 2]"])
+    assert cfg.tune.epochs == 3 and cfg.filter.threshold == 0.2 and cfg.fewshot.shots == (1, 2)
+    assert cfg.digest() != base.digest()
+    assert config.load("tiny").digest() == base.digest()
+
+
+def test_with_overrides_copies_without_mutating():
+    base = config.load("tiny")
+    changed = config.with_overrides(base, ["seed=7"])
+    assert changed.seed == 7 and base.seed == 0
+
+
+def test_config_round_trips_through_json():
+    cfg = config.load("paper", ["dataset.name=eurosat"])
+    assert config.ExperimentConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tune.lrr=1", "unknown config key 'tune.lrr'"),
+        ("nope.x=1", "unknown config key 'nope'"),
+        ("tune.lr=abc", "tune.lr"),
+        ("filter.threshold=1.7", "filter.threshold"),
+        ("tune=3", "is a section"),
+        ("tune.lr.x=1", "has no sub-keys"),
+        ("epochs", "bad override"),
+    ],
+)
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(UsageError, match=message):
+        config.load("tiny", [override])
+
+
+def test_unknown_profile_lists_the_choices():
+    with pytest.raises(UsageError, match="choose one of: paper, tiny"):
+        config.load("huge")
+
+
+def test_frozen():
+    cfg = config.load("tiny")
+    with pytest.raises(Exception):
+        cfg.tune.epochs = 1

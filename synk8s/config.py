@@ -187,8 +187,13 @@ class ExperimentConfig(_Section):
         return value
 
     def digest(self) -> str:
-        """Short sha256 of the canonical JSON form; identical configs give identical digests."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Short sha256 of what the run computes: every field but ``store`` and ``cluster``.
+
+        Where a run executes and where it writes do not change its results, so they do not
+        change its digest; identical experiments give identical digests.
+        """
+        what = self.model_dump(mode="json", exclude={"store", "cluster"})
+        canonical = json.dumps(what, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -72,3 +72,10 @@ def test_frozen():
     cfg = config.load("tiny")
     with pytest.raises(Exception):
         cfg.tune.epochs = 1
+
+
+def test_digest_ignores_where_the_run_executes():
+    cfg = config.load("tiny")
+    moved = config.with_overrides(cfg, ["store.root=s3://bucket/x", "cluster.host=http://kfp"])
+    assert moved.digest() == cfg.digest()
+    assert config.with_overrides(cfg, ["seed=1"]).digest() != cfg.digest()

@@ -1,0 +1,140 @@
+"""Model cache for clusters without hub access.
+
+A cache is a local folder or an ``s3://bucket/prefix`` laid out as::
+
+    <cache>/<model id with "/" replaced by "--">/   a save_pretrained folder (diffusers, transformers)
+    <cache>/open_clip/<arch>-<pretrained>.pt        an open_clip state dict
+
+Fill one on a machine with hub access, e.g.::
+
+    DiffusionPipeline.from_pretrained("stabilityai/sd-turbo").save_pretrained("cache/stabilityai--sd-turbo")
+
+An S3 cache is copied once to a local folder (``SYNK8S_MODEL_CACHE_DIR``, default
+``~/.cache/synk8s/models``) and read from there afterwards; a local cache is read in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from synk8s.errors import MissingDataError
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "SYNK8S_MODEL_CACHE_DIR"
+_DEFAULT_CACHE_DIR = "~/.cache/synk8s/models"
+
+
+def entry_name(model_id: str) -> str:
+    """The cache folder name of a hub model id: ``owner/name`` becomes ``owner--name``."""
+    return model_id.strip("/").replace("/", "--")
+
+
+def local_mirror_root() -> Path:
+    """Where S3 caches are copied to: ``$SYNK8S_MODEL_CACHE_DIR`` or ``~/.cache/synk8s/models``."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or _DEFAULT_CACHE_DIR).expanduser()
+
+
+def pretrained_folder(cache: str, model_id: str, fill_hint: str) -> Path:
+    """A local folder holding the ``save_pretrained`` files of ``model_id`` from ``cache``.
+
+    Args:
+        cache: a local folder or an ``s3://`` prefix laid out as described in this module.
+        model_id: the hub model id, e.g. ``stabilityai/sd-turbo``.
+        fill_hint: how to fill the entry, e.g. ``DiffusionPipeline.from_pretrained(id).save_pretrained(path)``;
+            ``{path}`` in it is replaced by the expected location.
+
+    Returns:
+        The folder to pass to ``from_pretrained``.
+
+    Raises:
+        MissingDataError: the cache has no entry for ``model_id``.
+    """
+    from synk8s import storage
+
+    location = storage.join(cache, entry_name(model_id))
+    if storage.is_remote(cache):
+        return _mirror_prefix(cache, location, model_id, fill_hint)
+    folder = Path(location).expanduser()
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise _missing(model_id, str(folder), fill_hint)
+    log.info("loading %s from the model cache folder %s", model_id, folder)
+    return folder
+
+
+def cached_file(cache: str, relative: str, what: str, fill_hint: str) -> Path:
+    """A local copy of one file of ``cache`` (e.g. ``open_clip/RN50-openai.pt``).
+
+    Args:
+        cache: a local folder or an ``s3://`` prefix.
+        relative: the file's path below the cache root, ``/``-separated.
+        what: the model the file holds, for the error message.
+        fill_hint: how to create the file; ``{path}`` in it is replaced by the expected location.
+
+    Raises:
+        MissingDataError: the file is not in the cache.
+    """
+    from synk8s import storage
+
+    location = storage.join(cache, relative)
+    if storage.is_remote(cache):
+        local = _mirror_dir(cache) / relative
+        if not local.is_file():
+            if not storage.exists(location):
+                raise _missing(what, location, fill_hint)
+            log.info("copying %s from the model cache %s to %s", what, location, local)
+            storage.get_file(location, local)
+        return local
+    local = Path(location).expanduser()
+    if not local.is_file():
+        raise _missing(what, str(local), fill_hint)
+    return local
+
+
+def _missing(what: str, location: str, fill_hint: str) -> MissingDataError:
+    hint = fill_hint.replace("{path}", location)
+    return MissingDataError(
+        f"{what!r} is not in the model cache: expected {location}; on a machine with hub access run {hint} "
+        "and copy the result there"
+    )
+
+
+def _mirror_dir(cache: str) -> Path:
+    """The local folder that mirrors one S3 cache (one folder per cache URI)."""
+    digest = hashlib.sha256(cache.rstrip("/").encode()).hexdigest()[:16]
+    return local_mirror_root() / digest
+
+
+def _mirror_prefix(cache: str, location: str, model_id: str, fill_hint: str) -> Path:
+    """Copy every object under ``location`` once, then return the local copy.
+
+    The copy is written to a temporary sibling folder and renamed into place when complete, so a
+    folder that exists is a complete copy; an interrupted copy is redone on the next call.
+    """
+    from tqdm import tqdm
+
+    from synk8s import storage
+
+    local = _mirror_dir(cache) / entry_name(model_id)
+    if local.is_dir():
+        return local
+    objects = storage.list(location)
+    if not objects:
+        raise _missing(model_id, location.rstrip("/") + "/", fill_hint)
+    base = location.rstrip("/") + "/"
+    partial = local.with_name(f".{local.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    log.info("copying %s (%d files) from the model cache %s to %s", model_id, len(objects), location, local)
+    for obj in tqdm(objects, desc=f"fetch {model_id}", unit="file"):
+        storage.get_file(obj.uri, partial / obj.uri[len(base) :])
+    try:
+        partial.rename(local)
+    except OSError:  # another process finished the same copy first
+        shutil.rmtree(partial, ignore_errors=True)
+        if not local.is_dir():
+            raise
+    return local

@@ -1,0 +1,153 @@
+"""CLIP models from open_clip, wrapped with their preprocessing and tokenizer.
+
+Real models load open_clip pretrained tags (``RN50``/``openai`` as in the paper) from the hub or from a
+model cache file ``<cache>/open_clip/<arch>-<pretrained>.pt``. ``tiny-clip`` is an open_clip CLIP with a
+small ModifiedResNet image tower (32 px) and a 2-layer text tower, random weights from a seed, and
+open_clip's offline tokenizer.
+
+Example::
+
+    clip = load_clip("rn50", device="cuda")
+    image_features = clip.encode_image(torch.stack([clip.preprocess(im) for im in images]))  # (B, D)
+    text_features = clip.encode_text(clip.tokenizer(["a photo of a fox."]))  # (T, D)
+    logits = clip.logit_scale * image_features @ text_features.T  # (B, T)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from synk8s.models.cache import cached_file
+from synk8s.models.registry import ClipInfo, get_clip_info
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+TINY_IMAGE_SIZE = 32  # pixels
+_TINY_EMBED_DIM = 32
+_TINY_VISION_CFG = {"image_size": TINY_IMAGE_SIZE, "layers": (1, 1, 1, 1), "width": 16}
+_TINY_TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
+
+
+@dataclass(frozen=True)
+class ClipBundle:
+    """A frozen CLIP model with everything needed to encode images and texts.
+
+    Attributes:
+        model: the open_clip model, in eval mode with ``requires_grad`` off.
+        preprocess: eval transform from a PIL image to a ``(3, image_size, image_size)`` float tensor.
+        tokenizer: maps a list of strings to a ``(T, context_length)`` LongTensor.
+        logit_scale: the learned temperature, already exponentiated (about 100 for OpenAI CLIP).
+        identity: ``<arch>/<pretrained>`` for provenance; tiny models add their weight seed.
+        image_size: side of the square input image in pixels.
+        device: the device the model lives on; inputs are moved there.
+    """
+
+    model: torch.nn.Module
+    preprocess: Callable[[Any], torch.Tensor]
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    logit_scale: float
+    identity: str
+    image_size: int
+    device: str
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features: ``(B, 3, H, W)`` preprocessed images to ``(B, D)`` float32."""
+        import torch
+
+        dtype = next(self.model.parameters()).dtype
+        with torch.no_grad():
+            features = self.model.encode_image(images.to(self.device, dtype), normalize=True)
+        return features.float()
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """L2-normalised text features: ``(T, context_length)`` token ids to ``(T, D)`` float32."""
+        import torch
+
+        with torch.no_grad():
+            features = self.model.encode_text(tokens.to(self.device), normalize=True)
+        return features.float()
+
+
+def load_clip(name: str, *, device: str = "cpu", cache: str | None = None, seed: int = 0) -> ClipBundle:
+    """Load a CLIP model by registry name, frozen and in eval mode, in float32.
+
+    Args:
+        name: a key of ``CLIPS`` (``rn50``, ``vit-b-16``, ``tiny-clip``).
+        device: torch device. Default ``cpu``.
+        cache: None to download the pretrained tag, or a model cache folder / ``s3://`` prefix holding
+            ``open_clip/<arch>-<pretrained>.pt``.
+        seed: seed of the random weights of ``tiny-clip``; ignored for real models.
+
+    Raises:
+        UsageError: unknown ``name``.
+        MissingDataError: ``cache`` lacks the weights file.
+    """
+    info = get_clip_info(name)
+    if info.tiny:
+        model, preprocess, tokenizer = _tiny_clip(seed)
+        identity = f"{info.arch}/{info.pretrained}-seed-{seed}"
+    else:
+        model, preprocess, tokenizer = _pretrained_clip(info, device, cache)
+        identity = f"{info.arch}/{info.pretrained}"
+    model = model.to(device).eval().requires_grad_(False)
+    size = model.visual.image_size
+    image_size = size if isinstance(size, int) else size[0]
+    log.info("CLIP %s on %s", identity, device)
+    return ClipBundle(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        logit_scale=float(model.logit_scale.exp()),
+        identity=identity,
+        image_size=image_size,
+        device=device,
+    )
+
+
+def _pretrained_clip(info: ClipInfo, device: str, cache: str | None) -> tuple[Any, Any, Any]:
+    """Create an open_clip model with the tag's weights and preprocessing, from the hub or a cache."""
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(info.arch, info.pretrained)
+    # OpenAI weights were trained with QuickGELU; the plain architecture configs use GELU.
+    quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    if cache is None:
+        weights = info.pretrained
+    else:
+        relative = f"open_clip/{info.arch}-{info.pretrained}.pt"
+        hint = (
+            f"torch.save(open_clip.create_model({info.arch!r}, pretrained={info.pretrained!r}).state_dict(), "
+            "'{path}')"
+        )
+        weights = str(cached_file(cache, relative, f"{info.arch}/{info.pretrained}", hint))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        info.arch,
+        pretrained=weights,
+        device=device,
+        force_quick_gelu=quick_gelu,
+        image_mean=tag_cfg.get("mean"),
+        image_std=tag_cfg.get("std"),
+        image_interpolation=tag_cfg.get("interpolation"),
+        image_resize_mode=tag_cfg.get("resize_mode"),
+    )
+    return model, preprocess, open_clip.get_tokenizer(info.arch)
+
+
+def _tiny_clip(seed: int) -> tuple[Any, Any, Any]:
+    """A small random-weight open_clip CLIP (32 px ModifiedResNet, 2-layer text tower, 32-d embeddings)."""
+    import torch
+    from open_clip.model import CLIP
+    from open_clip.tokenizer import SimpleTokenizer
+    from open_clip.transform import image_transform
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(embed_dim=_TINY_EMBED_DIM, vision_cfg=dict(_TINY_VISION_CFG), text_cfg=dict(_TINY_TEXT_CFG))
+    preprocess = image_transform(TINY_IMAGE_SIZE, is_train=False)
+    return model, preprocess, SimpleTokenizer(context_length=_TINY_TEXT_CFG["context_length"])

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# GPU image for synk8s pipeline components: synk8s + kfp on the CUDA 13.0 runtime, with torch
+# 2.14.1 / torchvision 0.29.1 (their default PyPI wheels are built for CUDA 13.0; nodes need an
+# NVIDIA driver that supports CUDA 13). Runs as the non-root user synk8s (uid 1000).
+#
+# Build from the repository root; SYNK8S_VERSION must equal synk8s.__version__:
+#   docker buildx build -f Dockerfiles/gpu.Dockerfile --build-arg SYNK8S_VERSION=0.1.0 \
+#     -t REGISTRY/synk8s-gpu:0.1.0 --push .
+
+ARG SYNK8S_VERSION=0.1.0
+
+FROM python:3.11.13-slim-bookworm AS builder
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY synk8s ./synk8s
+COPY components ./components
+COPY pipelines ./pipelines
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM nvidia/cuda:13.0.1-runtime-ubuntu22.04
+ARG SYNK8S_VERSION
+LABEL org.opencontainers.image.title="synk8s-gpu" \
+      org.opencontainers.image.description="synk8s pipeline components with CUDA torch" \
+      org.opencontainers.image.version="${SYNK8S_VERSION}"
+
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1
+RUN python3.11 -m venv /opt/venv \
+    && pip install pip==25.2 \
+    && pip install torch==2.14.1 torchvision==0.29.1
+
+COPY --from=builder /wheels /tmp/wheels
+RUN pip install "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
+    && rm -rf /tmp/wheels \
+    && python -c "import kfp, synk8s, torch; assert synk8s.__version__ == '${SYNK8S_VERSION}'; assert torch.__version__.startswith('2.14.1')"
+
+# A numeric USER lets the kubelet verify runAsNonRoot.
+RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin synk8s
+ENV HF_HOME=/home/synk8s/.cache/huggingface \
+    TORCH_HOME=/home/synk8s/.cache/torch \
+    XDG_CACHE_HOME=/home/synk8s/.cache
+USER 1000:1000
+WORKDIR /home/synk8s

@@ -1,0 +1,80 @@
+"""The GitHub Actions workflows: triggers, secret handling and the commands they run."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.timeout(30)
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+SUBMIT = (
+    "synk8s submit zeroshot --dataset cifar100 --profile paper --store s3://synk8s/reproducibility "
+    '--host "$KFP_HOST" '
+    '--experiment reproducibility --run-name "repro-${GITHUB_REF_NAME}-${GITHUB_RUN_ID}" --wait'
+)
+
+
+def load(name):
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    # PyYAML reads the bare key `on` as the boolean True.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def steps(workflow):
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def _runs(workflow):
+    return [" ".join(step["run"].split()) for step in steps(workflow) if "run" in step]
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "reproduce.yml"])
+def test_secrets_appear_only_as_expressions(name):
+    # Secrets reach steps only as environment variables (`NAME: ${{ secrets.NAME }}`), never
+    # spliced into a script or a condition.
+    lines = [line for line in (WORKFLOWS / name).read_text().splitlines() if "secrets." in line]
+    for line in lines:
+        assert re.fullmatch(r"\s*[A-Z_]+: \$\{\{ secrets\.[A-Z_]+ \}\}", line), f"{name}: {line.strip()}"
+    for job in load(name)["jobs"].values():
+        conditions = [job.get("if", "")] + [step.get("if", "") for step in job.get("steps", [])]
+        assert not any("secrets." in condition for condition in conditions)  # not allowed in `if:`
+
+
+def test_ci_runs_the_suite_on_push_and_pull_request():
+    workflow = load("ci.yml")
+    assert set(workflow["on"]) == {"push", "pull_request"}
+    uses = [step.get("uses", "") for step in steps(workflow)]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    (setup,) = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/setup-python@")]
+    assert setup["with"]["python-version"] == "3.11"
+    assert _runs(workflow) == ["bash .ci/run"]
+    assert workflow["permissions"] == {"contents": "read"}
+
+
+def test_reproduce_runs_weekly_and_on_version_tags():
+    triggers = load("reproduce.yml")["on"]
+    (schedule,) = triggers["schedule"]
+    minute, hour, day, month, weekday = schedule["cron"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit()  # once a week
+    assert triggers["push"]["tags"] == ["v*"]
+
+
+def test_reproduce_skips_with_a_notice_without_kfp_host():
+    workflow = load("reproduce.yml")
+    gate = workflow["jobs"]["gate"]
+    (step,) = gate["steps"]
+    assert step["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
+    assert "::notice" in step["run"] and "enabled=false" in step["run"]
+    run_job = workflow["jobs"]["zeroshot-cifar100"]
+    assert run_job["needs"] == "gate"
+    assert run_job["if"] == "needs.gate.outputs.enabled == 'true'"
+    assert run_job["env"] == {"KFP_HOST": "${{ secrets.KFP_HOST }}", "KFP_TOKEN": "${{ secrets.KFP_TOKEN }}"}
+
+
+def test_reproduce_installs_synk8s_and_submits_the_paper_run():
+    runs = _runs(load("reproduce.yml"))
+    assert any("python -m pip install ." in run for run in runs)
+    assert SUBMIT in runs

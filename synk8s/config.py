@@ -39,6 +39,14 @@ class DatasetConfig(_Section):
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
     standin_per_class: int = Field(ge=1, description="stand-in images per class and split")
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from synk8s import datasets
+
+        datasets.get(value)
+        return value
+
     def resolved_root(self) -> str:
         """The data folder with ``{name}`` filled in."""
         return self.root.replace("{name}", self.name)

@@ -60,11 +60,12 @@ def _root(
 
 
 def _register() -> None:
-    from synk8s.cli import cluster, config_cmd, stage, store
+    from synk8s.cli import cluster, config_cmd, datasets, stage, store
 
     app.add_typer(config_cmd.app, name="config", help="Show resolved experiment configs.")
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")
+    app.add_typer(datasets.app, name="datasets", help="List the supported datasets and where their files go.")
     app.add_typer(stage.app, name="stage", help="Run one stage of the zero-shot method alone.")
 
 

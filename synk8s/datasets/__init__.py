@@ -1,0 +1,28 @@
+"""Evaluation datasets: registry (class names, prompt templates, splits), loaders and stand-ins.
+
+Examples::
+
+    from synk8s import datasets
+    datasets.get("cifar100").num_classes                       # 100
+    data = datasets.load("cifar100", "test", "/data")          # (PIL RGB image, label) pairs
+    datasets.write_standin("cifar100", "/tmp/data", per_class=4)  # small drawn stand-in, same format
+"""
+
+from synk8s.datasets.detection import DetectionData, load_detection
+from synk8s.datasets.loaders import ClassificationData, load
+from synk8s.datasets.registry import DatasetInfo, all, get, names
+from synk8s.datasets.standin import MARKER, is_standin, write_standin
+
+__all__ = [
+    "MARKER",
+    "ClassificationData",
+    "DatasetInfo",
+    "DetectionData",
+    "all",
+    "get",
+    "is_standin",
+    "load",
+    "load_detection",
+    "names",
+    "write_standin",
+]

@@ -79,3 +79,8 @@ def test_digest_ignores_where_the_run_executes():
     moved = config.with_overrides(cfg, ["store.root=s3://bucket/x", "cluster.host=http://kfp"])
     assert moved.digest() == cfg.digest()
     assert config.with_overrides(cfg, ["seed=1"]).digest() != cfg.digest()
+
+
+def test_unknown_dataset_is_rejected_with_the_choices():
+    with pytest.raises(UsageError, match="unknown dataset 'cifar1000'; choose one of: .*cifar100"):
+        config.load("tiny", ["dataset.name=cifar1000"])

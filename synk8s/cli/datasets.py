@@ -1,0 +1,47 @@
+"""``synk8s datasets``: the evaluation datasets, their classes, prompt templates and data layout.
+
+Examples::
+
+    synk8s datasets list
+    synk8s datasets show cifar100
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synk8s import datasets
+
+app = typer.Typer(help="List the evaluation datasets and show one.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_datasets() -> None:
+    """One row per dataset: name, task, kind, number of classes and of prompt templates."""
+    table = Table(title="synk8s datasets")
+    table.add_column("name", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("classes", justify="right")
+    table.add_column("templates", justify="right")
+    for info in datasets.all():
+        table.add_row(info.name, info.task, info.kind, str(info.num_classes), str(len(info.templates)))
+    Console().print(table)
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Dataset name, see `synk8s datasets list`.")) -> None:
+    """Class names, prompt templates, splits and where the data files are expected."""
+    info = datasets.get(name)
+    console = Console(soft_wrap=True, highlight=False)
+    console.print(f"[bold]{info.name}[/]: {info.title} ({info.task}, {info.kind})")
+    console.print(f"splits: {', '.join(info.splits)} (results on {info.test_split})")
+    console.print(f"torchvision class: {info.torchvision_class or '-'}")
+    console.print(f"data: {info.data_layout}", markup=False)
+    console.print(f"\n[bold]classes ({info.num_classes})[/]")
+    console.print("; ".join(f"{i}:{c}" for i, c in enumerate(info.classes)), markup=False)
+    console.print(f"\n[bold]templates ({len(info.templates)})[/]")
+    for template in info.templates:
+        console.print(f"  {template}", markup=False)

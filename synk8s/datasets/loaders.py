@@ -1,0 +1,149 @@
+"""Load a split of a real (or stand-in) classification dataset from its own on-disk format.
+
+``load("cifar100", "test", "/data")`` returns a :class:`ClassificationData`: a light sequence of
+``(PIL RGB image, label)`` pairs with the labels up front and an ``ident`` that names the split's
+contents (for cache keys). Which files go where is in each registry entry's ``data_layout``; the
+format readers live in :mod:`synk8s.datasets.readers`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from synk8s.datasets import readers
+from synk8s.datasets.registry import CLASSIFICATION, DatasetInfo, get
+from synk8s.errors import MissingDataError, UsageError
+
+_READERS: dict[str, Callable[[DatasetInfo, str, Path], readers.SplitFiles]] = {
+    "cifar10": readers.cifar,
+    "cifar100": readers.cifar,
+    "caltech101": readers.caltech101,
+    "caltech256": readers.caltech256,
+    "imagenet": readers.image_folder,
+    "sun397": readers.sun397,
+    "fgvc_aircraft": readers.fgvc_aircraft,
+    "birdsnap": readers.birdsnap,
+    "stanford_cars": readers.stanford_cars,
+    "cub200": readers.cub200,
+    "flowers102": readers.flowers102,
+    "food101": readers.food101,
+    "oxford_pets": readers.oxford_pets,
+    "dtd": readers.dtd,
+    "eurosat": readers.eurosat,
+    "imagenet_sketch": readers.image_folder,
+    "imagenet_r": readers.image_folder,
+}
+
+
+class _PathImages:
+    """Opens image ``i`` from a list of files (picklable, so DataLoader workers can use it)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __call__(self, i: int) -> Image.Image:
+        with Image.open(self.paths[i]) as image:
+            return image.convert("RGB")
+
+
+class _ArrayImages:
+    """Serves image ``i`` from an in-memory uint8 array of shape (N, H, W, 3)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __call__(self, i: int) -> Image.Image:
+        return Image.fromarray(self.array[i])
+
+
+class ClassificationData(Sequence):
+    """One split of a classification dataset: ``data[i] -> (PIL RGB image, label)``.
+
+    Attributes:
+        info: The registry entry.
+        split: The split name.
+        labels: Label of every sample, in order (ints in ``[0, info.num_classes)``).
+    """
+
+    def __init__(self, info: DatasetInfo, split: str, root: Path, files: readers.SplitFiles):
+        self.info = info
+        self.split = split
+        self.labels: list[int] = list(files.labels)
+        self._root = root
+        self._ident_files = files.ident_files
+        if files.array is not None:
+            self._images: Callable[[int], Image.Image] = _ArrayImages(files.array)
+        else:
+            self._images = _PathImages(files.ident_files)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Human-readable class names in label order."""
+        return self.info.classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:  # type: ignore[override]
+        if not -len(self.labels) <= i < len(self.labels):
+            raise IndexError(f"index {i} out of range for {len(self.labels)} samples")
+        i %= len(self.labels)
+        return self._images(i), self.labels[i]
+
+    @functools.cached_property
+    def ident(self) -> str:
+        """sha256 (hex) over the dataset name, split, files (relative path and size) and labels.
+
+        Stable across machines and data roots; changes when any file is added, removed, resized
+        or relabelled. Computed on first use (one ``stat`` per file).
+        """
+        digest = hashlib.sha256(f"{self.info.name}\n{self.split}\n".encode())
+        for path in self._ident_files:
+            rel = Path(path).relative_to(self._root).as_posix()
+            digest.update(f"{rel}\t{os.path.getsize(path)}\n".encode())
+        digest.update(",".join(map(str, self.labels)).encode())
+        return digest.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"ClassificationData({self.info.name!r}, split={self.split!r}, n={len(self)})"
+
+
+def check_split(info: DatasetInfo, split: str, task: str) -> None:
+    """Raise ``UsageError`` if ``info`` is not a ``task`` dataset or has no split ``split``."""
+    if info.task != task:
+        other = "load_detection" if info.task != CLASSIFICATION else "load"
+        raise UsageError(f"{info.name} is a {info.task} dataset: use synk8s.datasets.{other}")
+    if split not in info.splits:
+        raise UsageError(f"{info.name} has no split {split!r}; choose one of: {', '.join(info.splits)}")
+
+
+def load(name: str, split: str, root: str | os.PathLike) -> ClassificationData:
+    """Load one split of a classification dataset from its own on-disk format.
+
+    Args:
+        name: Registry name, e.g. ``"cifar100"``.
+        split: One of ``get(name).splits``.
+        root: Data root; the dataset lives under ``root / get(name).base_dir``.
+
+    Raises:
+        UsageError: Unknown dataset or split, or a detection dataset.
+        MissingDataError: The split's files are not under ``root``, or do not match the registry.
+    """
+    info = get(name)
+    check_split(info, split, CLASSIFICATION)
+    root_path = Path(root).expanduser().absolute()
+    try:
+        files = _READERS[name](info, split, root_path)
+    except (RuntimeError, OSError, KeyError, ValueError) as error:  # torchvision's parsers on bad files
+        raise MissingDataError(
+            f"{name} {split} split under {root_path / info.base_dir} could not be read ({error}); "
+            f"expected {info.data_layout}"
+        ) from error
+    return ClassificationData(info, split, root_path, files)

@@ -178,12 +178,8 @@ def test_standin_never_overwrites_real_data(root):
     assert real.is_dir() and not datasets.is_standin(root)
 
 
-def test_cifar100_standin_is_fast(root):
-    import time
-
-    start = time.perf_counter()
+def test_cifar100_standin_counts(root):
     counts = datasets.write_standin("cifar100", root, per_class=4)
-    assert time.perf_counter() - start < 2.0
     assert counts == {"train": 400, "test": 400}
 
 

@@ -1,6 +1,5 @@
 """Model registries and loaders, exercised with the tiny random-weight models (offline, CPU)."""
 
-import time
 
 import numpy as np
 import pytest
@@ -118,7 +117,7 @@ def test_tiny_img2img_keeps_size():
 # ----------------------------------------------------------------------------- CLIP
 
 
-def test_tiny_clip_encodes_normalised_features_fast_and_deterministically():
+def test_tiny_clip_encodes_normalised_features_deterministically():
     clip = models.load_clip("tiny-clip", seed=0)
     assert clip.image_size == 32
     assert clip.identity == "tiny-rn/random-seed-0"
@@ -127,11 +126,8 @@ def test_tiny_clip_encodes_normalised_features_fast_and_deterministically():
     images = [Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)) for _ in range(64)]
     batch = torch.stack([clip.preprocess(im) for im in images])  # (64, 3, 32, 32)
     assert batch.shape == (64, 3, 32, 32)
-    start = time.perf_counter()
     image_features = clip.encode_image(batch)
-    elapsed = time.perf_counter() - start
     text_features = clip.encode_text(clip.tokenizer(PROMPTS))
-    assert elapsed < 1.0
     assert image_features.shape == (64, 32) and text_features.shape == (2, 32)
     assert torch.allclose(image_features.norm(dim=-1), torch.ones(64), atol=1e-5)
     assert torch.allclose(text_features.norm(dim=-1), torch.ones(2), atol=1e-5)
@@ -144,11 +140,9 @@ def test_tiny_clip_encodes_normalised_features_fast_and_deterministically():
 # ----------------------------------------------------------------------------- language enhancement
 
 
-def test_tiny_t5_samples_fast_and_reproducibly():
+def test_tiny_t5_samples_reproducibly():
     model, tokenizer = models.load_le("tiny-t5", seed=0)
-    start = time.perf_counter()
     out = _sample(model, tokenizer)
-    assert time.perf_counter() - start < 1.0
     assert out.shape[0] == 8 and out.shape[1] <= 25
     texts = tokenizer.batch_decode(out, skip_special_tokens=True)
     assert len(texts) == 8 and all(isinstance(t, str) for t in texts)

@@ -1,0 +1,407 @@
+"""Features stage: CLIP image features of the synthetic and real images, cached, plus the text head.
+
+Every image set is encoded once per CLIP model, preprocessing and data, and kept in the feature
+cache ``<store.root>/cache/features/<key>.safetensors`` (tensors ``features`` (N, D) float32,
+L2-normalised, and ``labels`` (N,) int64) with ``<key>.json`` beside it (what went into the key,
+and the sample keys). The key is the SHA-256 of the CLIP identity, the preprocessing, the compute
+precision and the data identity (the tar SHA-256s of a generation output, or the dataset's own
+identity), so a changed model or changed images never read stale features.
+
+    cfg = config.load("tiny")
+    result = features.run(cfg, images="runs/x/images", out="runs/x/features")
+
+Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <cache URI>}``),
+``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
+``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from synk8s import datasets, storage
+from synk8s.config import ExperimentConfig
+from synk8s.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from synk8s.models.clip import ClipBundle
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIR = ("cache", "features")
+
+
+class FeaturesResult(BaseModel):
+    """What :func:`run` wrote.
+
+    Attributes:
+        features: URI of ``features.json`` (feature set name -> cache URI).
+        text_head: URI of ``text_head.safetensors``.
+        manifest: URI of ``manifest.json``.
+        synthetic: synthetic images encoded (or read from the cache).
+        test: real test images encoded (or read from the cache).
+        dim: feature dimension D.
+        cache_hits: feature sets read from the cache instead of encoded.
+        seconds: wall-clock time of the stage.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    features: str
+    text_head: str
+    manifest: str
+    synthetic: int
+    test: int
+    dim: int
+    cache_hits: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """CLIP features of one image set, as stored in the feature cache.
+
+    Attributes:
+        features: (N, D) float32 L2-normalised image features, in data order.
+        labels: (N,) int64 class indices.
+        uri: the cache object ``<key>.safetensors``.
+        key: the cache key (hex SHA-256).
+        sample_keys: WebDataset keys of synthetic images in order; empty for real data.
+        from_cache: True when read from the cache, False when encoded by this call.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    uri: str
+    key: str
+    sample_keys: tuple[str, ...]
+    from_cache: bool
+
+
+# ----------------------------------------------------------------------------- cache keys
+
+
+def describe_preprocess(transform: Any) -> str:
+    """A stable text description of an image transform (its repr without memory addresses)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """Hex SHA-256 of the canonical JSON of ``parts``; any changed part changes the key."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def key_parts(bundle: ClipBundle, precision: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What a feature cache key is made of.
+
+    Args:
+        bundle: the CLIP model (its identity and preprocessing go into the key).
+        precision: compute precision, e.g. ``float32`` or ``float16`` (autocast on CUDA).
+        data: identity of the images, e.g. ``{"kind": "synthetic", "tars": [sha256, ...]}``.
+    """
+    return {
+        "clip": bundle.identity,
+        "preprocess": describe_preprocess(bundle.preprocess),
+        "precision": precision,
+        "data": data,
+    }
+
+
+def cache_uri(cfg: ExperimentConfig, key: str, suffix: str) -> str:
+    """``<store.root>/cache/features/<key><suffix>``."""
+    return storage.join(cfg.store.root, *CACHE_DIR, f"{key}{suffix}")
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def feature_device(cfg: ExperimentConfig) -> str:
+    """The device the image encoder runs on: ``cfg.device``, with ``auto`` resolved."""
+    from synk8s.models import auto_device
+
+    return auto_device() if cfg.device == "auto" else cfg.device
+
+
+def compute_dtype(cfg: ExperimentConfig, device: str) -> torch.dtype:
+    """Autocast dtype of the image encoder: half precision on CUDA by default, float32 on CPU.
+
+    Raises:
+        UsageError: ``features.dtype`` asks for half precision on a CPU device.
+    """
+    import torch
+
+    from synk8s.models import resolve_dtype
+
+    dtype = resolve_dtype(cfg.features.dtype, device)
+    if dtype != torch.float32 and not device.startswith("cuda"):
+        raise UsageError(
+            f"features.dtype={cfg.features.dtype} needs a CUDA device, got device {device}; "
+            "set features.dtype=auto or float32"
+        )
+    return dtype
+
+
+def encode_images(
+    bundle: ClipBundle,
+    images: Iterable[Image.Image],
+    *,
+    batch_size: int,
+    dtype: torch.dtype,
+    total: int | None = None,
+    desc: str = "encode",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Encode PIL images with the CLIP image tower, in batches.
+
+    Args:
+        bundle: the CLIP model.
+        images: PIL images in order (a stream is fine).
+        batch_size: images per forward pass.
+        dtype: ``torch.float32``, or a half dtype used through autocast (CUDA only).
+        total: number of images, for the progress bar's ETA; optional.
+        desc: progress bar label.
+        progress: show a tqdm progress bar (images/s, ETA).
+
+    Returns:
+        (N, D) float32 CPU tensor of L2-normalised features.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    half = dtype != torch.float32
+    device_type = "cuda" if bundle.device.startswith("cuda") else "cpu"
+    chunks: list[torch.Tensor] = []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        pixels = torch.stack(batch)  # (B, 3, H, W)
+        with torch.autocast(device_type, dtype=dtype, enabled=half):
+            chunks.append(F.normalize(bundle.encode_image(pixels).float(), dim=-1).cpu())  # (B, D)
+        bar.update(len(batch))
+        batch.clear()
+
+    with torch.inference_mode(), tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for image in images:
+            batch.append(bundle.preprocess(image))
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    if not chunks:
+        raise ValueError(f"{desc}: no images to encode")
+    return torch.cat(chunks)  # (N, D)
+
+
+# ----------------------------------------------------------------------------- cached feature sets
+
+
+def _read_cached(uri: str, key: str) -> FeatureSet:
+    from safetensors.torch import load
+
+    tensors = load(storage.get_bytes(uri))
+    info = storage.get_json(uri.removesuffix(".safetensors") + ".json")
+    return FeatureSet(
+        features=tensors["features"],
+        labels=tensors["labels"],
+        uri=uri,
+        key=key,
+        sample_keys=tuple(info["sample_keys"]),
+        from_cache=True,
+    )
+
+
+def _cached_or_encode(
+    cfg: ExperimentConfig,
+    bundle: ClipBundle,
+    data: dict[str, Any],
+    samples: Callable[[], Iterable[tuple[str | None, Image.Image, int]]],
+    *,
+    total: int,
+    desc: str,
+    progress: bool,
+) -> FeatureSet:
+    """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label))."""
+    import torch
+    from safetensors.torch import save
+
+    device = bundle.device
+    dtype = compute_dtype(cfg, device)
+    parts = key_parts(bundle, str(dtype).removeprefix("torch."), data)
+    key = cache_key(parts)
+    uri = cache_uri(cfg, key, ".safetensors")
+    if storage.exists(uri):
+        logger.info("%s: feature cache hit %s", desc, uri)
+        return _read_cached(uri, key)
+
+    sample_keys: list[str] = []
+    labels: list[int] = []
+
+    def images() -> Iterable[Image.Image]:
+        for sample_key, image, label in samples():
+            if sample_key is not None:
+                sample_keys.append(sample_key)
+            labels.append(label)
+            yield image
+
+    feats = encode_images(
+        bundle, images(), batch_size=cfg.features.batch_size, dtype=dtype, total=total, desc=desc, progress=progress
+    )
+    label_tensor = torch.tensor(labels, dtype=torch.int64)  # (N,)
+    # The JSON goes first: a visible .safetensors object means the entry is complete.
+    entry = {"key": key, "parts": parts, "count": len(labels), "sample_keys": sample_keys}
+    storage.put_json(cache_uri(cfg, key, ".json"), entry)
+    # One metadata entry only: safetensors writes several in a random order, and the bytes must not vary.
+    storage.put_bytes(uri, save({"features": feats, "labels": label_tensor}, metadata={"key": key}))
+    logger.info("%s: encoded %d images into %s", desc, len(labels), uri)
+    return FeatureSet(feats, label_tensor, uri, key, tuple(sample_keys), from_cache=False)
+
+
+def load_clip_for(cfg: ExperimentConfig) -> ClipBundle:
+    """The run's CLIP model (``models.clip``) on the run's device, weights seeded by ``cfg.seed``."""
+    from synk8s.models import load_clip
+
+    return load_clip(cfg.models.clip, device=feature_device(cfg), cache=cfg.models.cache, seed=cfg.seed)
+
+
+def synthetic_features(
+    cfg: ExperimentConfig, images: str, *, bundle: ClipBundle | None = None, progress: bool = True
+) -> FeatureSet:
+    """CLIP features of every generated image, in manifest order, from the cache or freshly encoded.
+
+    Args:
+        cfg: the run's config (CLIP model, device, ``features`` settings, store root for the cache).
+        images: the generate stage's output folder (with its collected ``manifest.json``).
+        bundle: an already loaded CLIP model to reuse; loaded from ``cfg`` when None.
+        progress: show a progress bar while encoding.
+
+    Raises:
+        MissingDataError: ``images`` has no collected generation output.
+    """
+    from synk8s.shards import iter_samples, manifest_tars
+
+    tars = manifest_tars(images)
+    data = {"kind": "synthetic", "tars": [t.sha256 for t in tars]}
+
+    def samples() -> Iterable[tuple[str, Image.Image, int]]:
+        for key, image, meta in iter_samples(images):
+            yield key, image, int(meta["class_index"])
+
+    clip = bundle or load_clip_for(cfg)
+    total = sum(t.count for t in tars)
+    return _cached_or_encode(cfg, clip, data, samples, total=total, desc="synthetic features", progress=progress)
+
+
+def real_features(
+    cfg: ExperimentConfig, split: str, *, bundle: ClipBundle | None = None, progress: bool = True
+) -> FeatureSet:
+    """CLIP features of a real dataset split, from the cache or freshly encoded.
+
+    The dataset stand-in is written first when ``dataset.standin`` is on and the data is absent
+    (see :func:`synk8s.realdata.ensure_dataset`).
+
+    Args:
+        cfg: the run's config (dataset, CLIP model, device, store root for the cache).
+        split: a split of the dataset, e.g. its ``test_split``.
+        bundle: an already loaded CLIP model to reuse; loaded from ``cfg`` when None.
+        progress: show a progress bar while encoding.
+
+    Raises:
+        MissingDataError: the dataset files are absent and no stand-in is configured.
+    """
+    from synk8s.realdata import ensure_dataset
+
+    root = ensure_dataset(cfg)
+    data_set = datasets.load(cfg.dataset.name, split, root)
+    data = {"kind": "real", "dataset": cfg.dataset.name, "split": split, "ident": data_set.ident}
+
+    def samples() -> Iterable[tuple[None, Image.Image, int]]:
+        for image, label in data_set:
+            yield None, image, int(label)
+
+    clip = bundle or load_clip_for(cfg)
+    return _cached_or_encode(
+        cfg, clip, data, samples, total=len(data_set), desc=f"{split} features", progress=progress
+    )
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> FeaturesResult:
+    """Encode the synthetic and real test images (through the cache) and write the text head.
+
+    Args:
+        cfg: the run's config.
+        images: the generate stage's output folder.
+        out: this stage's output folder URI.
+        progress: show progress bars.
+
+    Raises:
+        MissingDataError: no generation output in ``images``, or no real data and no stand-in.
+    """
+    from safetensors.torch import save
+
+    from synk8s.stages.manifest import write_manifest
+    from synk8s.zeroshot import text_head
+
+    start = time.monotonic()
+    info = datasets.get(cfg.dataset.name)
+    bundle = load_clip_for(cfg)
+
+    # 1. Feature sets, each through the cache.
+    sets = {
+        "synthetic": synthetic_features(cfg, images, bundle=bundle, progress=progress),
+        "test": real_features(cfg, info.test_split, bundle=bundle, progress=progress),
+    }
+    listing_uri = storage.join(out, "features.json")
+    storage.put_json(listing_uri, {name: fs.uri for name, fs in sets.items()})
+
+    # 2. Zero-shot head, ready to use as a linear layer on the features.
+    weight = bundle.logit_scale * text_head(bundle, info.classes, info.templates)  # (K, D)
+    head_uri = storage.join(out, "text_head.safetensors")
+    storage.put_bytes(
+        head_uri,
+        save(
+            {"weight": weight.contiguous(), "bias": weight.new_zeros(weight.shape[0])},
+            metadata={"clip": bundle.identity},
+        ),
+    )
+
+    dim = int(weight.shape[1])
+    hits = sum(fs.from_cache for fs in sets.values())
+    seconds = time.monotonic() - start
+    manifest = write_manifest(
+        out,
+        "features",
+        cfg,
+        counts={"synthetic": len(sets["synthetic"].labels), "test": len(sets["test"].labels), "cache_hits": hits},
+        inputs={"images": images},
+        clip=bundle.identity,
+        feature_sets={name: {"uri": fs.uri, "key": fs.key} for name, fs in sets.items()},
+        standin=datasets.is_standin(cfg.dataset.resolved_root()),
+        seconds=seconds,
+    )
+    return FeaturesResult(
+        features=listing_uri,
+        text_head=head_uri,
+        manifest=manifest,
+        synthetic=len(sets["synthetic"].labels),
+        test=len(sets["test"].labels),
+        dim=dim,
+        cache_hits=hits,
+        seconds=seconds,
+    )

@@ -1,0 +1,51 @@
+"""Kubeflow pipelines assembled from the stage components (installed as ``synk8s.pipelines``).
+
+    build("zeroshot", cfg)                       # the @dsl.pipeline function
+    compile_pipeline("zeroshot", cfg, "z.yaml")  # the YAML that Kubeflow Pipelines runs
+
+The compiled paper-profile pipelines are kept under ``pipelines/compiled/`` (see :func:`compiled_path`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from synk8s.errors import UsageError
+
+if TYPE_CHECKING:
+    from synk8s.config import ExperimentConfig
+
+PIPELINES = ("zeroshot",)
+
+
+def build(name: str, cfg: ExperimentConfig, **options: Any):
+    """The ``@dsl.pipeline`` function of pipeline ``name`` for ``cfg``.
+
+    Args:
+        name: one of :data:`PIPELINES`.
+        cfg: the resolved config.
+        **options: keyword options of the pipeline's ``build_pipeline`` (e.g. ``retry=False``).
+
+    Raises:
+        UsageError: unknown pipeline name.
+    """
+    if name not in PIPELINES:
+        raise UsageError(f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}")
+    module = importlib.import_module(f"synk8s.pipelines.{name}")
+    return module.build_pipeline(cfg, **options)
+
+
+def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:
+    """Compile pipeline ``name`` for ``cfg`` to the YAML file ``path``; returns the path."""
+    from kfp import compiler
+
+    path = Path(path)
+    compiler.Compiler().compile(pipeline_func=build(name, cfg), package_path=str(path))
+    return path
+
+
+def compiled_path(name: str) -> Path:
+    """Where the compiled paper-profile YAML of pipeline ``name`` is kept in the repository."""
+    return Path(__file__).resolve().parent / "compiled" / f"{name}.yaml"

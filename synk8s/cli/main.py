@@ -60,8 +60,9 @@ def _root(
 
 
 def _register() -> None:
-    from synk8s.cli import cluster, config_cmd, datasets, stage, store
+    from synk8s.cli import cluster, config_cmd, datasets, kfp_cmds, stage, store
 
+    kfp_cmds.register(app)
     app.add_typer(config_cmd.app, name="config", help="Show resolved experiment configs.")
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")

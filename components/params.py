@@ -1,0 +1,101 @@
+"""Pipeline parameters <-> experiment config: one mapping for the cluster and the local runner.
+
+A pipeline run is described by a handful of flat parameters (what the Kubeflow UI shows and
+``synk8s submit`` passes) plus ``overrides``, a JSON list of ``key.path=value`` strings for every
+other field. The ``plan`` task turns them back into the config inside the cluster; ``synk8s submit
+--local`` uses the same functions on the laptop, so both paths resolve a run identically::
+
+    args = pipeline_arguments(cfg)                 # {"profile": "tiny", "dataset": "cifar100", ...}
+    config_from_arguments(**args) == cfg           # True for every cfg
+
+Only the standard library is imported at module level; synk8s.config is imported when needed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synk8s.config import ExperimentConfig
+
+# Pipeline parameter -> the config key it sets (besides ``profile`` and ``overrides``).
+NAMED_PARAMS: dict[str, str] = {
+    "dataset": "dataset.name",
+    "images_per_class": "generate.images_per_class",
+    "num_shards": "generate.num_shards",
+    "generator": "models.generator",
+    "seed": "seed",
+    "store_root": "store.root",
+}
+
+
+def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Flatten a config to ``{"section.field": json_value}``; mapping-valued fields stay whole."""
+    from pydantic import BaseModel
+
+    dumped = cfg.model_dump(mode="json")
+    flat: dict[str, Any] = {}
+    for name, field in type(cfg).model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub, value in dumped[name].items():
+                flat[f"{name}.{sub}"] = value
+        else:
+            flat[name] = dumped[name]
+    return flat
+
+
+def config_diff(cfg: ExperimentConfig) -> list[str]:
+    """Overrides that turn ``cfg.profile`` into ``cfg``, as ``key.path=<JSON value>`` strings.
+
+    JSON is valid YAML, so :func:`synk8s.config.load` reads every value back with its type.
+    """
+    from synk8s import config
+
+    base = _leaves(config.load(cfg.profile))
+    return [
+        f"{key}={json.dumps(value, sort_keys=True)}"
+        for key, value in _leaves(cfg).items()
+        if key != "profile" and base[key] != value
+    ]
+
+
+def pipeline_arguments(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The pipeline parameters that describe ``cfg``: profile, the named fields and the rest as overrides."""
+    leaves = _leaves(cfg)
+    named_keys = set(NAMED_PARAMS.values())
+    extra = [text for text in config_diff(cfg) if text.partition("=")[0] not in named_keys]
+    return {
+        "profile": cfg.profile,
+        **{param: leaves[key] for param, key in NAMED_PARAMS.items()},
+        "overrides": json.dumps(extra),
+    }
+
+
+def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) -> ExperimentConfig:
+    """Resolve pipeline parameters into a validated config.
+
+    Args:
+        profile: profile name (``paper``, ``tiny``).
+        overrides: JSON list of ``key.path=value`` strings, applied first.
+        **named: the parameters of :data:`NAMED_PARAMS`; applied after ``overrides``, so a value
+            edited in the Kubeflow UI wins over the same key inside ``overrides``.
+
+    Raises:
+        UsageError: unknown parameter, malformed ``overrides``, or a bad value.
+    """
+    from synk8s import config
+    from synk8s.errors import UsageError
+
+    unknown = sorted(set(named) - set(NAMED_PARAMS))
+    if unknown:
+        raise UsageError(f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(NAMED_PARAMS)}")
+    try:
+        extra = json.loads(overrides)
+    except json.JSONDecodeError:
+        extra = None
+    if not isinstance(extra, list) or not all(isinstance(item, str) for item in extra):
+        raise UsageError(f'overrides must be a JSON list of "key.path=value" strings, got {overrides!r}')
+    as_text = [f"{NAMED_PARAMS[param]}={json.dumps(value)}" for param, value in named.items()]
+    return config.load(profile, [*extra, *as_text])

@@ -1,0 +1,224 @@
+"""``synk8s submit`` and ``synk8s runs`` against a local KFP API server (see conftest.kfp_api)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from synk8s import config
+from synk8s.cli.main import app
+from synk8s.components.params import config_from_arguments, pipeline_arguments
+
+pytestmark = pytest.mark.timeout(120)
+
+STORE = "s3://synk8s-test/store"
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_submit_sends_the_compiled_spec_and_the_run_parameters(kfp_api):
+    result = _invoke(
+        "submit",
+        "zeroshot",
+        "--profile",
+        "tiny",
+        "--dataset",
+        "cifar10",
+        "--store",
+        STORE,
+        "--images-per-class",
+        "3",
+        "--set",
+        "tune.epochs=2",
+        "--host",
+        kfp_api.url,
+        "--experiment",
+        "ci",
+    )
+    assert result.exit_code == 0, result.output
+    assert "run run-1" in result.stdout
+
+    assert [r.body["display_name"] for r in kfp_api.sent("POST", "/experiments")] == ["ci"]
+    (created,) = kfp_api.sent("POST", "/runs")
+    body = created.body
+    assert body["experiment_id"] == "exp-1"
+    cfg = config.load(
+        "tiny", ["dataset.name=cifar10", f"store.root={STORE}", "generate.images_per_class=3", "tune.epochs=2"]
+    )
+    assert body["display_name"] == f"zeroshot-cifar10-{cfg.digest()}"
+    params = body["runtime_config"]["parameters"]
+    assert params == pipeline_arguments(cfg)
+    assert config_from_arguments(**params) == cfg
+
+    spec, platform = body["pipeline_spec"]["pipeline_spec"], body["pipeline_spec"]["platform_spec"]
+    assert spec["pipelineInfo"]["name"] == "synk8s-zeroshot"
+    assert spec["root"]["dag"]["tasks"]["plan"]["cachingOptions"] == {"enableCache": True}
+    assert spec["root"]["inputDefinitions"]["parameters"]["images_per_class"]["defaultValue"] == 3
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-generate"]["secretAsEnv"][0]["secretName"] == cfg.cluster.s3_secret
+
+
+def test_submit_no_cache_turns_caching_off_in_the_sent_spec(kfp_api):
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url, "--no-cache")
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/runs")
+    dag = created.body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert dag["plan"]["cachingOptions"] == {}
+
+
+def test_submit_wait_follows_the_run_to_success(kfp_api):
+    kfp_api.run_states = ["PENDING", "RUNNING", "SUCCEEDED"]
+    result = _invoke(
+        "submit",
+        "zeroshot",
+        "--profile",
+        "tiny",
+        "--store",
+        STORE,
+        "--host",
+        kfp_api.url,
+        "--wait",
+        "--poll-seconds",
+        "0.01",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("run run-1 SUCCEEDED")
+    assert len(kfp_api.sent("GET", "/runs/run-1")) == 3
+
+
+def test_submit_wait_exits_nonzero_when_the_run_fails(kfp_api):
+    kfp_api.run_states = ["RUNNING", "FAILED"]
+    kfp_api.run_error = "task generate failed"
+    result = _invoke(
+        "submit",
+        "zeroshot",
+        "--profile",
+        "tiny",
+        "--store",
+        STORE,
+        "--host",
+        kfp_api.url,
+        "--wait",
+        "--poll-seconds",
+        "0.01",
+    )
+    assert result.exit_code == 1
+    assert "run run-1 ended FAILED: task generate failed" in result.output
+    assert "synk8s runs logs run-1" in result.output
+
+
+def test_submit_takes_the_host_from_the_environment(kfp_api, monkeypatch):
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", kfp_api.url)
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE)
+    assert result.exit_code == 0, result.output
+    assert len(kfp_api.sent("POST", "/runs")) == 1
+
+
+def test_submit_without_host_or_local_names_both(monkeypatch):
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "--host" in lines[0] and "--local" in lines[0]
+
+
+def test_submit_to_a_cluster_needs_a_shared_store(kfp_api):
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", "/tmp/store", "--host", kfp_api.url)
+    assert result.exit_code == 2
+    assert "s3://" in result.output
+    assert kfp_api.requests == []
+
+
+def test_submit_recurring_sends_the_schedule(kfp_api):
+    result = _invoke(
+        "submit",
+        "zeroshot",
+        "--profile",
+        "tiny",
+        "--store",
+        STORE,
+        "--host",
+        kfp_api.url,
+        "--recurring",
+        "0 0 3 * * MON-FRI",
+    )
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/recurringruns")
+    assert created.body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * MON-FRI"
+    assert created.body["mode"] == "ENABLE"
+    assert kfp_api.sent("POST", "/runs") == []
+    assert "recurring run rr-1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 3 * * *", "write '0 0 3 * * *'"),
+        ("0 0 25 * * *", "hour field '25'"),
+        ("0 0 3 * 13 *", "month field '13'"),
+        ("0 0 3 ? * ?x", "day of week field '?x'"),
+        ("*/0 * * * * *", "second field '*/0'"),
+        ("@every soon", "@every"),
+        ("daily", "six cron fields"),
+    ],
+)
+def test_submit_recurring_rejects_bad_cron_before_calling_the_server(kfp_api, cron, message):
+    result = _invoke(
+        "submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url, "--recurring", cron
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert kfp_api.requests == []
+
+
+@pytest.mark.parametrize("cron", ["0 30 2 * * *", "0 0 */6 ? * SUN,SAT", "0 0 0 1 JAN-MAR *", "@daily", "@every 1h30m"])
+def test_good_cron_schedules_pass(cron):
+    from synk8s.pipelines.schedule import check_cron
+
+    assert check_cron(f" {cron} ") == cron
+
+
+def test_submit_rejects_unknown_pipeline_and_bad_values():
+    assert _invoke("submit", "fewshot-x", "--local").exit_code == 2
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--images-per-class", "0", "--local")
+    assert result.exit_code == 2
+    assert "images_per_class" in result.output
+
+
+def test_runs_list_get_and_logs(kfp_api):
+    listed = _invoke("runs", "list", "--host", kfp_api.url)
+    assert listed.exit_code == 0, listed.output
+    assert "run-1" in listed.stdout
+    (listing,) = kfp_api.sent("GET", "/runs")
+    assert listing.query["sort_by"] == ["created_at desc"]
+
+    got = _invoke("runs", "get", "run-1", "--host", kfp_api.url)
+    assert got.exit_code == 0, got.output
+    assert "state:      RUNNING" in got.stdout
+    assert 'dataset = "cifar10"' in got.stdout
+
+    logs = _invoke("runs", "logs", "run-1", "--host", kfp_api.url, "--namespace", "team-a")
+    assert logs.exit_code == 0, logs.output
+    commands = [line for line in logs.stdout.splitlines() if line.startswith("kubectl")]
+    assert commands == [
+        "kubectl logs -n team-a zs-abc-generate-222 -c main  # generate",
+        "kubectl logs -n team-a zs-abc-generate-333 -c main  # generate",
+        "kubectl logs -n team-a zs-abc-plan-111 -c main  # plan",
+    ]
+    assert "does not serve pod logs" in logs.output
+
+
+def test_unreachable_host_is_one_line():
+    result = _invoke("runs", "list", "--host", "http://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in result.output
+
+
+def test_compile_writes_yaml(tmp_path):
+    out = tmp_path / "z.yaml"
+    result = _invoke("compile", "zeroshot", "-o", str(out), "--profile", "tiny", "--set", "generate.num_shards=3")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "parallelismLimit: 3" in text
+    assert result.stdout.strip() == str(out)

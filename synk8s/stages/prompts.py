@@ -1,0 +1,431 @@
+"""Stage 1, prompts: the text each class's images are generated from (paper section 3.1).
+
+Two modes (``prompts.mode``):
+
+* **B** (basic): every template of the dataset filled with the class name, e.g.
+  ``"a photo of a {}."`` -> ``"a photo of a maple tree."``. ``prompt_index`` is the template's index.
+* **LE** (language enhancement): a word-to-sentence T5 model (CommonGen style: the concept words in,
+  one sentence out) samples sentences from the class name. Each class draws rounds of
+  ``ceil(sentences_per_class * oversample)`` sentences, seeded per (run seed, class, round), until
+  ``sentences_per_class`` distinct ones are kept or :data:`MAX_ROUNDS` rounds are spent. A sentence is
+  dropped when it is empty, repeats an earlier one (whitespace and case ignored), or (with
+  ``prompts.drop_other_classes``) names another class of the dataset, which the paper names as
+  LE's source of label noise. A class that ends short keeps what it has; ``stats.json`` records the
+  shortfall.
+
+The fine-tuned T5 was trained to write sentences that contain the input words; the random-weight
+``tiny-t5`` writes arbitrary characters. Sentences are kept as sampled (no class name is added), so
+with ``tiny-t5`` the prompts carry no class information.
+
+Outputs in ``out``: ``prompts.jsonl`` (one prompt a line, sorted by class then prompt index),
+``stats.json`` (per-class counts) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import time
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from synk8s import storage
+from synk8s.config import ExperimentConfig
+from synk8s.seeds import derive_seed
+from synk8s.stages.manifest import write_manifest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+PROMPTS_FILE = "prompts.jsonl"
+STATS_FILE = "stats.json"
+MAX_ROUNDS = 10  # LE draw rounds per class before accepting a shortfall
+DRAW_BATCH = 64  # sequences per generate() call (num_return_sequences); fixed so draws are reproducible
+
+
+class PromptsResult(BaseModel):
+    """What the prompts stage wrote.
+
+    Attributes:
+        mode: ``B`` or ``LE``.
+        classes: number of classes.
+        prompts: prompts written, over all classes.
+        short_classes: classes that kept fewer LE sentences than ``prompts.sentences_per_class``.
+        prompts_uri: the ``prompts.jsonl`` URI.
+        stats_uri: the ``stats.json`` URI.
+        manifest_uri: the ``manifest.json`` URI.
+        seconds: wall time of the stage.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: str
+    classes: int
+    prompts: int
+    short_classes: int
+    prompts_uri: str
+    stats_uri: str
+    manifest_uri: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class ClassStats:
+    """Counts for one class; LE fills every field, B only ``drawn`` and ``kept``."""
+
+    class_index: int
+    class_name: str
+    drawn: int = 0
+    empty: int = 0
+    duplicates: int = 0
+    dropped_other_class: int = 0
+    named_classes: dict[str, int] = dataclasses.field(default_factory=dict)
+    kept: int = 0
+    shortfall: int = 0
+    rounds: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, with ``unused``: valid sentences drawn after the class was full."""
+        unused = self.drawn - self.empty - self.duplicates - self.dropped_other_class - self.kept
+        return {**dataclasses.asdict(self), "named_classes": dict(sorted(self.named_classes.items())), "unused": unused}
+
+
+# ----------------------------------------------------------------------------- text helpers
+
+
+def normalise_sentence(text: str) -> str:
+    """Drop control and unassigned characters, collapse whitespace runs to one space, strip the ends."""
+    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    return " ".join(kept.split())
+
+
+def dedupe_key(sentence: str) -> str:
+    """The form two sentences are compared in: normalised and case-folded."""
+    return normalise_sentence(sentence).casefold()
+
+
+def concept_words(class_name: str) -> str:
+    """The LE model input for a class: its name with ``_`` as spaces (e.g. ``maple_tree`` -> ``maple tree``)."""
+    return " ".join(class_name.replace("_", " ").split())
+
+
+def _name_pattern(class_name: str) -> re.Pattern[str] | None:
+    """Whole-word, case-insensitive pattern of a class name; the last word may take a plural ``s``/``es``.
+
+    Words may be separated by spaces, ``_`` or ``-``. Irregular plurals (mice, people) are not matched.
+    """
+    words = concept_words(class_name).split(" ")
+    if not any(re.search(r"\w", w) for w in words):
+        return None
+    body = r"[\s_-]+".join(re.escape(w) for w in words)
+    return re.compile(rf"(?<!\w){body}(?:e?s)?(?!\w)", re.IGNORECASE)
+
+
+def _first_word(class_name: str) -> str:
+    words = re.findall(r"\w+", concept_words(class_name).casefold())
+    return words[0] if words else ""
+
+
+class ClassNameMatcher:
+    """Finds which other classes of a dataset a sentence names.
+
+    A match of another class's name does not count when it lies inside a match of the sentence's own
+    class name, or inside a longer match of another class name: for the class ``maple tree`` the
+    ``tree`` in "a maple tree" is not the class ``tree``, but in "a maple tree beside a tree" the
+    second ``tree`` is, and "an oak tree" names ``oak tree`` only. Conversely, for the class ``tree``,
+    "a maple tree" names the class ``maple tree``. Classes that share a name never flag each other.
+
+    Args:
+        classes: class names of the dataset, in class-index order.
+    """
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = list(classes)
+        self._patterns = [_name_pattern(name) for name in self.classes]
+        # Candidate classes by the first word of their name, so each sentence runs only a few patterns.
+        self._by_first_word: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        for index, (name, pattern) in enumerate(zip(self.classes, self._patterns, strict=True)):
+            if pattern is not None:
+                self._by_first_word.setdefault(_first_word(name), []).append((index, pattern))
+
+    def other_classes(self, sentence: str, class_index: int) -> list[str]:
+        """Names of the other classes ``sentence`` mentions (sorted, each once).
+
+        Every class name is matched; a match inside a match of the own name, or inside a longer match
+        of another name (``tree`` within ``oak tree``), does not count.
+
+        Args:
+            sentence: the text to check.
+            class_index: the class the sentence was made for.
+        """
+        own_name = concept_words(self.classes[class_index]).casefold()
+        words = re.findall(r"\w+", sentence.casefold())
+        lookup = set(words) | {w[:-1] for w in words if w.endswith("s")} | {w[:-2] for w in words if w.endswith("es")}
+        matches: list[tuple[int, int, bool, str]] = []  # (start, end, is the own name, class name)
+        for word in sorted(lookup):
+            for index, pattern in self._by_first_word.get(word, ()):
+                name = self.classes[index]
+                is_own = concept_words(name).casefold() == own_name
+                matches.extend((m.start(), m.end(), is_own, name) for m in pattern.finditer(sentence))
+        named = set()
+        for start, end, is_own, name in matches:
+            if is_own:
+                continue
+            covered = any(s <= start and end <= e and (own or e - s > end - start) for s, e, own, _ in matches)
+            if not covered:
+                named.add(name)
+        return sorted(named)
+
+
+# ----------------------------------------------------------------------------- prompt builders
+
+
+def template_prompts(classes: Sequence[str], templates: Sequence[str]) -> tuple[list[dict[str, Any]], list[ClassStats]]:
+    """Mode B: every template filled with every class name.
+
+    Args:
+        classes: class names in class-index order.
+        templates: format strings with one ``{}`` for the class name, in prompt-index order.
+
+    Returns:
+        Prompt records sorted by (class_index, prompt_index), and per-class stats.
+    """
+    records = []
+    stats = []
+    for c, name in enumerate(classes):
+        words = concept_words(name)
+        for p, template in enumerate(templates):
+            records.append(_record(c, name, p, template.format(words), "B"))
+        stats.append(ClassStats(c, name, drawn=len(templates), kept=len(templates)))
+    return records, stats
+
+
+def _record(class_index: int, class_name: str, prompt_index: int, prompt: str, source: str) -> dict[str, Any]:
+    return {
+        "class_index": class_index,
+        "class_name": class_name,
+        "prompt_index": prompt_index,
+        "prompt": prompt,
+        "source": source,
+    }
+
+
+def _sample_sentences(model: Any, tokenizer: Any, text: str, count: int, cfg: ExperimentConfig) -> list[str]:
+    """Draw ``count`` sentences for one input text with the current torch RNG state."""
+    import torch
+
+    batch = tokenizer([text], return_tensors="pt").to(model.device)
+    sentences: list[str] = []
+    with torch.inference_mode():
+        while len(sentences) < count:
+            n = min(DRAW_BATCH, count - len(sentences))
+            ids = model.generate(  # (n, L)
+                **batch,
+                do_sample=True,
+                top_k=cfg.prompts.top_k,
+                top_p=cfg.prompts.top_p,
+                temperature=cfg.prompts.temperature,
+                max_new_tokens=cfg.prompts.max_new_tokens,
+                num_return_sequences=n,
+            )
+            sentences.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
+    return sentences
+
+
+class SentencePicker:
+    """Keeps the first ``wanted`` acceptable sentences offered for one class and counts the rest.
+
+    A sentence is refused when it is empty after :func:`normalise_sentence`, repeats an earlier one
+    (compared by :func:`dedupe_key`), or names another class while ``drop_other_classes`` is set.
+    Once ``wanted`` sentences are kept, later ones are only counted as drawn.
+
+    Args:
+        class_index: the class the sentences are for.
+        matcher: finds other class names in a sentence.
+        wanted: how many sentences to keep.
+        drop_other_classes: refuse sentences that name another class (they are counted either way).
+    """
+
+    def __init__(self, class_index: int, matcher: ClassNameMatcher, wanted: int, drop_other_classes: bool) -> None:
+        self.class_index = class_index
+        self.matcher = matcher
+        self.wanted = wanted
+        self.drop_other_classes = drop_other_classes
+        self.stats = ClassStats(class_index, matcher.classes[class_index])
+        self.kept: list[str] = []
+        self._seen: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        """True once ``wanted`` sentences are kept."""
+        return len(self.kept) >= self.wanted
+
+    def offer(self, raw: str) -> None:
+        """Consider one sampled sentence."""
+        stats = self.stats
+        stats.drawn += 1
+        if self.full:
+            return
+        sentence = normalise_sentence(raw)
+        if not sentence:
+            stats.empty += 1
+            return
+        key = dedupe_key(sentence)
+        if key in self._seen:
+            stats.duplicates += 1
+            return
+        self._seen.add(key)
+        named = self.matcher.other_classes(sentence, self.class_index)
+        for other in named:
+            stats.named_classes[other] = stats.named_classes.get(other, 0) + 1
+        if named and self.drop_other_classes:
+            stats.dropped_other_class += 1
+            return
+        self.kept.append(sentence)
+        stats.kept = len(self.kept)
+
+    def finish(self) -> ClassStats:
+        """Record the shortfall and return the class's stats."""
+        self.stats.kept = len(self.kept)
+        self.stats.shortfall = self.wanted - len(self.kept)
+        return self.stats
+
+
+def enhanced_prompts(
+    cfg: ExperimentConfig, classes: Sequence[str], model: Any, tokenizer: Any
+) -> tuple[list[dict[str, Any]], list[ClassStats]]:
+    """Mode LE: distinct T5 sentences per class, with other-class sentences dropped.
+
+    Args:
+        cfg: the run config (``seed`` and the ``prompts`` section are used).
+        classes: class names in class-index order.
+        model: a transformers sequence-to-sequence model (from :func:`synk8s.models.load_le`).
+        tokenizer: its tokenizer.
+
+    Returns:
+        Prompt records sorted by (class_index, prompt_index), and per-class stats.
+    """
+    import torch
+    from tqdm import tqdm
+
+    per_round = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)
+    matcher = ClassNameMatcher(classes)
+    records: list[dict[str, Any]] = []
+    all_stats: list[ClassStats] = []
+    for c in tqdm(range(len(classes)), desc="LE prompts", unit="class"):
+        picker = SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
+        while not picker.full and picker.stats.rounds < MAX_ROUNDS:
+            torch.manual_seed(derive_seed(cfg.seed, "le", c, picker.stats.rounds))
+            for sentence in _sample_sentences(model, tokenizer, concept_words(classes[c]), per_round, cfg):
+                picker.offer(sentence)
+            picker.stats.rounds += 1
+        stats = picker.finish()
+        if stats.shortfall:
+            log.warning(
+                "class %r kept %d of %d LE sentences after %d rounds",
+                classes[c],
+                stats.kept,
+                picker.wanted,
+                stats.rounds,
+            )
+        records.extend(_record(c, classes[c], p, s, "LE") for p, s in enumerate(picker.kept))
+        all_stats.append(stats)
+    return records, all_stats
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
+    """Write the prompts of every class of ``cfg.dataset.name``.
+
+    Args:
+        cfg: the run config; ``prompts.mode`` picks B or LE, ``models.le`` the LE model.
+        out: output folder URI (local path or ``s3://``).
+
+    Returns:
+        Counts and output URIs.
+
+    Raises:
+        UsageError: unknown dataset or LE model name.
+        MissingDataError: the model cache lacks the LE model.
+    """
+    from synk8s import datasets
+
+    start = time.perf_counter()
+    info = datasets.get(cfg.dataset.name)
+    classes = list(info.classes)
+    extra: dict[str, Any] = {}
+    if cfg.prompts.mode == "B":
+        records, stats = template_prompts(classes, info.templates)
+    else:
+        from synk8s.models import auto_device, get_le_info, load_le
+
+        device = auto_device() if cfg.device == "auto" else cfg.device
+        le_info = get_le_info(cfg.models.le)
+        model, tokenizer = load_le(cfg.models.le, device=device, cache=cfg.models.cache, seed=cfg.seed)
+        records, stats = enhanced_prompts(cfg, classes, model, tokenizer)
+        extra["le_model"] = {
+            "model_id": le_info.model_id,
+            "weights": f"random-seed-{cfg.seed}" if le_info.tiny else "pretrained",
+            "device": device,
+        }
+
+    prompts_uri = storage.join(out, PROMPTS_FILE)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    storage.put_bytes(prompts_uri, lines.encode("utf-8"))
+    stats_uri = storage.join(out, STATS_FILE)
+    short = sum(1 for s in stats if s.shortfall)
+    storage.put_json(
+        stats_uri,
+        {
+            "mode": cfg.prompts.mode,
+            "sentences_per_class": cfg.prompts.sentences_per_class if cfg.prompts.mode == "LE" else None,
+            "per_class": [s.as_dict() for s in stats],
+        },
+    )
+    seconds = time.perf_counter() - start
+    counts = {"classes": len(classes), "prompts": len(records), "short_classes": short}
+    manifest_uri = write_manifest(
+        out,
+        "prompts",
+        cfg,
+        counts=counts,
+        mode=cfg.prompts.mode,
+        outputs={"prompts": PROMPTS_FILE, "stats": STATS_FILE},
+        seconds=round(seconds, 3),
+        **extra,
+    )
+    log.info("wrote %d %s prompts for %d classes to %s", len(records), cfg.prompts.mode, len(classes), out)
+    return PromptsResult(
+        mode=cfg.prompts.mode,
+        classes=len(classes),
+        prompts=len(records),
+        short_classes=short,
+        prompts_uri=prompts_uri,
+        stats_uri=stats_uri,
+        manifest_uri=manifest_uri,
+        seconds=seconds,
+    )
+
+
+def read_prompts(prompts_out: str) -> list[dict[str, Any]]:
+    """Read ``prompts.jsonl`` of a prompts stage output folder.
+
+    Raises:
+        MissingDataError: the folder holds no prompts (run the prompts stage first).
+    """
+    from synk8s.errors import MissingDataError
+
+    uri = storage.join(prompts_out, PROMPTS_FILE)
+    if not storage.exists(uri):
+        raise MissingDataError(f"no prompts at {prompts_out}: run `synk8s stage prompts` first (missing {uri})")
+    text = storage.get_bytes(uri).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

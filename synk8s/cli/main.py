@@ -20,6 +20,28 @@ from synk8s.errors import Synk8sError
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to the ``sys.stderr`` of that moment (test runners swap the stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Log synk8s's own messages to stderr; other libraries' loggers are left alone."""
+    logger = logging.getLogger("synk8s")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+
+
 class _Group(TyperGroup):
     """Root group: turns a Synk8sError raised anywhere below into one line and an exit code."""
 
@@ -51,12 +73,7 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    _setup_logging(verbose)
 
 
 def _register() -> None:

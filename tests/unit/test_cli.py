@@ -41,3 +41,15 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, message):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("synk8s ")
+
+
+def test_logging_never_holds_on_to_an_invocations_stream():
+    import logging
+    import sys
+
+    root_before = list(logging.getLogger().handlers)
+    for _ in range(2):
+        assert runner.invoke(app, ["config", "show"]).exit_code == 0
+    assert logging.getLogger().handlers == root_before  # other libraries' logs are not redirected
+    (handler,) = logging.getLogger("synk8s").handlers
+    assert handler.stream is sys.stderr  # the current stream, not a closed one from an invocation

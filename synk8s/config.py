@@ -97,7 +97,6 @@ class FilterConfig(_Section):
     threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
     keep_per_class: int | None = Field(ge=1, description="keep at most N per class after thresholding")
     keep_mode: Literal["random", "top"]
-    batch_size: int = Field(ge=1)
 
 
 class FeaturesConfig(_Section):

@@ -116,7 +116,8 @@ def _client(host: str, cfg: ExperimentConfig) -> kfp.Client:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"
         with _talking_to(host):
-            return kfp.Client(host=host, namespace=cfg.cluster.namespace)
+            # KFP_TOKEN: a bearer token for endpoints behind an auth proxy (never logged or stored).
+            return kfp.Client(host=host, namespace=cfg.cluster.namespace, existing_token=os.environ.get("KFP_TOKEN"))
 
 
 def compile_cmd(

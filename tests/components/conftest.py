@@ -24,6 +24,7 @@ class Recorded:
     path: str
     query: dict[str, list[str]]
     body: Any
+    authorization: str | None = None
 
 
 @dataclass
@@ -82,7 +83,8 @@ def _handler(api: KfpApi) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            rec = Recorded(self.command, url.path, parse_qs(url.query), json.loads(raw) if raw else None)
+            body = json.loads(raw) if raw else None
+            rec = Recorded(self.command, url.path, parse_qs(url.query), body, self.headers.get("Authorization"))
             api.requests.append(rec)
             return rec
 

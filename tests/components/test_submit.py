@@ -114,6 +114,15 @@ def test_submit_takes_the_host_from_the_environment(kfp_api, monkeypatch):
     assert len(kfp_api.sent("POST", "/runs")) == 1
 
 
+def test_submit_sends_the_kfp_token_as_a_bearer_token(kfp_api, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "token-for-test")
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url)
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/runs")
+    assert created.authorization == "Bearer token-for-test"
+    assert "token-for-test" not in result.output
+
+
 def test_submit_without_host_or_local_names_both(monkeypatch):
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE)

@@ -65,7 +65,7 @@ def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig) -> None:
     )
 
 
-def build_pipeline(cfg: ExperimentConfig, *, retry: bool = True):
+def build_pipeline(cfg: ExperimentConfig, *, retry: bool = True, parallelism: int | None = None):
     """The zero-shot pipeline function for ``cfg``.
 
     Args:
@@ -75,6 +75,9 @@ def build_pipeline(cfg: ExperimentConfig, *, retry: bool = True):
         retry: retry a failed generate task ``cluster.generate_retries`` times with exponential
             backoff from 60 s (a preempted GPU node). A local run sets False and stops at the first
             failure; rerunning it keeps the finished tar files.
+        parallelism: generate tasks that run at once; None means all ``generate.num_shards``. A local
+            run sets 1: on one machine concurrent shards only share its cores (two tiny shards at once
+            on 2 cores ran 10x slower each than one alone).
 
     Returns:
         A ``@dsl.pipeline`` function: compile it, submit it, or call it under ``kfp.local``.
@@ -131,7 +134,7 @@ def build_pipeline(cfg: ExperimentConfig, *, retry: bool = True):
         configure(shards, "shard_list", **sched, store=False)
 
         # All shards of the compiled config run at once; shards added at submit time queue behind them.
-        with dsl.ParallelFor(shards.output, parallelism=cfg.generate.num_shards) as item:
+        with dsl.ParallelFor(shards.output, parallelism=parallelism or cfg.generate.num_shards) as item:
             generate = comps.generate(
                 config_json=item.config_json, prompts=item.prompts, run_dir=item.run_dir, shard=item.shard
             )

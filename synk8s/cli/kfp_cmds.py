@@ -267,6 +267,20 @@ def local_pipeline_root(cfg: ExperimentConfig) -> str:
     return storage.join(cfg.store.root, "kfp-local")
 
 
+class _ShortRecords(logging.Filter):
+    """Keeps kfp.local's log readable: drops its per-input expression traces, shortens long lines."""
+
+    LIMIT = 240
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "expression selector" in message:
+            return False
+        lines = [line if len(line) <= self.LIMIT else line[: self.LIMIT] + " ..." for line in message.splitlines()]
+        record.msg, record.args = "\n".join(lines), None
+        return True
+
+
 def run_local(pipeline: str, cfg: ExperimentConfig) -> str:
     """Run ``pipeline`` here through kfp.local (one subprocess per task, no containers).
 
@@ -280,9 +294,11 @@ def run_local(pipeline: str, cfg: ExperimentConfig) -> str:
     from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import build
 
-    func = build(pipeline, cfg, retry=False)
+    func = build(pipeline, cfg, retry=False, parallelism=1)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_pipeline_root(cfg))
     log.info("kfp.local runs each task on this machine's Python; GPU, resource and Kubernetes settings do not apply")
+    short = _ShortRecords()
+    logging.getLogger().addFilter(short)  # kfp.local logs through the root logger
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         # One warning per task that its cluster settings and image are ignored: said once above.
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
@@ -291,6 +307,8 @@ def run_local(pipeline: str, cfg: ExperimentConfig) -> str:
             task = func(**pipeline_arguments(cfg))
         except RuntimeError as error:
             raise Synk8sError(f"local run failed: {_ANSI.sub('', str(error))} Its log is above.") from None
+        finally:
+            logging.getLogger().removeFilter(short)
     return task.output
 
 

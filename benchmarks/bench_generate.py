@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from synk8s.seeds import derive_seed
 from synk8s.stages.generate import Sampler, render
+from timing import best_of, environment  # benchmarks/timing.py, beside this script
 
 TFLOP_PER_IMAGE = {512: 42.7, 256: 9.6}  # SD 1.5, 25 steps with CFG, UNet + VAE decoder
 SD15_STEPS = 25
@@ -42,23 +39,8 @@ SD15_GUIDANCE = 7.5
 TEXT_TOKENS, TEXT_WIDTH = 77, 768  # CLIP ViT-L/14 text context and width, as SD 1.5 sees them
 
 
-def _commit() -> str | None:
-    try:
-        command = ["git", "rev-parse", "--short", "HEAD"]
-        done = subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
 
 
-def _best_of(fn: Callable[[], None], repeats: int) -> float:
-    """Fastest wall-clock seconds of ``repeats`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _prompts(args: argparse.Namespace) -> list[str]:
@@ -200,7 +182,7 @@ def bench_sd15_shape(args: argparse.Namespace) -> dict:
 
         run_sd15_shape(pipe, batch=batch, resolution=resolution, steps=SD15_STEPS, seed=args.seed)  # warm-up
         torch.cuda.synchronize()
-        rate = batch * args.gpu_batches / _best_of(timed_run, args.repeats)
+        rate = batch * args.gpu_batches / best_of(timed_run, args.repeats)
         results.append(
             {
                 "resolution": resolution,
@@ -251,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
             result = bench_sd15_shape(args)
     else:
         result = bench_tiny(args)
-    result.update(torch=torch.__version__, python=platform.python_version(), commit=_commit())
+    result.update(environment())
     print(json.dumps(result))
     return result
 

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -27,6 +23,7 @@ from synk8s import optim
 from synk8s.models import load_clip
 from synk8s.seeds import derive_seed
 from synk8s.stages.features import encode_images
+from timing import best_of, environment  # benchmarks/timing.py, beside this script
 
 
 def synthetic_images(count: int, classes: int, size: int, seed: int) -> tuple[list[Image.Image], torch.Tensor]:
@@ -79,23 +76,8 @@ def train_head(
     return head
 
 
-def _best_of(fn: Callable[[], None], repeats: int) -> float:
-    """Fastest wall-clock seconds of ``repeats`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
-def _commit() -> str | None:
-    try:
-        command = ["git", "rev-parse", "--short", "HEAD"]
-        done = subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -138,8 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     def reencode_run() -> None:
         train_head(dim, classes, labels, encode, **run)
 
-    cached_s = _best_of(cached_run, args.repeats)
-    reencode_s = _best_of(reencode_run, args.repeats)
+    cached_s = best_of(cached_run, args.repeats)
+    reencode_s = best_of(reencode_run, args.repeats)
 
     result = {
         "benchmark": "tune_cached_features_vs_reencode",
@@ -154,9 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cached_s": round(cached_s, 3),
         "reencode_s": round(reencode_s, 3),
         "speedup": round(reencode_s / cached_s, 2),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "commit": _commit(),
+        **environment(),
     }
     print(json.dumps(result))
     return result

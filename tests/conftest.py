@@ -1,4 +1,4 @@
-"""Shared fixtures: a real local S3 server (moto's standalone server) for storage tests."""
+"""Shared fixtures: one torch thread, a real local S3 server (moto's standalone server), tiny generated images."""
 
 import urllib.request
 
@@ -20,6 +20,50 @@ _S3_ENV_VARS = (
     "MINIO_ACCESS_KEY",
     "MINIO_SECRET_KEY",
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run many small ops: one thread avoids stalls when other processes share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory):
+    """Generate tiny images once per setting: ``tiny_images(per_class)`` -> root with ``images/``.
+
+    cifar10, B prompts, tiny-sd, one shard; the prompts are under ``<root>/prompts``.
+    """
+    from synk8s import config
+    from synk8s.stages import generate, prompts
+
+    made = {}
+
+    def make(per_class: int):
+        if per_class not in made:
+            root = tmp_path_factory.mktemp(f"tiny-images-{per_class}")
+            cfg = config.load(
+                "tiny",
+                [
+                    "dataset.name=cifar10",
+                    "prompts.mode=B",
+                    f"generate.images_per_class={per_class}",
+                    "generate.num_shards=1",
+                    f"store.root={root}/store",
+                ],
+            )
+            prompts.run(cfg, out=str(root / "prompts"))
+            generate.run(cfg, prompts=str(root / "prompts"), out=str(root / "images"))
+            generate.collect(cfg, out=str(root / "images"))
+            made[per_class] = root
+        return made[per_class]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
 from synk8s.realdata import ensure_dataset
 from synk8s.shards import iter_samples
-from synk8s.stages import features, generate, prompts
+from synk8s.stages import features
 from synk8s.zeroshot import text_head
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,14 +41,9 @@ def tiny_cfg(root, *overrides):
 
 
 @pytest.fixture(scope="module")
-def run_root(tmp_path_factory):
+def run_root(tiny_images):
     """A tiny run with generated images under ``<root>/images`` (prompts B, tiny-sd, cifar10)."""
-    root = tmp_path_factory.mktemp("features")
-    cfg = tiny_cfg(root)
-    prompts.run(cfg, out=str(root / "prompts"))
-    generate.run(cfg, prompts=str(root / "prompts"), out=str(root / "images"))
-    generate.collect(cfg, out=str(root / "images"))
-    return root
+    return tiny_images(PER_CLASS)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from synk8s import config, datasets, storage
 from synk8s.errors import UsageError
 from synk8s.models import load_clip
 from synk8s.stages import filter as filter_stage
-from synk8s.stages import generate, prompts
 from synk8s.stages.features import synthetic_features
 from synk8s.stages.filter import (
     class_probabilities,
@@ -152,14 +151,9 @@ def tiny_cfg(root, *overrides):
 
 
 @pytest.fixture(scope="module")
-def run_root(tmp_path_factory):
+def run_root(tiny_images):
     """A tiny run with generated images under ``<root>/images`` (prompts B, tiny-sd, cifar10)."""
-    root = tmp_path_factory.mktemp("filter")
-    cfg = tiny_cfg(root)
-    prompts.run(cfg, out=str(root / "prompts"))
-    generate.run(cfg, prompts=str(root / "prompts"), out=str(root / "images"))
-    generate.collect(cfg, out=str(root / "images"))
-    return root
+    return tiny_images(PER_CLASS)
 
 
 def run_filter(root, out, *overrides):

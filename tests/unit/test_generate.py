@@ -35,17 +35,6 @@ META_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run many small ops: one thread avoids stalls when other processes share the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(*extra: str) -> config.ExperimentConfig:
     return config.load("tiny", [*GEN_OVERRIDES, *extra])
 

@@ -9,17 +9,6 @@ from synk8s.stages.prompts import ClassNameMatcher, SentencePicker
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run many small ops: one thread avoids stalls when other processes share the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(*overrides: str) -> config.ExperimentConfig:
     return config.load("tiny", ["dataset.name=cifar10", *overrides])
 

@@ -4,6 +4,7 @@ Examples::
 
     synk8s datasets list
     synk8s datasets show cifar100
+    synk8s datasets download cifar100 --root ./data/cifar100
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from synk8s import datasets
 
-app = typer.Typer(help="List the evaluation datasets and show one.", no_args_is_help=True)
+app = typer.Typer(help="List the evaluation datasets, show one, download one.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -45,3 +46,15 @@ def show(name: str = typer.Argument(..., help="Dataset name, see `synk8s dataset
     console.print(f"\n[bold]templates ({len(info.templates)})[/]")
     for template in info.templates:
         console.print(f"  {template}", markup=False)
+
+
+@app.command("download")
+def download(
+    name: str = typer.Argument(..., help="Dataset name, see `synk8s datasets list`."),
+    root: str | None = typer.Option(None, "--root", help="Data root (default: ./data/<name>, as dataset.root)."),
+) -> None:
+    """Download a dataset where its host allows it, check that every split loads, print the data root.
+
+    Datasets with no direct download (ImageNet, ImageNet-Sketch, Birdsnap, Stanford Cars) say where to put the files.
+    """
+    typer.echo(datasets.download(name, root or f"./data/{name}"))

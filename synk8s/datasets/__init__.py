@@ -6,9 +6,11 @@ Examples::
     datasets.get("cifar100").num_classes                       # 100
     data = datasets.load("cifar100", "test", "/data")          # (PIL RGB image, label) pairs
     datasets.write_standin("cifar100", "/tmp/data", per_class=4)  # small drawn stand-in, same format
+    datasets.download("cifar100", "./data/cifar100")           # fetch where possible, then verify
 """
 
 from synk8s.datasets.detection import DetectionData, load_detection
+from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
 from synk8s.datasets.registry import DatasetInfo, all, get, names
 from synk8s.datasets.standin import MARKER, is_standin, write_standin
@@ -19,6 +21,7 @@ __all__ = [
     "DatasetInfo",
     "DetectionData",
     "all",
+    "download",
     "get",
     "is_standin",
     "load",

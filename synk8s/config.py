@@ -62,6 +62,20 @@ class ModelsConfig(_Section):
     backbone: str
     cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
 
+    @field_validator("generator", "clip", "le", "backbone")
+    @classmethod
+    def _registered(cls, value: str, info) -> str:
+        from synk8s import models
+
+        lookup = {
+            "generator": models.get_generator_info,  # also takes any diffusers model id
+            "clip": models.get_clip_info,
+            "le": models.get_le_info,  # also takes any hub id of the form owner/name
+            "backbone": models.get_backbone_info,
+        }
+        lookup[info.field_name](value)
+        return value
+
 
 class PromptsConfig(_Section):
     """Prompt construction: B (templates x class names) or LE (T5 word-to-sentence)."""
@@ -134,6 +148,14 @@ class FewShotConfig(_Section):
     freeze_bn: bool
     mix_training: bool
 
+    @field_validator("guidance_strength")
+    @classmethod
+    def _strengths(cls, value: dict[int, float]) -> dict[int, float]:
+        for shots, strength in value.items():
+            if shots < 1 or not 0.0 < strength <= 1.0:
+                raise ValueError(f"each entry must map a shot count >= 1 to a strength in (0, 1], got {shots}: {strength}")
+        return value
+
 
 class PretrainConfig(_Section):
     """Pre-training on synthetic data (section 3.3) and transfer."""
@@ -149,7 +171,7 @@ class PretrainConfig(_Section):
 class StoreConfig(_Section):
     """Where artifacts go: a local folder or s3://bucket/prefix."""
 
-    root: str
+    root: str = Field(min_length=1)
 
 
 class ClusterConfig(_Section):

@@ -21,7 +21,8 @@ from typing import Optional
 
 import typer
 
-from synk8s import config
+from synk8s import config, datasets
+from synk8s.errors import UsageError
 from synk8s.stages.layout import run_dir, stage_dir
 
 app = typer.Typer(no_args_is_help=True)
@@ -37,11 +38,27 @@ def _setup(profile: str, overrides: list[str], dataset: Optional[str], store: Op
     extra = [f"dataset.name={dataset}"] if dataset else []
     extra += [f"store.root={store}"] if store else []
     cfg = config.load(profile, [*overrides, *extra])
+    if datasets.get(cfg.dataset.name).task != "classification":
+        choices = ", ".join(d.name for d in datasets.all() if d.task == "classification")
+        raise UsageError(
+            f"{cfg.dataset.name} is a detection dataset; the zero-shot stages need a classification dataset: "
+            f"choose one of: {choices}"
+        )
     return cfg, run_dir(cfg, run_id)
 
 
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _print(result) -> None:
-    typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+    typer.echo(json.dumps(_rounded(result.model_dump(mode="json")), indent=2))
 
 
 @app.command("prompts")

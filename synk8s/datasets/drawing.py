@@ -1,4 +1,4 @@
-"""Drawing and file helpers for stand-in datasets (see :mod:`synk8s.datasets.standin`)."""
+"""Drawing and file-writing functions for stand-in datasets (see :mod:`synk8s.datasets.standin`)."""
 
 from __future__ import annotations
 

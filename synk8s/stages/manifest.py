@@ -40,5 +40,8 @@ def read_manifest(out: str, stage: str) -> dict[str, Any]:
 
     uri = storage.join(out, "manifest.json")
     if not storage.exists(uri):
-        raise MissingDataError(f"no {stage} output at {out}: run `synk8s stage {stage}` first (missing {uri})")
+        raise MissingDataError(
+            f"no {stage} output at {out}: run `synk8s stage {stage}` first with the same --profile and --set "
+            f"options (the run folder is named by their digest), or pass --run-id (missing {uri})"
+        )
     return storage.get_json(uri)

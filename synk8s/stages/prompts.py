@@ -97,7 +97,7 @@ class ClassStats:
         return {**dataclasses.asdict(self), "named_classes": dict(sorted(self.named_classes.items())), "unused": unused}
 
 
-# ----------------------------------------------------------------------------- text helpers
+# ----------------------------------------------------------------------------- text handling
 
 
 def normalise_sentence(text: str) -> str:

@@ -84,3 +84,22 @@ def test_digest_ignores_where_the_run_executes():
 def test_unknown_dataset_is_rejected_with_the_choices():
     with pytest.raises(UsageError, match="unknown dataset 'cifar1000'; choose one of: .*cifar100"):
         config.load("tiny", ["dataset.name=cifar1000"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("models.clip=nope", "nope"),
+        ("models.backbone=resnet9000", "resnet9000"),
+        ("models.generator=", "generator"),
+        ("store.root=", "store.root"),
+        ("fewshot.guidance_strength={3: 2.0}", "strength in \\(0, 1\\]"),
+    ],
+)
+def test_bad_model_names_store_roots_and_strengths_are_rejected(override, message):
+    with pytest.raises(UsageError, match=message):
+        config.load("tiny", [override])
+
+
+def test_raw_generator_ids_are_accepted():
+    assert config.load("tiny", ["models.generator=someone/some-diffusion"]).models.generator == "someone/some-diffusion"

@@ -355,6 +355,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     """
     from safetensors.torch import save
 
+    from synk8s.realdata import ensure_dataset
     from synk8s.stages.manifest import write_manifest
     from synk8s.zeroshot import text_head
 
@@ -392,7 +393,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         inputs={"images": images},
         clip=bundle.identity,
         feature_sets={name: {"uri": fs.uri, "key": fs.key} for name, fs in sets.items()},
-        standin=datasets.is_standin(cfg.dataset.resolved_root()),
+        standin=datasets.is_standin(ensure_dataset(cfg)),  # the local folder, also for an s3:// root
         seconds=seconds,
     )
     return FeaturesResult(

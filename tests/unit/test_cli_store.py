@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from synk8s import storage
 from synk8s.cli.store import app
+from synk8s.errors import StoreError, UsageError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,6 +83,24 @@ def test_cp_missing_source(tmp_path):
     result = run("cp", str(tmp_path / "absent"), str(tmp_path / "dst"))
     assert isinstance(result.exception, storage.ObjectNotFoundError)
     assert not (tmp_path / "dst").exists()
+
+
+def test_cp_below_a_file_names_the_file(tmp_path):
+    src = tmp_path / "afile.txt"
+    src.write_bytes(b"data")
+    result = run("cp", str(src), str(src / "x"))
+    assert isinstance(result.exception, StoreError)
+    assert str(result.exception) == f"{src} is a file, not a folder; choose a destination outside it"
+    assert src.read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("args", [("ls", ""), ("cp", "", "dst"), ("cp", __file__, ""), ("mb", "")])
+def test_empty_uri_is_a_usage_error(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception) == "empty store URI; pass a folder or s3://bucket/prefix"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mb_creates_bucket(s3_env):

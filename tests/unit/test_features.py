@@ -161,12 +161,6 @@ def test_real_features_write_the_standin_when_absent(tmp_path, clip):
     assert other.key != fs.key and len(other.labels) == 3 * NUM_CLASSES
 
 
-def test_ensure_dataset_without_standin_raises_the_loader_error(tmp_path):
-    with pytest.raises(MissingDataError, match="cifar10 test split"):
-        ensure_dataset(tiny_cfg(tmp_path, "dataset.standin=false"))
-    assert not os.path.exists(tmp_path / "data")
-
-
 def test_ensure_dataset_does_not_overwrite_an_incomplete_dataset(tmp_path):
     cfg = tiny_cfg(tmp_path)
     base = os.path.join(cfg.dataset.resolved_root(), datasets.get("cifar10").base_dir)

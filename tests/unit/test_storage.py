@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +42,45 @@ def test_join_and_is_remote():
     assert storage.join("file:///data", "a") == "file:///data/a"
     assert storage.is_remote("s3://b/k")
     assert not storage.is_remote("./out") and not storage.is_remote("file:///x")
+
+
+def test_join_onto_an_empty_base_stays_relative():
+    assert storage.join("", "runs", "x") == "runs/x"
+    assert storage.join("", "/runs/", "x/") == "runs/x"
+    assert storage.join("") == ""
+    assert storage.join("/", "runs") == "/runs"
+
+
+EMPTY_URI_CALLS = {
+    "put_bytes": lambda u: storage.put_bytes(u, b"x"),
+    "put_json": lambda u: storage.put_json(u, {}),
+    "put_file": lambda u: storage.put_file(u, __file__),
+    "get_bytes": storage.get_bytes,
+    "get_json": storage.get_json,
+    "get_file": lambda u: storage.get_file(u, "out.bin"),
+    "open_read": lambda u: storage.open_read(u).__enter__(),
+    "writer": lambda u: storage.writer(u).__enter__(),
+    "list": storage.list,
+    "list_prefixes": storage.list_prefixes,
+    "exists": storage.exists,
+    "stat": storage.stat,
+    "delete": storage.delete,
+    "local_path": lambda u: storage.local_path(u).__enter__(),
+    "copy_from": lambda u: storage.copy(u, "out.bin"),
+    "copy_to": lambda u: storage.copy(__file__, u),
+    "ensure_bucket": storage.ensure_bucket,
+    "is_remote": storage.is_remote,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_URI_CALLS))
+@pytest.mark.parametrize("uri", ["", "  "])
+def test_empty_uri_is_a_usage_error(name, uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as err:
+        EMPTY_URI_CALLS[name](uri)
+    assert str(err.value) == "empty store URI; pass a folder or s3://bucket/prefix"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unsupported_scheme_is_a_usage_error():
@@ -189,6 +230,31 @@ def test_writer_killed_mid_write_leaves_nothing_visible(root, tmp_path):
     leftovers = list((temp_dir if storage.is_remote(root) else Path(root)).iterdir())
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".synk8s-tmp-")
     assert leftovers[0].stat().st_size == 1_000_000
+
+
+def test_starting_a_writer_removes_stale_temp_files(root, tmp_path, monkeypatch):
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))  # where S3 writers stage their uploads
+    folder = temp_dir if storage.is_remote(root) else Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    dead_file, dead_dir = folder / ".synk8s-tmp-dead", folder / ".synk8s-tmp-deaddir"
+    live, other = folder / ".synk8s-tmp-live", folder / "not-a-temp-file"
+    for path in (dead_file, live, other):
+        path.write_bytes(b"x" * 100)
+    dead_dir.mkdir()
+    (dead_dir / "download.bin").write_bytes(b"y")
+    two_hours_ago = time.time() - 7200
+    for path in (dead_file, dead_dir, other):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    os.utime(live, (time.time() - 1800,) * 2)  # half an hour: its writer may still be running
+
+    with storage.writer(storage.join(root, "new.bin")) as f:
+        f.write(b"new")
+    names = {p.name for p in folder.iterdir()}
+    assert not {dead_file.name, dead_dir.name} & names
+    assert {live.name, other.name} <= names
+    assert storage.get_bytes(storage.join(root, "new.bin")) == b"new"
 
 
 def test_local_hash_follows_outside_changes(tmp_path):
@@ -360,9 +426,25 @@ def test_https_endpoint_on_a_plain_http_server(monkeypatch, s3_env, s3_server):
 
 
 def test_local_os_errors_become_store_errors(tmp_path):
-    (tmp_path / "file.txt").write_bytes(b"a file, not a folder")
-    uri = str(tmp_path / "file.txt" / "sub" / "x.bin")
-    with pytest.raises(StoreError, match=f"cannot access {uri}: "):
+    uri = str(tmp_path / ("n" * 300))  # longer than a file system allows for one name
+    with pytest.raises(StoreError, match=f"cannot access {uri}: File name too long"):
         storage.put_bytes(uri, b"x")
+    assert list(tmp_path.iterdir()) == []  # the temp file is gone
     with pytest.raises(StoreError, match="is a folder"):
         storage.put_bytes(str(tmp_path), b"x")
+
+
+@pytest.mark.parametrize("below", ["x.bin", "sub/x.bin"])
+def test_a_file_in_the_way_of_a_folder_is_named(tmp_path, below):
+    blocker = tmp_path / "file.txt"
+    blocker.write_bytes(b"a file, not a folder")
+    expected = f"{blocker} is a file, not a folder; choose a destination outside it"
+    for call in (
+        lambda: storage.put_bytes(storage.join(str(blocker), below), b"x"),
+        lambda: storage.ensure_bucket(storage.join(str(blocker), below)),
+        lambda: storage.get_file(storage.put_bytes(str(tmp_path / "o.bin"), b"o").uri, blocker / below),
+    ):
+        with pytest.raises(StoreError) as err:
+            call()
+        assert str(err.value) == expected
+    assert blocker.read_bytes() == b"a file, not a folder"

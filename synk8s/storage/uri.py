@@ -1,0 +1,81 @@
+"""Store URIs: tell local paths from ``s3://`` URIs, join parts, split buckets and keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from synk8s.errors import UsageError
+
+EMPTY_URI = "empty store URI; pass a folder or s3://bucket/prefix"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme(uri: str) -> str:
+    """Return ``"s3"`` or ``"file"``; raise UsageError for an empty URI or any other scheme."""
+    if not uri.strip():
+        raise UsageError(EMPTY_URI)
+    match = _SCHEME.match(uri)
+    if match is None:
+        return "file"
+    name = match.group(1).lower()
+    if name not in ("s3", "file"):
+        raise UsageError(f"unsupported URI scheme '{name}' in {uri}; use a local path or s3://bucket/key")
+    return name
+
+
+def is_remote(uri: str) -> bool:
+    """Return True for ``s3://`` URIs, False for local paths."""
+    return scheme(uri) == "s3"
+
+
+def join(uri: str, *parts: str) -> str:
+    """Append path parts to a URI with single ``/`` separators.
+
+    Args:
+        uri: A local path or ``s3://`` URI. An empty string gives the relative tail alone,
+            never a path under the filesystem root.
+        *parts: Path parts; leading and trailing slashes are dropped, empty parts skipped.
+
+    Returns:
+        The joined URI, e.g. ``join("s3://b/run", "a", "x.json") == "s3://b/run/a/x.json"``
+        and ``join("", "runs", "x") == "runs/x"``.
+    """
+    tail = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    if not tail:
+        return uri
+    if not uri:
+        return tail
+    return uri.rstrip("/") + "/" + tail
+
+
+def to_path(uri: str) -> Path:
+    """Return the local path of a local URI (a plain path or ``file:///path``)."""
+    if uri.startswith("file://"):
+        path = uri[len("file://") :]
+        if not path.startswith("/"):
+            raise UsageError(f"file URI must be absolute (file:///path), got {uri}")
+        return Path(path)
+    return Path(uri)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into bucket and key (key may be empty)."""
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise UsageError(f"S3 URI needs a bucket: s3://bucket/key, got {uri}")
+    return bucket, key
+
+
+def object_key(uri: str) -> tuple[str, str]:
+    """Split an S3 URI that names one object into bucket and key (the key is never empty)."""
+    bucket, key = split_s3(uri)
+    if not key or key.endswith("/"):
+        raise UsageError(f"S3 URI must name an object (s3://bucket/key), got {uri}")
+    return bucket, key
+
+
+def prefix_base(uri: str) -> str:
+    """Return the string every URI listed under ``uri`` starts with (``uri`` plus one ``/``)."""
+    return uri.rstrip("/") + "/"

@@ -4,7 +4,7 @@ from typing import Any
 
 
 def log_manifest(metrics: Any, manifest: dict[str, Any]) -> None:
-    """Log every numeric count of ``manifest["counts"]`` and its ``seconds`` into ``metrics``.
+    """Log every numeric count of ``manifest["counts"]`` and its ``seconds`` (rounded to 1 ms) into ``metrics``.
 
     Args:
         metrics: a ``dsl.Metrics`` output (anything with ``log_metric(name, number)``).
@@ -14,4 +14,4 @@ def log_manifest(metrics: Any, manifest: dict[str, Any]) -> None:
     for name, value in manifest["counts"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(name, value)
-    metrics.log_metric("seconds", float(manifest["seconds"]))
+    metrics.log_metric("seconds", round(float(manifest["seconds"]), 3))

@@ -8,12 +8,17 @@ other field. The ``plan`` task turns them back into the config inside the cluste
     args = pipeline_arguments(cfg)                 # {"profile": "tiny", "dataset": "cifar100", ...}
     config_from_arguments(**args) == cfg           # True for every cfg
 
+The pipeline runs classification datasets only. Inside a cluster pod a local ``store_root`` (the
+profile's ``./synk8s-store``) would be that pod's own folder, so :func:`pod_store_root` replaces it
+with ``$SYNK8S_STORE_ROOT`` from the ConfigMap ``synk8s-config``.
+
 Only the standard library is imported at module level; synk8s.config is imported when needed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,6 +33,8 @@ NAMED_PARAMS: dict[str, str] = {
     "seed": "seed",
     "store_root": "store.root",
 }
+
+STORE_ROOT_ENV = "SYNK8S_STORE_ROOT"
 
 
 def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -98,4 +105,49 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
     if not isinstance(extra, list) or not all(isinstance(item, str) for item in extra):
         raise UsageError(f'overrides must be a JSON list of "key.path=value" strings, got {overrides!r}')
     as_text = [f"{NAMED_PARAMS[param]}={json.dumps(value)}" for param, value in named.items()]
-    return config.load(profile, [*extra, *as_text])
+    cfg = config.load(profile, [*extra, *as_text])
+    require_classification(cfg.dataset.name)
+    return cfg
+
+
+def require_classification(dataset: str) -> None:
+    """Raise a one-line UsageError unless ``dataset`` is a classification dataset.
+
+    The zero-shot pipeline evaluates a classifier; the detection datasets (VOC) are for the
+    detection transfer experiment only.
+    """
+    from synk8s import datasets
+    from synk8s.errors import UsageError
+
+    info = datasets.get(dataset)
+    if info.task != "classification":
+        usable = [d.name for d in datasets.all() if d.task == "classification"]
+        raise UsageError(
+            f"dataset {dataset!r} is a {info.task} dataset; the zero-shot pipeline needs a classification "
+            f"dataset: {', '.join(usable)}"
+        )
+
+
+def pod_store_root(store_root: str) -> str:
+    """The store root a task uses: ``store_root``, or ``$SYNK8S_STORE_ROOT`` for a local one in a pod.
+
+    Outside a KFP task pod (no ``KFP_POD_NAME``, which the KFP backend sets in every task pod; a
+    notebook pod running ``--local`` has none) and for an ``s3://`` root, ``store_root`` is returned
+    as is. In a task pod a local folder is private to that pod, so the ConfigMap's
+    ``SYNK8S_STORE_ROOT`` takes its place.
+
+    Raises:
+        UsageError: in a pod with a local ``store_root`` and no ``s3://`` ``SYNK8S_STORE_ROOT``.
+    """
+    from synk8s import storage
+    from synk8s.errors import UsageError
+
+    if not os.environ.get("KFP_POD_NAME") or storage.is_remote(store_root):
+        return store_root
+    shared = os.environ.get(STORE_ROOT_ENV, "").strip()
+    if not shared or not storage.is_remote(shared):
+        raise UsageError(
+            f"store_root {store_root!r} is a folder inside this pod, which other tasks cannot read, and "
+            f"{STORE_ROOT_ENV} is not an s3:// URI; pass store_root=s3://bucket/prefix"
+        )
+    return shared

@@ -30,10 +30,14 @@ def plan(
     store_root: str,
     overrides: str,
 ) -> NamedTuple("PlanOutputs", [("config_json", str), ("run_dir", str)]):
-    """Resolve the pipeline parameters into the run's config (JSON) and its run folder URI."""
+    """Resolve the pipeline parameters into the run's config (JSON) and its run folder URI.
+
+    In a pod a local ``store_root`` (the profile default) becomes ``$SYNK8S_STORE_ROOT`` from the
+    ConfigMap; without it the task fails with a one-line error asking for ``store_root=s3://...``.
+    """
     from collections import namedtuple
 
-    from synk8s.components.params import config_from_arguments
+    from synk8s.components.params import config_from_arguments, pod_store_root
     from synk8s.stages.layout import run_dir as layout_run_dir
 
     cfg = config_from_arguments(
@@ -44,7 +48,7 @@ def plan(
         num_shards=num_shards,
         generator=generator,
         seed=seed,
-        store_root=store_root,
+        store_root=pod_store_root(store_root),
     )
     outputs = namedtuple("PlanOutputs", ["config_json", "run_dir"])
     return outputs(cfg.model_dump_json(), layout_run_dir(cfg))
@@ -94,7 +98,7 @@ def generate(config_json: str, prompts: str, run_dir: str, shard: int, metrics: 
     result = stage.run(cfg, prompts=prompts, out=stage_dir(run_dir, "generate"), shard=shard)
     metrics.log_metric("images", result.images)
     metrics.log_metric("generated", result.generated)
-    metrics.log_metric("seconds", result.seconds)
+    metrics.log_metric("seconds", round(result.seconds, 3))
     return result.manifest_uri
 
 

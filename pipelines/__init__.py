@@ -38,12 +38,17 @@ def build(name: str, cfg: ExperimentConfig, **options: Any):
 
 
 def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:
-    """Compile pipeline ``name`` for ``cfg`` to the YAML file ``path``; returns the path."""
-    from kfp import compiler
+    """Compile pipeline ``name`` for ``cfg`` to the YAML file ``path``; returns the path.
 
-    path = Path(path)
-    compiler.Compiler().compile(pipeline_func=build(name, cfg), package_path=str(path))
-    return path
+    The same pipeline and config always give the same bytes, and ``path`` is written only once
+    the YAML is complete (see :mod:`synk8s.pipelines.spec_file`).
+
+    Raises:
+        UsageError: unknown pipeline name, ``path`` not ending in ``.yaml``/``.yml``, or not writable.
+    """
+    from synk8s.pipelines.spec_file import write_pipeline_yaml
+
+    return write_pipeline_yaml(build(name, cfg), path)
 
 
 def compiled_path(name: str) -> Path:

@@ -11,7 +11,7 @@ ParallelFor limit; the parameters can be changed per run (the ``plan`` task reso
 
 from kfp import dsl, kubernetes
 
-from synk8s.components.params import pipeline_arguments
+from synk8s.components.params import STORE_ROOT_ENV, pipeline_arguments
 from synk8s.components.stages import make_components
 from synk8s.config import ExperimentConfig
 
@@ -51,17 +51,25 @@ def _resources(task: dsl.PipelineTask, name: str) -> None:
     task.set_memory_request(memory_request).set_memory_limit(memory_limit)
 
 
-def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig) -> None:
-    """Store credentials from the Secret and the endpoint from the ConfigMap; no values in the YAML."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=cfg.cluster.s3_secret,
-        secret_key_to_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
-    )
+def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig, credentials: bool = True) -> None:
+    """Store settings from the ConfigMap and credentials from the Secret; no values in the YAML.
+
+    Every task gets ``SYNK8S_S3_ENDPOINT`` and ``SYNK8S_STORE_ROOT`` (``plan`` puts the latter in
+    place of a local ``store_root``); tasks that read or write the store also get the credentials.
+    """
+    if credentials:
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=cfg.cluster.s3_secret,
+            secret_key_to_env={
+                "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            },
+        )
     kubernetes.use_config_map_as_env(
         task,
         config_map_name=cfg.cluster.s3_config_map,
-        config_map_key_to_env={"SYNK8S_S3_ENDPOINT": "SYNK8S_S3_ENDPOINT"},
+        config_map_key_to_env={"SYNK8S_S3_ENDPOINT": "SYNK8S_S3_ENDPOINT", STORE_ROOT_ENV: STORE_ROOT_ENV},
     )
 
 
@@ -89,8 +97,7 @@ def build_pipeline(cfg: ExperimentConfig, *, retry: bool = True, parallelism: in
     def configure(task: dsl.PipelineTask, name: str, gpu_node_selector, gpu_tolerations, store: bool = True):
         task.set_display_name(name).set_caching_options(True)
         _resources(task, name)
-        if store:
-            _store_access(task, cfg)
+        _store_access(task, cfg, credentials=store)
         if name in gpu_tasks:
             task.set_accelerator_type(cfg.cluster.accelerator).set_accelerator_limit(1)
             kubernetes.add_node_selector_json(task, node_selector_json=gpu_node_selector)

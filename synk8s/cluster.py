@@ -314,6 +314,7 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> An
         Synk8sError: no kubeconfig exists and this is not a pod, or the kubeconfig is unusable.
         UsageError: ``kubeconfig`` was given but does not exist.
     """
+    import yaml
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -324,6 +325,14 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> An
         except ConfigException as error:
             reason = " ".join(str(error).split())
             raise Synk8sError(f"cannot use kubeconfig {path}: {reason}") from None
+        except (yaml.YAMLError, TypeError, ValueError, AttributeError, OSError) as error:
+            # The kubernetes loader indexes the parsed YAML without checking its shape, so a file that
+            # is not YAML or has the wrong structure fails with one of these instead of ConfigException.
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            raise Synk8sError(
+                f"cannot use kubeconfig {path}: it is not a valid kubeconfig ({reason}); "
+                "fix the file or pass another one to --kubeconfig"
+            ) from error
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)

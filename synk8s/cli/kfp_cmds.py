@@ -64,8 +64,12 @@ def resolve_config(
     seed: Optional[int] = None,
     store: Optional[str] = None,
 ) -> ExperimentConfig:
-    """The config of a submission: profile, then ``--set`` overrides, then the named flags."""
-    from synk8s.components.params import NAMED_PARAMS
+    """The config of a submission: profile, then ``--set`` overrides, then the named flags.
+
+    Resolved by :func:`synk8s.components.params.config_from_arguments`, the function the pipeline's
+    ``plan`` task runs, so a classification dataset is required here as there.
+    """
+    from synk8s.components.params import config_from_arguments
 
     flags = {
         "dataset": dataset,
@@ -75,8 +79,8 @@ def resolve_config(
         "seed": seed,
         "store_root": store,
     }
-    named = [f"{NAMED_PARAMS[k]}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    return config.load(profile, [*overrides, *named])
+    named = {k: v for k, v in flags.items() if v is not None}
+    return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
 
 
 def resolve_host(host: Optional[str], cfg: ExperimentConfig) -> Optional[str]:
@@ -129,7 +133,7 @@ def compile_cmd(
     """Compile a pipeline to the YAML that Kubeflow Pipelines runs (defaults from the profile)."""
     from synk8s.pipelines import compile_pipeline
 
-    path = compile_pipeline(pipeline, config.load(profile, overrides), output)
+    path = compile_pipeline(pipeline, resolve_config(profile, overrides), output)
     typer.echo(str(path))
 
 
@@ -177,6 +181,7 @@ def submit(
     if local:
         if recurring or host:
             raise UsageError("--local runs here once; drop --recurring and --host, or drop --local")
+        check_store(cfg.store.root)
         typer.echo(run_local(pipeline, cfg))
         return
     endpoint = resolve_host(host, cfg)
@@ -258,6 +263,18 @@ def follow(client: kfp.Client, host: str, run_id: str, poll_seconds: float) -> N
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def check_store(root: str) -> None:
+    """Read the S3 store root once, so missing credentials or a wrong endpoint or bucket is one line.
+
+    A local folder needs no check (the stages create it).
+
+    Raises:
+        StoreError: the store cannot be reached or refuses access.
+    """
+    if storage.is_remote(root):
+        storage.list_prefixes(root)
 
 
 def local_pipeline_root(cfg: ExperimentConfig) -> str:
@@ -361,13 +378,63 @@ def runs_get(
     _print_run(run)
 
 
-def _pods(run: Any) -> list[tuple[str, str]]:
+def task_pods(run: Any) -> list[tuple[str, str]]:
+    """The ``(task name, pod name)`` pairs of a run's task details, sorted, without duplicates.
+
+    A task's own pod and its children's (the iterations of a ParallelFor) all count; tasks with
+    no pod yet are left out.
+    """
     tasks = (run.run_details.task_details if run.run_details else None) or []
     pods = []
     for task in tasks:
         names = [task.pod_name] + [child.pod_name for child in task.child_tasks or []]
         pods += [(task.display_name or task.task_id, name) for name in names if name]
     return sorted(set(pods))
+
+
+class _NoKubernetesAccess(Exception):
+    """The Kubernetes API cannot be used from here; the message says why."""
+
+
+def _core_api() -> Any:
+    """A ``CoreV1Api`` from the pod's service account, else from ``$KUBECONFIG`` or ``~/.kube/config``."""
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        try:
+            # Read $KUBECONFIG now: the client reads it once, when it is first imported.
+            kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
+        except (kube_config.ConfigException, OSError) as error:
+            first = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise _NoKubernetesAccess(f"no Kubernetes credentials ({first})") from None
+    return client.CoreV1Api()
+
+
+def _pod_log(api: Any, namespace: str, pod: str) -> str:
+    """The log of a pod's ``main`` container, or a one-line note in parentheses when there is none.
+
+    Raises:
+        _NoKubernetesAccess: the API refuses these credentials or cannot be reached.
+    """
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return api.read_namespaced_pod_log(pod, namespace, container="main")
+    except ApiException as error:
+        if error.status in (401, 403):
+            refused = f"the Kubernetes API refused to read pod logs ({error.status} {error.reason})"
+            raise _NoKubernetesAccess(refused) from None
+        try:
+            detail = json.loads(error.body)["message"]
+        except (TypeError, ValueError, KeyError):
+            detail = f"{error.status} {error.reason}"
+        return f"(no log: {detail})"
+    except urllib3.exceptions.HTTPError as error:
+        raise _NoKubernetesAccess(f"cannot reach the Kubernetes API ({type(error).__name__})") from None
 
 
 @runs_app.command("logs")
@@ -379,23 +446,33 @@ def runs_logs(
         None, "--namespace", "-n", help="Pods' namespace; default cluster.namespace."
     ),
 ) -> None:
-    """Print the kubectl commands that show a run's task logs.
+    """Print the log of every task pod of a run, each after a header line naming the task.
 
     The KFP API serves run and task state but no pod logs (the UI reads them from Kubernetes), so
-    this lists the run's pods and the ``kubectl logs`` command for each.
+    the pods' names come from the run's task details and their logs from the Kubernetes API, with
+    the pod's service account or the kubeconfig. Without access, the ``kubectl logs`` commands are
+    printed instead, after a note saying why.
     """
     cfg = config.load(profile)
     endpoint = _require_host(host, cfg)
     client = _client(endpoint, cfg)
     with _talking_to(endpoint):
         run = client.get_run(run_id)
-    pods = _pods(run)
+    pods = task_pods(run)
     ns = namespace or cfg.cluster.namespace
-    console.print("The Kubeflow Pipelines API does not serve pod logs; read them with kubectl:", highlight=False)
     if not pods:
         console.print(f"run {run_id} ({run.state}) has no pods yet", highlight=False)
-    for task, pod in pods:
-        typer.echo(f"kubectl logs -n {ns} {pod} -c main  # {task}")
+        return
+    try:
+        api = _core_api()
+        for task, pod in pods:
+            text = _pod_log(api, ns, pod)
+            typer.echo(f"===== {task}: pod {pod} =====")
+            typer.echo(text.rstrip("\n"))
+    except _NoKubernetesAccess as reason:
+        console.print(f"cannot read pod logs: {reason}; read them with kubectl:", highlight=False)
+        for task, pod in pods:
+            typer.echo(f"kubectl logs -n {ns} {pod} -c main  # {task}")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from synk8s.models.backbones import build_backbone
     from synk8s.models.clip import ClipBundle, load_clip
     from synk8s.models.device import auto_device, resolve_dtype
-    from synk8s.models.generators import generator_identity, load_generator
+    from synk8s.models.generators import generator_identity, load_generator, loaded_revision
     from synk8s.models.language import load_le
 
 # Public name -> submodule that defines it, imported on first attribute access.
@@ -48,6 +48,7 @@ _LAZY = {
     "resolve_dtype": "device",
     "generator_identity": "generators",
     "load_generator": "generators",
+    "loaded_revision": "generators",
     "load_le": "language",
 }
 
@@ -71,6 +72,7 @@ __all__ = [
     "load_clip",
     "load_generator",
     "load_le",
+    "loaded_revision",
     "resolve_dtype",
 ]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from synk8s.errors import MissingDataError
@@ -110,31 +109,12 @@ def _mirror_dir(cache: str) -> Path:
 
 
 def _mirror_prefix(cache: str, location: str, model_id: str, fill_hint: str) -> Path:
-    """Copy every object under ``location`` once, then return the local copy.
-
-    The copy is written to a temporary sibling folder and renamed into place when complete, so a
-    folder that exists is a complete copy; an interrupted copy is redone on the next call.
-    """
-    from tqdm import tqdm
-
-    from synk8s import storage
+    """Copy every object under ``location`` once (see :func:`synk8s.mirror.mirror`), then return the local copy."""
+    from synk8s import mirror, storage
 
     local = _mirror_dir(cache) / entry_name(model_id)
-    if local.is_dir():
-        return local
-    objects = storage.list(location)
-    if not objects:
-        raise _missing(model_id, location.rstrip("/") + "/", fill_hint)
-    base = location.rstrip("/") + "/"
-    partial = local.with_name(f".{local.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("copying %s (%d files) from the model cache %s to %s", model_id, len(objects), location, local)
-    for obj in tqdm(objects, desc=f"fetch {model_id}", unit="file"):
-        storage.get_file(obj.uri, partial / obj.uri[len(base) :])
     try:
-        partial.rename(local)
-    except OSError:  # another process finished the same copy first
-        shutil.rmtree(partial, ignore_errors=True)
-        if not local.is_dir():
-            raise
+        mirror.mirror(location, local, model_id)
+    except storage.ObjectNotFoundError:
+        raise _missing(model_id, location.rstrip("/") + "/", fill_hint) from None
     return local

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from synk8s.models.cache import cached_file
 from synk8s.models.registry import ClipInfo, get_clip_info
+from synk8s.models.weights import clip_file, clip_layout, weight_load
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +87,7 @@ def load_clip(name: str, *, device: str = "cpu", cache: str | None = None, seed:
 
     Raises:
         UsageError: unknown ``name``.
-        MissingDataError: ``cache`` lacks the weights file.
+        MissingDataError: ``cache`` lacks the weights file, or the weights cannot be fetched or read.
     """
     info = get_clip_info(name)
     if info.tiny:
@@ -117,25 +118,25 @@ def _pretrained_clip(info: ClipInfo, device: str, cache: str | None) -> tuple[An
     tag_cfg = open_clip.get_pretrained_cfg(info.arch, info.pretrained)
     # OpenAI weights were trained with QuickGELU; the plain architecture configs use GELU.
     quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-    if cache is None:
-        weights = info.pretrained
-    else:
-        relative = f"open_clip/{info.arch}-{info.pretrained}.pt"
+    tag = f"{info.arch}/{info.pretrained}"
+    source = None
+    if cache is not None:
         hint = (
             f"torch.save(open_clip.create_model({info.arch!r}, pretrained={info.pretrained!r}).state_dict(), "
             "'{path}')"
         )
-        weights = str(cached_file(cache, relative, f"{info.arch}/{info.pretrained}", hint))
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        info.arch,
-        pretrained=weights,
-        device=device,
-        force_quick_gelu=quick_gelu,
-        image_mean=tag_cfg.get("mean"),
-        image_std=tag_cfg.get("std"),
-        image_interpolation=tag_cfg.get("interpolation"),
-        image_resize_mode=tag_cfg.get("resize_mode"),
-    )
+        source = cached_file(cache, clip_file(info.arch, info.pretrained), tag, hint)
+    with weight_load("CLIP model", tag, clip_layout(info.arch, info.pretrained), source):
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            info.arch,
+            pretrained=info.pretrained if source is None else str(source),
+            device=device,
+            force_quick_gelu=quick_gelu,
+            image_mean=tag_cfg.get("mean"),
+            image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"),
+            image_resize_mode=tag_cfg.get("resize_mode"),
+        )
     return model, preprocess, open_clip.get_tokenizer(info.arch)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from synk8s.models.cache import pretrained_folder
 from synk8s.models.registry import GeneratorInfo, get_generator_info
+from synk8s.models.weights import hub_commit, listing_digest, pretrained_layout, weight_load
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 TINY_MODEL_ID = "synk8s/tiny-sd"
 CLIP_CONTEXT_LENGTH = 77  # tokens, CLIP's text context
 _CLIP_MERGES = 49152 - 256 - 2  # BPE merges CLIP uses out of the shipped list
+_REVISION_ATTR = "synk8s_revision"  # pipeline attribute naming the weights load_generator loaded
 
 
 def generator_identity(name_or_id: str, *, revision: str | None = None, seed: int = 0) -> tuple[str, str]:
@@ -44,6 +46,18 @@ def generator_identity(name_or_id: str, *, revision: str | None = None, seed: in
     if info.tiny:
         return TINY_MODEL_ID, f"random-seed-{seed}"
     return info.model_id, info.revision or "main"
+
+
+def loaded_revision(pipe: Any) -> str | None:
+    """The revision of the weights :func:`load_generator` actually loaded into ``pipe``.
+
+    Returns:
+        The hub commit sha (40 hex digits) for a hub load, even when a branch such as ``main`` was
+        asked for; ``cache:<sha256 of the file listing>`` for a load from a model cache;
+        ``random-seed-<seed>`` for a tiny generator; None for a pipeline not made by
+        :func:`load_generator`, or a hub load whose files were not in a hub cache snapshot folder.
+    """
+    return getattr(pipe, _REVISION_ATTR, None)
 
 
 def load_generator(
@@ -68,16 +82,21 @@ def load_generator(
         seed: seed of the random weights of a tiny generator; ignored for real generators.
 
     Returns:
-        The pipeline, with the safety checker off and the progress bar disabled.
+        The pipeline, with the safety checker off and the progress bar disabled;
+        :func:`loaded_revision` tells which weights it holds.
 
     Raises:
-        MissingDataError: ``cache`` lacks the model.
+        MissingDataError: ``cache`` lacks the model, or the weights cannot be fetched or read.
     """
     import torch
 
     dtype = dtype or torch.float32
     info = get_generator_info(name_or_id, revision)
-    pipe = _tiny_pipeline(seed, dtype, img2img) if info.tiny else _pretrained_pipeline(info, dtype, cache, img2img)
+    if info.tiny:
+        pipe, loaded = _tiny_pipeline(seed, dtype, img2img), f"random-seed-{seed}"
+    else:
+        pipe, loaded = _pretrained_pipeline(info, dtype, cache, img2img)
+    setattr(pipe, _REVISION_ATTR, loaded)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     log.info("generator %s on %s (%s)%s", info.model_id, device, dtype, " img2img" if img2img else "")
@@ -86,18 +105,38 @@ def load_generator(
 
 def _pretrained_pipeline(
     info: GeneratorInfo, dtype: torch.dtype, cache: str | None, img2img: bool
-) -> DiffusionPipeline:
-    """Load a real pipeline with ``from_pretrained`` from the hub or a model cache."""
+) -> tuple[DiffusionPipeline, str | None]:
+    """Load a real pipeline with ``from_pretrained`` from the hub or a model cache.
+
+    Returns:
+        The pipeline and the revision loaded (see :func:`loaded_revision`).
+    """
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
     auto = AutoPipelineForImage2Image if img2img else AutoPipelineForText2Image
     kwargs: dict[str, Any] = {"dtype": dtype}
     if info.pipeline == "sd":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    layout = pretrained_layout(info.model_id)
     if cache is None:
-        return auto.from_pretrained(info.model_id, revision=info.revision, **kwargs)
+        with weight_load("generator", info.model_id, layout):
+            pipe = auto.from_pretrained(info.model_id, revision=info.revision, **kwargs)
+        return pipe, hub_commit(_component_paths(pipe))
     hint = f"DiffusionPipeline.from_pretrained({info.model_id!r}).save_pretrained('{{path}}')"
-    return auto.from_pretrained(str(pretrained_folder(cache, info.model_id, hint)), **kwargs)
+    folder = pretrained_folder(cache, info.model_id, hint)
+    with weight_load("generator", info.model_id, layout, folder):
+        pipe = auto.from_pretrained(str(folder), **kwargs)
+    return pipe, listing_digest(folder)
+
+
+def _component_paths(pipe: DiffusionPipeline) -> list[str | None]:
+    """The folders the pipeline's components were read from (models' configs, tokenizers)."""
+    paths = []
+    for component in pipe.components.values():
+        config = getattr(component, "config", None)
+        paths.append(getattr(config, "_name_or_path", None))
+        paths.append(getattr(component, "name_or_path", None))
+    return paths
 
 
 def _tiny_pipeline(seed: int, dtype: torch.dtype, img2img: bool) -> DiffusionPipeline:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from synk8s.models.cache import pretrained_folder
 from synk8s.models.registry import get_le_info
+from synk8s.models.weights import pretrained_layout, weight_load
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -45,7 +46,7 @@ def load_le(
 
     Raises:
         UsageError: unknown name.
-        MissingDataError: ``cache`` lacks the model.
+        MissingDataError: ``cache`` lacks the model, or the weights cannot be fetched or read.
     """
     info = get_le_info(name_or_id)
     if info.tiny:
@@ -53,15 +54,17 @@ def load_le(
     else:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        source: str = info.model_id
+        folder = None
         if cache is not None:
             hint = (
                 f"AutoModelForSeq2SeqLM.from_pretrained({info.model_id!r}).save_pretrained('{{path}}') and "
                 f"AutoTokenizer.from_pretrained({info.model_id!r}).save_pretrained('{{path}}')"
             )
-            source = str(pretrained_folder(cache, info.model_id, hint))
-        model = AutoModelForSeq2SeqLM.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+            folder = pretrained_folder(cache, info.model_id, hint)
+        source = info.model_id if folder is None else str(folder)
+        with weight_load("LE model", info.model_id, pretrained_layout(info.model_id), folder):
+            model = AutoModelForSeq2SeqLM.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source)
     log.info("LE model %s on %s", info.model_id, device)
     return model.to(device).eval(), tokenizer
 

@@ -28,6 +28,7 @@ Run one shard per GPU task::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -340,7 +341,7 @@ def run(
     )
     load_seconds = generate_seconds = 0.0
     if missing:
-        from synk8s.models import load_generator, resolve_dtype
+        from synk8s.models import load_generator, loaded_revision, resolve_dtype
 
         pipe = load_generator(
             cfg.models.generator,
@@ -350,6 +351,8 @@ def run(
             cache=cfg.models.cache,
             seed=cfg.seed,
         )
+        # Provenance names the weights actually loaded (a hub commit), not the revision asked for.
+        sampler = dataclasses.replace(sampler, revision=loaded_revision(pipe) or sampler.revision)
         load_seconds = time.perf_counter() - start
         with tqdm(total=generated, desc=f"generate {shard_name(shard, num_shards)}", unit="img") as progress:
             for t in missing:
@@ -370,6 +373,7 @@ def run(
             "num_shards": num_shards,
             "config_digest": cfg.digest(),
             "plan": plan,
+            "revision": sampler.revision,
             "device": device,
             "tars": tars,
             "items": len(items),
@@ -383,6 +387,12 @@ def run(
     return _result(
         shard, num_shards, len(items), generated, len(chunks), len(chunks) - len(missing), manifest_uri, start
     )
+
+
+def _revisions(shard_manifests: list[dict], requested: str | None) -> str | list[str] | None:
+    """The weights revision the shards loaded: one value, or all of them if the hub moved between shards."""
+    found = sorted({m.get("revision") or requested for m in shard_manifests}, key=str)
+    return found[0] if len(found) == 1 else found
 
 
 def _result(
@@ -468,7 +478,7 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
         "generate",
         cfg,
         counts={"images": total, "tars": len(tars), "classes": len(classes), "shards": num_shards},
-        generator={"model_id": sampler["model_id"], "revision": sampler["revision"]},
+        generator={"model_id": sampler["model_id"], "revision": _revisions(shard_manifests, sampler["revision"])},
         sampler={**{k: v for k, v in sampler.items() if k not in ("model_id", "revision")}, "scheduler": scheduler},
         image_format=shard_manifests[0]["plan"]["image_format"],
         per_class=per_class,

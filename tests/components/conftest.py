@@ -2,7 +2,8 @@
 
 ``kfp_api`` is a real HTTP server on 127.0.0.1 that answers the v2beta1 endpoints ``kfp.Client``
 calls when it submits and inspects runs (healthz, experiments, runs, recurring runs) and records
-every request, so tests can read back what ``synk8s submit`` sent.
+every request, so tests can read back what ``synk8s submit`` sent. The same server answers the
+Kubernetes API's pod log endpoint; ``kubeconfig`` points the Kubernetes client at it.
 """
 
 import json
@@ -36,6 +37,8 @@ class KfpApi:
     experiments: dict[str, str] = field(default_factory=dict)  # display name -> id
     run_states: list[str] = field(default_factory=lambda: ["RUNNING", "SUCCEEDED"])
     run_error: str = ""
+    pod_logs: dict[str, str] = field(default_factory=dict)  # pod name -> log of its main container
+    kube_status: int = 200  # answer every Kubernetes request with this status when not 200
 
     def sent(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path == API + path]
@@ -109,7 +112,23 @@ def _handler(api: KfpApi) -> type[BaseHTTPRequestHandler]:
                 return self._reply(_run_body(rec.path.rsplit("/", 1)[1], state, api.run_error))
             if rec.path == f"{API}/runs":
                 return self._reply({"runs": [_run_body("run-1", "SUCCEEDED", "")], "total_size": 1})
+            if rec.path.startswith("/api/v1/namespaces/") and rec.path.endswith("/log"):
+                return self._pod_log(rec.path.split("/")[6])
             return self._reply({"error": "not found", "code": 5}, status=404)
+
+        def _pod_log(self, pod: str) -> None:
+            status = api.kube_status
+            if status == 200 and pod not in api.pod_logs:
+                status = 404
+            if status != 200:
+                message = f'pods "{pod}" not found' if status == 404 else "forbidden"
+                return self._reply({"kind": "Status", "status": "Failure", "message": message, "code": status}, status)
+            data = api.pod_logs[pod].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_POST(self) -> None:
             rec = self._record()
@@ -138,3 +157,24 @@ def kfp_api(monkeypatch):
     yield api
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def kubeconfig(kfp_api, tmp_path, monkeypatch):
+    """A kubeconfig whose cluster is the ``kfp_api`` server, in ``$KUBECONFIG``; not in a pod."""
+    monkeypatch.delenv("KFP_POD_NAME", raising=False)
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "test", "cluster": {"server": kfp_api.url}}],
+                "users": [{"name": "test", "user": {"token": "kube-token-for-test"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+                "current-context": "test",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path

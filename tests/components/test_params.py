@@ -65,7 +65,8 @@ def test_unknown_parameter_is_a_usage_error():
         config_from_arguments(profile="tiny", epochs=3)
 
 
-def test_plan_component_resolves_config_and_run_folder(tmp_path):
+def test_plan_component_resolves_config_and_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_POD_NAME", raising=False)
     cfg = config.load("tiny", ["dataset.name=cifar10", f"store.root={tmp_path}", "generate.num_shards=3"])
     comps = make_components("registry.example/gpu:1", "registry.example/cpu:1")
     out = comps.plan.python_func(**pipeline_arguments(cfg))
@@ -76,3 +77,43 @@ def test_plan_component_resolves_config_and_run_folder(tmp_path):
     assert {(item["config_json"], item["run_dir"], item["prompts"]) for item in items} == {
         (out.config_json, out.run_dir, "p")
     }
+
+
+@pytest.mark.parametrize("dataset", ["voc2007", "voc2012"])
+def test_detection_datasets_are_rejected_with_the_classification_list(dataset):
+    args = {**pipeline_arguments(config.load("tiny")), "dataset": dataset}
+    with pytest.raises(UsageError) as caught:
+        config_from_arguments(**args)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{dataset!r} is a detection dataset" in message
+    assert "cifar10, cifar100" in message and "voc" not in message.split(":", 1)[1]
+
+
+def _plan_in_pod(monkeypatch, store_root, shared):
+    monkeypatch.setenv("KFP_POD_NAME", "synk8s-zeroshot-abc-plan")
+    if shared is None:
+        monkeypatch.delenv("SYNK8S_STORE_ROOT", raising=False)
+    else:
+        monkeypatch.setenv("SYNK8S_STORE_ROOT", shared)
+    args = {**pipeline_arguments(config.load("tiny")), "store_root": store_root}
+    comps = make_components("registry.example/gpu:1", "registry.example/cpu:1")
+    return comps.plan.python_func(**args)
+
+
+def test_plan_in_a_pod_puts_the_config_map_store_in_place_of_a_local_folder(monkeypatch):
+    out = _plan_in_pod(monkeypatch, "./synk8s-store", "s3://synk8s/")
+    cfg = config.ExperimentConfig.model_validate_json(out.config_json)
+    assert cfg.store.root == "s3://synk8s/"
+    assert out.run_dir == f"s3://synk8s/runs/{cfg.dataset.name}-{cfg.digest()}"
+
+
+def test_plan_in_a_pod_keeps_an_s3_store_root(monkeypatch):
+    out = _plan_in_pod(monkeypatch, "s3://team-bucket/runs", "s3://synk8s/")
+    assert config.ExperimentConfig.model_validate_json(out.config_json).store.root == "s3://team-bucket/runs"
+
+
+@pytest.mark.parametrize("shared", [None, "", "/mnt/store"])
+def test_plan_in_a_pod_without_a_shared_store_asks_for_s3(monkeypatch, shared):
+    with pytest.raises(UsageError, match=r"pass store_root=s3://bucket/prefix$"):
+        _plan_in_pod(monkeypatch, "./synk8s-store", shared)

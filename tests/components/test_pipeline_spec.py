@@ -1,5 +1,7 @@
 """The compiled zero-shot pipeline: GPU scheduling, credentials, parallelism, retries, resources."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -89,21 +91,33 @@ def test_gpu_node_pool_comes_from_pipeline_parameters(compiled):
         assert "tolerations" not in executors.get(f"exec-{name}", {}), name
 
 
-def test_store_credentials_come_from_the_secret_and_endpoint_from_the_config_map(compiled):
+def test_store_credentials_come_from_the_secret_and_settings_from_the_config_map(compiled):
     _, _, executors = compiled
     cfg = config.load("paper")
-    for name in STORE_TASKS:
+    for name in ALL_TASKS:
         ex = executors[f"exec-{name}"]
+        (config_map,) = ex["configMapAsEnv"]
+        assert config_map["configMapName"] == cfg.cluster.s3_config_map
+        assert config_map["keyToEnv"] == [
+            {"configMapKey": "SYNK8S_S3_ENDPOINT", "envVar": "SYNK8S_S3_ENDPOINT"},
+            {"configMapKey": "SYNK8S_STORE_ROOT", "envVar": "SYNK8S_STORE_ROOT"},
+        ], name
+        if name not in STORE_TASKS:
+            assert "secretAsEnv" not in ex, name  # plan and shard-list never touch the store
+            continue
         (secret,) = ex["secretAsEnv"]
         assert secret["secretName"] == cfg.cluster.s3_secret
         assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == {
             ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
             ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
         }
-        (config_map,) = ex["configMapAsEnv"]
-        assert config_map["configMapName"] == cfg.cluster.s3_config_map
-        assert config_map["keyToEnv"] == [{"configMapKey": "SYNK8S_S3_ENDPOINT", "envVar": "SYNK8S_S3_ENDPOINT"}]
-    assert "exec-plan" not in executors
+
+
+def test_the_config_map_sets_the_store_root_the_pods_read():
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests/base/config.yaml").read_text())
+    assert manifest["metadata"]["name"] == config.load("paper").cluster.s3_config_map
+    assert manifest["data"]["SYNK8S_STORE_ROOT"].startswith("s3://")
+    assert set(manifest["data"]) >= {"SYNK8S_S3_ENDPOINT", "SYNK8S_STORE_ROOT"}
 
 
 def test_no_credential_values_in_the_yaml(compiled, monkeypatch, tmp_path):

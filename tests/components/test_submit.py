@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synk8s import config
+from synk8s.cli.kfp_cmds import task_pods
 from synk8s.cli.main import app
 from synk8s.components.params import config_from_arguments, pipeline_arguments
 
@@ -195,7 +196,7 @@ def test_submit_rejects_unknown_pipeline_and_bad_values():
     assert "images_per_class" in result.output
 
 
-def test_runs_list_get_and_logs(kfp_api):
+def test_runs_list_and_get(kfp_api):
     listed = _invoke("runs", "list", "--host", kfp_api.url)
     assert listed.exit_code == 0, listed.output
     assert "run-1" in listed.stdout
@@ -207,21 +208,110 @@ def test_runs_list_get_and_logs(kfp_api):
     assert "state:      RUNNING" in got.stdout
     assert 'dataset = "cifar10"' in got.stdout
 
+
+def test_task_pods_come_from_the_tasks_and_their_children():
+    from kfp_server_api import PipelineTaskDetailChildTask as child
+    from kfp_server_api import V2beta1PipelineTaskDetail, V2beta1Run, V2beta1RunDetails
+
+    tasks = [
+        V2beta1PipelineTaskDetail(display_name="plan", task_id="t1", pod_name="p-plan"),
+        V2beta1PipelineTaskDetail(
+            display_name="for-loop", task_id="t2", child_tasks=[child(pod_name="p-gen-1"), child(pod_name="p-gen-0")]
+        ),
+        V2beta1PipelineTaskDetail(task_id="t3", pod_name="p-eval"),  # no display name yet
+        V2beta1PipelineTaskDetail(display_name="tune", task_id="t4"),  # not scheduled: no pod
+        V2beta1PipelineTaskDetail(display_name="plan", task_id="t1", pod_name="p-plan"),  # listed twice
+    ]
+    run = V2beta1Run(run_id="r", run_details=V2beta1RunDetails(task_details=tasks))
+    assert task_pods(run) == [("for-loop", "p-gen-0"), ("for-loop", "p-gen-1"), ("plan", "p-plan"), ("t3", "p-eval")]
+    assert task_pods(V2beta1Run(run_id="r")) == []
+
+
+KUBECTL = [
+    "kubectl logs -n team-a zs-abc-generate-222 -c main  # generate",
+    "kubectl logs -n team-a zs-abc-generate-333 -c main  # generate",
+    "kubectl logs -n team-a zs-abc-plan-111 -c main  # plan",
+]
+
+
+def test_runs_logs_prints_each_task_pods_log(kfp_api, kubeconfig):
+    kfp_api.pod_logs = {"zs-abc-plan-111": "planned\n", "zs-abc-generate-222": "shard 0 done\nmore\n"}
     logs = _invoke("runs", "logs", "run-1", "--host", kfp_api.url, "--namespace", "team-a")
     assert logs.exit_code == 0, logs.output
-    commands = [line for line in logs.stdout.splitlines() if line.startswith("kubectl")]
-    assert commands == [
-        "kubectl logs -n team-a zs-abc-generate-222 -c main  # generate",
-        "kubectl logs -n team-a zs-abc-generate-333 -c main  # generate",
-        "kubectl logs -n team-a zs-abc-plan-111 -c main  # plan",
+    assert logs.stdout.splitlines() == [
+        "===== generate: pod zs-abc-generate-222 =====",
+        "shard 0 done",
+        "more",
+        "===== generate: pod zs-abc-generate-333 =====",
+        '(no log: pods "zs-abc-generate-333" not found)',
+        "===== plan: pod zs-abc-plan-111 =====",
+        "planned",
     ]
-    assert "does not serve pod logs" in logs.output
+    reads = [r for r in kfp_api.requests if r.path.endswith("/log")]
+    assert [r.path for r in reads][-1] == "/api/v1/namespaces/team-a/pods/zs-abc-plan-111/log"
+    assert all(r.query["container"] == ["main"] for r in reads)
+    assert {r.authorization for r in reads} == {"Bearer kube-token-for-test"}
+
+
+def test_runs_logs_without_kubeconfig_prints_kubectl_commands(kfp_api, tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_POD_NAME", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    logs = _invoke("runs", "logs", "run-1", "--host", kfp_api.url, "--namespace", "team-a")
+    assert logs.exit_code == 0, logs.output
+    assert [line for line in logs.stdout.splitlines() if line] == KUBECTL
+    assert "cannot read pod logs: no Kubernetes credentials" in logs.output
+    assert not [r for r in kfp_api.requests if r.path.endswith("/log")]
+
+
+def test_runs_logs_refused_by_kubernetes_prints_kubectl_commands(kfp_api, kubeconfig):
+    kfp_api.kube_status = 403
+    logs = _invoke("runs", "logs", "run-1", "--host", kfp_api.url, "--namespace", "team-a")
+    assert logs.exit_code == 0, logs.output
+    assert [line for line in logs.stdout.splitlines() if line] == KUBECTL
+    assert "refused to read pod logs (403" in logs.output
 
 
 def test_unreachable_host_is_one_line():
     result = _invoke("runs", "list", "--host", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in result.output
+
+
+def test_submit_local_with_an_unusable_s3_store_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", "s3://synk8s-test/store", "--local")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: S3 credentials missing") and "AWS_ACCESS_KEY_ID" in line
+    assert not (tmp_path / "kfp-local").exists()  # the pipeline never started
+
+
+def test_submit_local_with_a_missing_bucket_is_one_line(tmp_path, monkeypatch, s3_env):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", "s3://no-such-bucket/store", "--local")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "bucket 'no-such-bucket' does not exist" in line
+    assert not (tmp_path / "kfp-local").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "zeroshot", "--profile", "tiny", "--dataset", "voc2007", "--local"),
+        ("submit", "zeroshot", "--profile", "tiny", "--set", "dataset.name=voc2012", "--store", STORE, "--host", "x"),
+        ("compile", "zeroshot", "--set", "dataset.name=voc2007", "-o", "z.yaml"),
+    ],
+)
+def test_detection_datasets_are_refused_before_anything_runs(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke(*args)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert "is a detection dataset" in line and "cifar100" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_compile_writes_yaml(tmp_path):
@@ -231,3 +321,30 @@ def test_compile_writes_yaml(tmp_path):
     text = out.read_text()
     assert "parallelismLimit: 3" in text
     assert result.stdout.strip() == str(out)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing-dir/z.yaml", "No such file or directory"),
+        (".", "must be a file name ending in .yaml or .yml"),
+        ("z.json", "must be a file name ending in .yaml or .yml"),
+        ("folder.yaml", "Is a directory"),
+    ],
+)
+def test_compile_to_a_bad_path_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, target, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.yaml").mkdir()
+    result = _invoke("compile", "zeroshot", "--profile", "tiny", "-o", target)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert message in line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder.yaml"]
+
+
+def test_compile_replaces_an_earlier_file_whole(tmp_path):
+    out = tmp_path / "z.yml"
+    out.write_text("old")
+    assert _invoke("compile", "zeroshot", "--profile", "tiny", "-o", str(out)).exit_code == 0
+    assert out.read_text().startswith("# PIPELINE DEFINITION\n# Name: synk8s-zeroshot\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["z.yml"]

@@ -255,3 +255,32 @@ def test_unknown_context_is_one_line_error(tmp_path):
     with pytest.raises(Synk8sError, match=r"cannot use kubeconfig .*nope") as info:
         cluster.api_client(kubeconfig, context="nope")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "just a string\n",  # parses to a str: the loader fails with TypeError
+        "- a\n- b\n",  # a list, not a mapping
+        "apiVersion: v1\nclusters: 5\ncontexts: 7\ncurrent-context: x\n",
+        "current-context: a\ncontexts: [{name: a, context: 5}]\n",  # AttributeError inside the loader
+        "clusters: {a: [\n",  # not YAML
+    ],
+)
+def test_malformed_kubeconfig_is_one_line_error_naming_the_file(tmp_path, text):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(text)
+    with pytest.raises(Synk8sError, match=r"not a valid kubeconfig") as info:
+        cluster.api_client(kubeconfig)
+    assert str(kubeconfig) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_with_malformed_kubeconfig_prints_one_line(tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("just a string\n")
+    result = CliRunner().invoke(root_app, ["cluster", "check", "--kubeconfig", str(kubeconfig)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot use kubeconfig {kubeconfig}"), result.output
+    assert "Traceback" not in result.output

@@ -1,6 +1,8 @@
 """Model registries and loaders, exercised with the tiny random-weight models (offline, CPU)."""
 
+import shutil
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from PIL import Image
 from synk8s import models, storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.models.generators import clip_bpe_tokenizer
+from synk8s.models.weights import weight_load
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -210,3 +213,90 @@ def test_s3_cache_is_copied_once(s3_env, tmp_path, monkeypatch):
     assert torch.equal(_sample(again, loaded_tokenizer), _sample(model, tokenizer))
     with pytest.raises(MissingDataError, match=f"{cache}/acme--other/"):
         models.load_le("acme/other", cache=cache)
+
+
+# ----------------------------------------------------------------------------- hub loads
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty hub cache in offline mode. The hub client reads both settings when first imported."""
+    hub = tmp_path / "hf" / "hub"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    return hub
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("load", "model_id", "layout"),
+    [
+        (lambda: models.load_le("t5-commongen"), "mrm8488/t5-base-finetuned-common_gen", "mrm8488--t5-base"),
+        (lambda: models.load_generator("sd-turbo"), "stabilityai/sd-turbo", "<cache>/stabilityai--sd-turbo"),
+        (lambda: models.load_clip("rn50"), "RN50/openai", "<cache>/open_clip/RN50-openai.pt"),
+        (lambda: models.load_generator("not a//repo id"), "not a//repo id", "save_pretrained"),
+    ],
+    ids=["le", "generator", "clip", "bad-repo-id"],
+)
+def test_unreachable_hub_is_a_one_line_missing_data_error(offline_hub, load, model_id, layout):
+    with pytest.raises(MissingDataError) as caught:
+        load()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "cannot load " in message and repr(model_id) in message
+    assert "--set models.cache=DIR_OR_S3_PREFIX" in message and layout in message
+    assert isinstance(caught.value.__cause__, OSError | RuntimeError | ValueError)  # the original, chained
+
+
+@pytest.mark.timeout(30)
+def test_malformed_repo_id_fails_fast_without_offline_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(MissingDataError, match=r"cannot load generator 'not a//repo id' .*models\.cache=") as caught:
+        models.load_generator("not a//repo id")
+    assert "\n" not in str(caught.value)
+
+
+def test_weight_load_lets_programming_errors_through():
+    with pytest.raises(TypeError, match="a bug"), weight_load("generator", "acme/x", "layout"):
+        raise TypeError("a bug")
+    with pytest.raises(RuntimeError, match="unrelated"), weight_load("generator", "acme/x", "layout"):
+        raise RuntimeError("unrelated")
+
+
+def test_broken_cache_copy_is_a_one_line_error_naming_it(tmp_path):
+    folder = tmp_path / "acme--broken"
+    models.load_generator("tiny-sd", seed=0).save_pretrained(folder)
+    for weights in (folder / "unet").glob("diffusion_pytorch_model.*"):
+        weights.unlink()
+    with pytest.raises(MissingDataError, match="from the model cache copy") as caught:
+        models.load_generator("acme/broken", cache=str(tmp_path))
+    assert str(folder) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_hub_load_records_the_commit_it_loaded(offline_hub, tmp_path):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = offline_hub / "models--acme--tiny-sd"
+    models.load_generator("tiny-sd", seed=0).save_pretrained(repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+
+    pipe = models.load_generator("acme/tiny-sd")  # the real from_pretrained, resolving refs/main
+    assert models.loaded_revision(pipe) == sha
+    assert models.generator_identity("acme/tiny-sd") == ("acme/tiny-sd", "main")  # what was asked for
+    reference = _generate(models.load_generator("tiny-sd", seed=0))
+    assert [im.tobytes() for im in _generate(pipe)] == [im.tobytes() for im in reference]
+
+
+def test_cache_and_tiny_loads_record_their_revision(tmp_path):
+    assert models.loaded_revision(models.load_generator("tiny-sd", seed=3)) == "random-seed-3"
+    models.load_generator("tiny-sd", seed=0).save_pretrained(tmp_path / "a" / "acme--sd")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    first = models.loaded_revision(models.load_generator("acme/sd", cache=str(tmp_path / "a")))
+    assert first is not None and first.startswith("cache:") and len(first) == len("cache:") + 64
+    assert models.loaded_revision(models.load_generator("acme/sd", cache=str(tmp_path / "b"))) == first
+    (tmp_path / "b" / "acme--sd" / "README.md").write_text("a different copy\n")
+    assert models.loaded_revision(models.load_generator("acme/sd", cache=str(tmp_path / "b"))) != first

@@ -1,6 +1,7 @@
 """The GitHub Actions workflows: triggers, secret handling and the commands they run."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,14 @@ import yaml
 pytestmark = pytest.mark.timeout(30)
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+IMAGE_VARS = {
+    "SYNK8S_GPU_IMAGE": "${{ vars.SYNK8S_GPU_IMAGE }}",
+    "SYNK8S_CPU_IMAGE": "${{ vars.SYNK8S_CPU_IMAGE }}",
+}
+DIGEST = "@sha256:" + "0" * 64
 SUBMIT = (
     "synk8s submit zeroshot --dataset cifar100 --profile paper --store s3://synk8s/reproducibility "
-    '--host "$KFP_HOST" '
+    '--set "cluster.image=$SYNK8S_GPU_IMAGE" --set "cluster.cpu_image=$SYNK8S_CPU_IMAGE" --host "$KFP_HOST" '
     '--experiment reproducibility --run-name "repro-${GITHUB_REF_NAME}-${GITHUB_RUN_ID}" --wait'
 )
 
@@ -62,16 +68,62 @@ def test_reproduce_runs_weekly_and_on_version_tags():
     assert triggers["push"]["tags"] == ["v*"]
 
 
-def test_reproduce_skips_with_a_notice_without_kfp_host():
+def test_reproduce_gate_reads_the_secret_and_image_variables():
     workflow = load("reproduce.yml")
     gate = workflow["jobs"]["gate"]
     (step,) = gate["steps"]
-    assert step["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
-    assert "::notice" in step["run"] and "enabled=false" in step["run"]
+    assert step["env"] == {"KFP_HOST": "${{ secrets.KFP_HOST }}", **IMAGE_VARS}
     run_job = workflow["jobs"]["zeroshot-cifar100"]
     assert run_job["needs"] == "gate"
     assert run_job["if"] == "needs.gate.outputs.enabled == 'true'"
-    assert run_job["env"] == {"KFP_HOST": "${{ secrets.KFP_HOST }}", "KFP_TOKEN": "${{ secrets.KFP_TOKEN }}"}
+    assert run_job["env"] == {
+        "KFP_HOST": "${{ secrets.KFP_HOST }}",
+        "KFP_TOKEN": "${{ secrets.KFP_TOKEN }}",
+        **IMAGE_VARS,
+    }
+
+
+def _run_gate(tmp_path, **env):
+    """Run the gate step's script with bash; returns (exit code, stdout, what it wrote to GITHUB_OUTPUT)."""
+    (step,) = load("reproduce.yml")["jobs"]["gate"]["steps"]
+    output = tmp_path / "github_output"
+    output.write_text("")
+    variables = {"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), **env}
+    command = ["bash", "-e", "-c", step["run"]]
+    result = subprocess.run(command, env=variables, capture_output=True, text=True, check=False)
+    return result.returncode, result.stdout, output.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({}, "KFP_HOST"),
+        ({"KFP_HOST": "https://kfp.example.com"}, "SYNK8S_GPU_IMAGE"),
+        ({"KFP_HOST": "https://kfp.example.com", "SYNK8S_GPU_IMAGE": f"gpu{DIGEST}"}, "SYNK8S_CPU_IMAGE"),
+    ],
+)
+def test_reproduce_gate_skips_with_a_notice(tmp_path, env, missing):
+    code, stdout, output = _run_gate(tmp_path, **env)
+    assert code == 0
+    assert stdout.startswith("::notice title=reproduce skipped::") and missing in stdout
+    assert output == "enabled=false\n"
+
+
+def test_reproduce_gate_enables_the_run_with_digest_pinned_images(tmp_path):
+    env = {
+        "KFP_HOST": "https://kfp.example.com",
+        "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}",
+        "SYNK8S_CPU_IMAGE": f"r/cpu{DIGEST}",
+    }
+    assert _run_gate(tmp_path, **env) == (0, "", "enabled=true\n")
+
+
+def test_reproduce_gate_fails_on_an_image_tag(tmp_path):
+    env = {"KFP_HOST": "https://kfp.example.com", "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}", "SYNK8S_CPU_IMAGE": "r/cpu:0.1"}
+    code, stdout, output = _run_gate(tmp_path, **env)
+    assert code == 1
+    assert "::error title=reproduce::r/cpu:0.1 is not pinned by digest" in stdout
+    assert output == ""
 
 
 def test_reproduce_installs_synk8s_and_submits_the_paper_run():

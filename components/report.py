@@ -34,7 +34,7 @@ def run_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
     from synk8s.stages.manifest import read_manifest
 
     manifests = {
-        stage: read_manifest(stage_dir(run, stage), stage)
+        stage: read_manifest(stage_dir(run, stage, cfg), stage)
         for stage in ("prompts", "generate", "filter", "features", "tune", "evaluate")
     }
     evaluate = manifests["evaluate"]
@@ -62,9 +62,10 @@ def run_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
 
 
 def write_run_report(cfg: ExperimentConfig, run: str) -> str:
-    """Write :func:`run_report` to ``<run>/report.json``; returns its URI."""
+    """Write :func:`run_report` into the run's evaluate folder as ``report.json``; returns its URI."""
     from synk8s import storage
+    from synk8s.stages.layout import stage_dir
 
-    uri = storage.join(run, REPORT_FILE)
+    uri = storage.join(stage_dir(run, "evaluate", cfg), REPORT_FILE)
     storage.put_json(uri, run_report(cfg, run))
     return uri

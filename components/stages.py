@@ -79,7 +79,7 @@ def prompts(config_json: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) ->
     from synk8s.stages.manifest import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "prompts")
+    out = stage_dir(run_dir, "prompts", cfg)
     stage.run(cfg, out=out)
     log_manifest(metrics, read_manifest(out, "prompts"))
     return out
@@ -95,7 +95,7 @@ def generate(config_json: str, prompts: str, run_dir: str, shard: int, metrics: 
     from synk8s.stages.layout import stage_dir
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    result = stage.run(cfg, prompts=prompts, out=stage_dir(run_dir, "generate"), shard=shard)
+    result = stage.run(cfg, prompts=prompts, out=stage_dir(run_dir, "generate", cfg), shard=shard)
     metrics.log_metric("images", result.images)
     metrics.log_metric("generated", result.generated)
     metrics.log_metric("seconds", round(result.seconds, 3))
@@ -120,7 +120,7 @@ def collect(config_json: str, run_dir: str, shard_manifests: list[str], metrics:
         raise MissingDataError(
             f"got {len(shard_manifests)} generated shards, expected generate.num_shards={cfg.generate.num_shards}"
         )
-    out = stage_dir(run_dir, "generate")
+    out = stage_dir(run_dir, "generate", cfg)
     stage.collect(cfg, out=out)
     log_manifest(metrics, read_manifest(out, "generate"))
     return out
@@ -135,7 +135,7 @@ def filter_images(config_json: str, images: str, run_dir: str, metrics: dsl.Outp
     from synk8s.stages.manifest import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "filter")
+    out = stage_dir(run_dir, "filter", cfg)
     stage.run(cfg, images=images, out=out)
     log_manifest(metrics, read_manifest(out, "filter"))
     return out
@@ -150,7 +150,7 @@ def features(config_json: str, images: str, run_dir: str, metrics: dsl.Output[ds
     from synk8s.stages.manifest import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "features")
+    out = stage_dir(run_dir, "features", cfg)
     stage.run(cfg, images=images, out=out)
     log_manifest(metrics, read_manifest(out, "features"))
     return out
@@ -165,7 +165,7 @@ def tune(config_json: str, features: str, selection: str, run_dir: str, metrics:
     from synk8s.stages.manifest import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "tune")
+    out = stage_dir(run_dir, "tune", cfg)
     stage.run(cfg, features=features, selection=selection, out=out)
     log_manifest(metrics, read_manifest(out, "tune"))
     return out
@@ -193,7 +193,7 @@ def evaluate(
     from synk8s.stages.layout import stage_dir
 
     cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "evaluate")
+    out = stage_dir(run_dir, "evaluate", cfg)
     result = stage.run(cfg, features=features, head=head, images=images, selection=selection, out=out)
     metrics.log_metric("zeroshot_top1", result.zeroshot_top1)
     metrics.log_metric("tuned_top1", result.tuned_top1)

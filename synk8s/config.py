@@ -215,14 +215,23 @@ class ExperimentConfig(_Section):
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(profiles())}")
         return value
 
-    def digest(self) -> str:
-        """Short sha256 of what the run computes: every field but ``store`` and ``cluster``.
+    def digest(self, *fields: str) -> str:
+        """Short sha256 of the given fields (dotted paths such as ``tune`` or ``models.clip``).
 
-        Where a run executes and where it writes do not change its results, so they do not
-        change its digest; identical experiments give identical digests.
+        With no fields: every field but ``store`` and ``cluster``. Where a run executes and where
+        it writes do not change its results, so they do not change its digest; identical
+        experiments give identical digests.
         """
-        what = self.model_dump(mode="json", exclude={"store", "cluster"})
-        canonical = json.dumps(what, sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json", exclude={"store", "cluster"})
+        if fields:
+            picked = {}
+            for path in sorted(set(fields)):
+                value = data
+                for part in path.split("."):
+                    value = value[part]
+                picked[path] = value
+            data = picked
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -68,7 +68,7 @@ def prompts(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optiona
     from synk8s.stages import prompts as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, out=stage_dir(run, "prompts")))
+    _print(stage.run(cfg, out=stage_dir(run, "prompts", cfg)))
 
 
 @app.command("generate")
@@ -80,7 +80,7 @@ def generate(profile: str = PROFILE, overrides: list[str] = SET, dataset: Option
     from synk8s.stages import generate as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, prompts=stage_dir(run, "prompts"), out=stage_dir(run, "generate"),
+    _print(stage.run(cfg, prompts=stage_dir(run, "prompts", cfg), out=stage_dir(run, "generate", cfg),
                      shard=shard, num_shards=num_shards))
 
 
@@ -92,7 +92,7 @@ def collect(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optiona
     from synk8s.stages import generate as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.collect(cfg, out=stage_dir(run, "generate"), num_shards=num_shards))
+    _print(stage.collect(cfg, out=stage_dir(run, "generate", cfg), num_shards=num_shards))
 
 
 @app.command("filter")
@@ -102,7 +102,7 @@ def filter_(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optiona
     from synk8s.stages import filter as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, images=stage_dir(run, "generate"), out=stage_dir(run, "filter")))
+    _print(stage.run(cfg, images=stage_dir(run, "generate", cfg), out=stage_dir(run, "filter", cfg)))
 
 
 @app.command("features")
@@ -112,7 +112,7 @@ def features(profile: str = PROFILE, overrides: list[str] = SET, dataset: Option
     from synk8s.stages import features as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, images=stage_dir(run, "generate"), out=stage_dir(run, "features")))
+    _print(stage.run(cfg, images=stage_dir(run, "generate", cfg), out=stage_dir(run, "features", cfg)))
 
 
 @app.command("tune")
@@ -122,8 +122,8 @@ def tune(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[s
     from synk8s.stages import tune as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, features=stage_dir(run, "features"), selection=stage_dir(run, "filter"),
-                     out=stage_dir(run, "tune")))
+    _print(stage.run(cfg, features=stage_dir(run, "features", cfg), selection=stage_dir(run, "filter", cfg),
+                     out=stage_dir(run, "tune", cfg)))
 
 
 @app.command("evaluate")
@@ -133,6 +133,6 @@ def evaluate(profile: str = PROFILE, overrides: list[str] = SET, dataset: Option
     from synk8s.stages import evaluate as stage
 
     cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, features=stage_dir(run, "features"), head=stage_dir(run, "tune"),
-                     images=stage_dir(run, "generate"), selection=stage_dir(run, "filter"),
-                     out=stage_dir(run, "evaluate")))
+    _print(stage.run(cfg, features=stage_dir(run, "features", cfg), head=stage_dir(run, "tune", cfg),
+                     images=stage_dir(run, "generate", cfg), selection=stage_dir(run, "filter", cfg),
+                     out=stage_dir(run, "evaluate", cfg)))

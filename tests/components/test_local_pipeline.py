@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from synk8s import config
 from synk8s.cli.main import app
-from synk8s.stages.layout import run_dir
+from synk8s.stages.layout import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,7 +32,7 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     cfg = config.load("tiny", [*OVERRIDES, "dataset.name=cifar10", f"store.root={store}"])
     run = Path(run_dir(cfg))
     report_path = result.stdout.strip().splitlines()[-1]
-    assert report_path == str(run / "report.json")
+    assert report_path == str(Path(stage_dir(str(run), "evaluate", cfg)) / "report.json")
     report = json.loads(Path(report_path).read_text())
     assert report["config_digest"] == cfg.digest()
     assert report["store_root"] == str(store)

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from synk8s import config, storage
 from synk8s.cli.main import app
-from synk8s.stages.layout import run_dir
+from synk8s.stages.layout import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,10 +23,11 @@ def test_local_run_reads_and_writes_the_s3_store(tmp_path, monkeypatch, s3_env):
 
     cfg = config.load("tiny", [*OVERRIDES, "dataset.name=eurosat", f"store.root={store}"])
     report_uri = result.stdout.strip().splitlines()[-1]
-    assert report_uri == storage.join(run_dir(cfg), "report.json")
+    evaluate = stage_dir(run_dir(cfg), "evaluate", cfg)
+    assert report_uri == storage.join(evaluate, "report.json")
     report = storage.get_json(report_uri)
     assert report["counts"]["generated"] == 10 * 2 and report["store_root"] == store
     tars = [o for o in storage.list(storage.join(run_dir(cfg), "images")) if o.uri.endswith(".tar")]
     assert len(tars) == 2 and all(o.sha256 for o in tars)
-    assert storage.exists(storage.join(run_dir(cfg), "evaluate", "metrics.json"))
+    assert storage.exists(storage.join(evaluate, "metrics.json"))
     assert not (tmp_path / "synk8s-store").exists()  # nothing went to the local default store

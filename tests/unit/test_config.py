@@ -103,3 +103,11 @@ def test_bad_model_names_store_roots_and_strengths_are_rejected(override, messag
 
 def test_raw_generator_ids_are_accepted():
     assert config.load("tiny", ["models.generator=someone/some-diffusion"]).models.generator == "someone/some-diffusion"
+
+
+def test_digest_of_fields_changes_only_with_those_fields():
+    cfg = config.load("tiny")
+    images = ("seed", "prompts", "generate", "models.generator")
+    assert config.with_overrides(cfg, ["tune.loss=ce", "filter.enabled=false"]).digest(*images) == cfg.digest(*images)
+    assert config.with_overrides(cfg, ["generate.steps=3"]).digest(*images) != cfg.digest(*images)
+    assert cfg.digest("tune", "seed") == cfg.digest("seed", "tune")

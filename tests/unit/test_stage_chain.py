@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from synk8s import config
 from synk8s.cli.main import app
-from synk8s.stages.layout import run_dir
+from synk8s.stages.layout import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,8 +35,14 @@ def _chain(root: Path, monkeypatch) -> Path:
         result = CliRunner().invoke(app, ["stage", *stage, *common])
         assert result.exit_code == 0, f"stage {stage}: {result.output[-2000:]}"
         assert "seconds" in json.loads(result.stdout)
-    cfg = config.load("tiny", [*OVERRIDES, "dataset.name=cifar10"])
-    return (root / run_dir(cfg)).resolve()
+    return (root / run_dir(CFG)).resolve()
+
+
+CFG = config.load("tiny", [*OVERRIDES, "dataset.name=cifar10"])
+
+
+def _out(run: Path, stage: str, cfg=CFG) -> Path:
+    return Path(stage_dir(str(run), stage, cfg))
 
 
 def _without_seconds(value):
@@ -50,20 +56,30 @@ def test_stage_commands_chain_and_repeat_exactly(tmp_path, monkeypatch):
     assert first.name == second.name  # the run folder is named by the config digest
 
     for run in (first, second):
-        for folder in ("prompts", "images", "filter", "features", "tune", "evaluate"):
-            assert (run / folder / "manifest.json").is_file(), folder
-    metrics = json.loads((first / "evaluate" / "metrics.json").read_text())
+        for stage in ("prompts", "generate", "filter", "features", "tune", "evaluate"):
+            assert (_out(run, stage) / "manifest.json").is_file(), stage
+    metrics = json.loads((_out(first, "evaluate") / "metrics.json").read_text())
     assert metrics["standin"] is True and metrics["generated"] == 30 and metrics["test"] == 40
-    assert "stand-in data" in (first / "evaluate" / "report.md").read_text().lower()
+    assert "stand-in data" in (_out(first, "evaluate") / "report.md").read_text().lower()
 
     # Same seed and config: identical prompts, identical image bytes, identical metrics.
     assert (first / "prompts" / "prompts.jsonl").read_bytes() == (second / "prompts" / "prompts.jsonl").read_bytes()
     tars = sorted(p.relative_to(first) for p in (first / "images").rglob("*.tar"))
     assert len(tars) == 2
     assert all((first / t).read_bytes() == (second / t).read_bytes() for t in tars)
-    assert (first / "tune" / "head.safetensors").read_bytes() == (second / "tune" / "head.safetensors").read_bytes()
-    second_metrics = json.loads((second / "evaluate" / "metrics.json").read_text())
+    head = "head.safetensors"
+    assert (_out(first, "tune") / head).read_bytes() == (_out(second, "tune") / head).read_bytes()
+    second_metrics = json.loads((_out(second, "evaluate") / "metrics.json").read_text())
     assert _without_seconds(metrics) == _without_seconds(second_metrics)
+
+    # Table 2's switches downstream of generation reuse the images and keep their own outputs.
+    monkeypatch.chdir(tmp_path / "a")
+    ce = config.with_overrides(CFG, ["tune.loss=ce", "filter.enabled=false"])
+    assert Path(run_dir(ce)).resolve() == first
+    sets = [a for o in [*OVERRIDES, "tune.loss=ce", "filter.enabled=false"] for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["stage", "tune", "--profile", "tiny", "--dataset", "cifar10", *sets])
+    assert result.exit_code == 1 and "no filter output" in result.output  # its own filter folder is still empty
+    assert _out(first, "filter", ce) != _out(first, "filter") and _out(first, "features", ce) == _out(first, "features")
 
 
 def test_a_stage_without_its_input_names_the_stage_to_run(tmp_path):

@@ -92,7 +92,7 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
     Raises:
         UsageError: unknown parameter, malformed ``overrides``, or a bad value.
     """
-    from synk8s import config
+    from synk8s import config, datasets
     from synk8s.errors import UsageError
 
     unknown = sorted(set(named) - set(NAMED_PARAMS))
@@ -106,26 +106,8 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
         raise UsageError(f'overrides must be a JSON list of "key.path=value" strings, got {overrides!r}')
     as_text = [f"{NAMED_PARAMS[param]}={json.dumps(value)}" for param, value in named.items()]
     cfg = config.load(profile, [*extra, *as_text])
-    require_classification(cfg.dataset.name)
+    datasets.require_classification(cfg.dataset.name)
     return cfg
-
-
-def require_classification(dataset: str) -> None:
-    """Raise a one-line UsageError unless ``dataset`` is a classification dataset.
-
-    The zero-shot pipeline evaluates a classifier; the detection datasets (VOC) are for the
-    detection transfer experiment only.
-    """
-    from synk8s import datasets
-    from synk8s.errors import UsageError
-
-    info = datasets.get(dataset)
-    if info.task != "classification":
-        usable = [d.name for d in datasets.all() if d.task == "classification"]
-        raise UsageError(
-            f"dataset {dataset!r} is a {info.task} dataset; the zero-shot pipeline needs a classification "
-            f"dataset: {', '.join(usable)}"
-        )
 
 
 def pod_store_root(store_root: str) -> str:

@@ -72,17 +72,9 @@ def shard_list(config_json: str, run_dir: str, prompts: str) -> list[dict]:
 
 def prompts(config_json: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
     """Build the prompts of every class (B or LE); returns the prompts folder URI."""
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import prompts as stage
-    from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.components.run_stage import run_stage
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "prompts", cfg)
-    stage.run(cfg, out=out)
-    log_manifest(metrics, read_manifest(out, "prompts"))
-    return out
+    return run_stage("prompts", config_json, run_dir, metrics)
 
 
 def generate(config_json: str, prompts: str, run_dir: str, shard: int, metrics: dsl.Output[dsl.Metrics]) -> str:
@@ -128,47 +120,23 @@ def collect(config_json: str, run_dir: str, shard_manifests: list[str], metrics:
 
 def filter_images(config_json: str, images: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
     """CLIP-filter the generated images; returns the filter folder URI (selection + teacher logits)."""
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import filter as stage
-    from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.components.run_stage import run_stage
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "filter", cfg)
-    stage.run(cfg, images=images, out=out)
-    log_manifest(metrics, read_manifest(out, "filter"))
-    return out
+    return run_stage("filter", config_json, run_dir, metrics, images=images)
 
 
 def features(config_json: str, images: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
     """Encode synthetic and real test images with CLIP (cached); returns the features folder URI."""
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import features as stage
-    from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.components.run_stage import run_stage
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "features", cfg)
-    stage.run(cfg, images=images, out=out)
-    log_manifest(metrics, read_manifest(out, "features"))
-    return out
+    return run_stage("features", config_json, run_dir, metrics, images=images)
 
 
 def tune(config_json: str, features: str, selection: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
     """Tune the linear head on the kept synthetic features; returns the tune folder URI."""
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import tune as stage
-    from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.components.run_stage import run_stage
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "tune", cfg)
-    stage.run(cfg, features=features, selection=selection, out=out)
-    log_manifest(metrics, read_manifest(out, "tune"))
-    return out
+    return run_stage("tune", config_json, run_dir, metrics, features=features, selection=selection)
 
 
 def evaluate(

@@ -33,13 +33,35 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+def _tiny_config(root, per_class: int, *overrides: str):
+    """The tiny profile for cifar10, B prompts, ``per_class`` images per class, one shard, store under ``root``."""
+    from synk8s import config
+
+    return config.load(
+        "tiny",
+        [
+            "dataset.name=cifar10",
+            "prompts.mode=B",
+            f"generate.images_per_class={per_class}",
+            "generate.num_shards=1",
+            f"store.root={root}/store",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(root, per_class, *overrides)``: the config :func:`tiny_images` generates with."""
+    return _tiny_config
+
+
 @pytest.fixture(scope="session")
 def tiny_images(tmp_path_factory):
     """Generate tiny images once per setting: ``tiny_images(per_class)`` -> root with ``images/``.
 
-    cifar10, B prompts, tiny-sd, one shard; the prompts are under ``<root>/prompts``.
+    Made with ``tiny_config(root, per_class)`` (tiny-sd); the prompts are under ``<root>/prompts``.
     """
-    from synk8s import config
     from synk8s.stages import generate, prompts
 
     made = {}
@@ -47,16 +69,7 @@ def tiny_images(tmp_path_factory):
     def make(per_class: int):
         if per_class not in made:
             root = tmp_path_factory.mktemp(f"tiny-images-{per_class}")
-            cfg = config.load(
-                "tiny",
-                [
-                    "dataset.name=cifar10",
-                    "prompts.mode=B",
-                    f"generate.images_per_class={per_class}",
-                    "generate.num_shards=1",
-                    f"store.root={root}/store",
-                ],
-            )
+            cfg = _tiny_config(root, per_class)
             prompts.run(cfg, out=str(root / "prompts"))
             generate.run(cfg, prompts=str(root / "prompts"), out=str(root / "images"))
             generate.collect(cfg, out=str(root / "images"))

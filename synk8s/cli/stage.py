@@ -22,7 +22,6 @@ from typing import Optional
 import typer
 
 from synk8s import config, datasets
-from synk8s.errors import UsageError
 from synk8s.stages.layout import run_dir, stage_dir
 
 app = typer.Typer(no_args_is_help=True)
@@ -38,12 +37,7 @@ def _setup(profile: str, overrides: list[str], dataset: Optional[str], store: Op
     extra = [f"dataset.name={dataset}"] if dataset else []
     extra += [f"store.root={store}"] if store else []
     cfg = config.load(profile, [*overrides, *extra])
-    if datasets.get(cfg.dataset.name).task != "classification":
-        choices = ", ".join(d.name for d in datasets.all() if d.task == "classification")
-        raise UsageError(
-            f"{cfg.dataset.name} is a detection dataset; the zero-shot stages need a classification dataset: "
-            f"choose one of: {choices}"
-        )
+    datasets.require_classification(cfg.dataset.name)
     return cfg, run_dir(cfg, run_id)
 
 

@@ -12,7 +12,7 @@ Examples::
 from synk8s.datasets.detection import DetectionData, load_detection
 from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
-from synk8s.datasets.registry import DatasetInfo, all, get, names
+from synk8s.datasets.registry import DatasetInfo, all, get, names, require_classification
 from synk8s.datasets.standin import MARKER, is_standin, write_standin
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "load",
     "load_detection",
     "names",
+    "require_classification",
     "write_standin",
 ]

@@ -336,6 +336,25 @@ def get(name: str) -> DatasetInfo:
     )
 
 
+
+def require_classification(name: str) -> DatasetInfo:
+    """Return the entry of ``name`` if it is a classification dataset.
+
+    The zero-shot stages evaluate a classifier; the detection datasets (VOC) serve the detection
+    transfer experiment only.
+
+    Raises:
+        UsageError: unknown dataset, or a dataset of another task (the message lists the usable ones).
+    """
+    info = get(name)
+    if info.task != "classification":
+        usable = [d.name for d in all() if d.task == "classification"]
+        raise UsageError(
+            f"dataset {name!r} is a {info.task} dataset; the zero-shot pipeline needs a classification "
+            f"dataset: {', '.join(usable)}"
+        )
+    return info
+
 def names() -> list[str]:
     """Registered dataset names: the paper's 17 classification datasets, then VOC 2007 and 2012."""
     return list(_SPECS)

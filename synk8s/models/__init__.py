@@ -35,7 +35,7 @@ from synk8s.models.registry import (
 if TYPE_CHECKING:
     from synk8s.models.backbones import build_backbone
     from synk8s.models.clip import ClipBundle, load_clip
-    from synk8s.models.device import auto_device, resolve_dtype
+    from synk8s.models.device import auto_device, resolve_device, resolve_dtype
     from synk8s.models.generators import generator_identity, load_generator, loaded_revision
     from synk8s.models.language import load_le
 
@@ -45,6 +45,7 @@ _LAZY = {
     "ClipBundle": "clip",
     "load_clip": "clip",
     "auto_device": "device",
+    "resolve_device": "device",
     "resolve_dtype": "device",
     "generator_identity": "generators",
     "load_generator": "generators",
@@ -73,6 +74,7 @@ __all__ = [
     "load_generator",
     "load_le",
     "loaded_revision",
+    "resolve_device",
     "resolve_dtype",
 ]
 

@@ -19,6 +19,11 @@ def auto_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(name: str) -> str:
+    """The device a config's ``device`` field names: ``auto`` becomes :func:`auto_device`, others stay."""
+    return auto_device() if name == "auto" else name
+
+
 def resolve_dtype(name: str, device: str) -> torch.dtype:
     """Turn a config dtype name into a torch dtype.
 

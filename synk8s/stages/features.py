@@ -128,13 +128,6 @@ def cache_uri(cfg: ExperimentConfig, key: str, suffix: str) -> str:
 # ----------------------------------------------------------------------------- encoding
 
 
-def feature_device(cfg: ExperimentConfig) -> str:
-    """The device the image encoder runs on: ``cfg.device``, with ``auto`` resolved."""
-    from synk8s.models import auto_device
-
-    return auto_device() if cfg.device == "auto" else cfg.device
-
-
 def compute_dtype(cfg: ExperimentConfig, device: str) -> torch.dtype:
     """Autocast dtype of the image encoder: half precision on CUDA by default, float32 on CPU.
 
@@ -272,9 +265,9 @@ def _cached_or_encode(
 
 def load_clip_for(cfg: ExperimentConfig) -> ClipBundle:
     """The run's CLIP model (``models.clip``) on the run's device, weights seeded by ``cfg.seed``."""
-    from synk8s.models import load_clip
+    from synk8s.models import load_clip, resolve_device
 
-    return load_clip(cfg.models.clip, device=feature_device(cfg), cache=cfg.models.cache, seed=cfg.seed)
+    return load_clip(cfg.models.clip, device=resolve_device(cfg.device), cache=cfg.models.cache, seed=cfg.seed)
 
 
 def synthetic_features(
@@ -306,7 +299,12 @@ def synthetic_features(
 
 
 def real_features(
-    cfg: ExperimentConfig, split: str, *, bundle: ClipBundle | None = None, progress: bool = True
+    cfg: ExperimentConfig,
+    split: str,
+    *,
+    bundle: ClipBundle | None = None,
+    root: str | None = None,
+    progress: bool = True,
 ) -> FeatureSet:
     """CLIP features of a real dataset split, from the cache or freshly encoded.
 
@@ -317,6 +315,8 @@ def real_features(
         cfg: the run's config (dataset, CLIP model, device, store root for the cache).
         split: a split of the dataset, e.g. its ``test_split``.
         bundle: an already loaded CLIP model to reuse; loaded from ``cfg`` when None.
+        root: the local data root :func:`~synk8s.realdata.ensure_dataset` returned for ``cfg``;
+            prepared from ``cfg`` when None.
         progress: show a progress bar while encoding.
 
     Raises:
@@ -324,7 +324,7 @@ def real_features(
     """
     from synk8s.realdata import ensure_dataset
 
-    root = ensure_dataset(cfg)
+    root = root or ensure_dataset(cfg)
     data_set = datasets.load(cfg.dataset.name, split, root)
     data = {"kind": "real", "dataset": cfg.dataset.name, "split": split, "ident": data_set.ident}
 
@@ -362,11 +362,12 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     start = time.monotonic()
     info = datasets.get(cfg.dataset.name)
     bundle = load_clip_for(cfg)
+    data_root = ensure_dataset(cfg)  # the local folder, also for an s3:// root
 
     # 1. Feature sets, each through the cache.
     sets = {
         "synthetic": synthetic_features(cfg, images, bundle=bundle, progress=progress),
-        "test": real_features(cfg, info.test_split, bundle=bundle, progress=progress),
+        "test": real_features(cfg, info.test_split, bundle=bundle, root=data_root, progress=progress),
     }
     listing_uri = storage.join(out, "features.json")
     storage.put_json(listing_uri, {name: fs.uri for name, fs in sets.items()})
@@ -393,7 +394,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         inputs={"images": images},
         clip=bundle.identity,
         feature_sets={name: {"uri": fs.uri, "key": fs.key} for name, fs in sets.items()},
-        standin=datasets.is_standin(ensure_dataset(cfg)),  # the local folder, also for an s3:// root
+        standin=datasets.is_standin(data_root),
         seconds=seconds,
     )
     return FeaturesResult(

@@ -274,12 +274,6 @@ def _samples(
         progress.update(len(batch))
 
 
-def _device(cfg: ExperimentConfig) -> str:
-    from synk8s.models import auto_device
-
-    return auto_device() if cfg.device == "auto" else cfg.device
-
-
 def _check_plan(out: str, shard: int, num_shards: int, plan: dict[str, Any]) -> None:
     """Write the shard's plan, or refuse when the folder holds a shard made with other settings."""
     uri = storage.join(out, shard_name(shard, num_shards), PLAN_FILE)
@@ -315,13 +309,14 @@ def run(
     from tqdm import tqdm
 
     from synk8s import datasets
+    from synk8s.models import resolve_device
 
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     read_manifest(prompts, "prompts")
     classes = list(datasets.get(cfg.dataset.name).classes)
     items = shard_items(work_items(cfg, read_prompts(prompts), classes), shard, num_shards)
-    device = _device(cfg)
+    device = resolve_device(cfg.device)
     sampler = sampler_settings(cfg, device)
     plan = _plan(cfg, sampler, items, shard, num_shards)
     _check_plan(out, shard, num_shards, plan)

@@ -366,9 +366,9 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
     if cfg.prompts.mode == "B":
         records, stats = template_prompts(classes, info.templates)
     else:
-        from synk8s.models import auto_device, get_le_info, load_le
+        from synk8s.models import get_le_info, load_le, resolve_device
 
-        device = auto_device() if cfg.device == "auto" else cfg.device
+        device = resolve_device(cfg.device)
         le_info = get_le_info(cfg.models.le)
         model, tokenizer = load_le(cfg.models.le, device=device, cache=cfg.models.cache, seed=cfg.seed)
         records, stats = enhanced_prompts(cfg, classes, model, tokenizer)

@@ -287,7 +287,7 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
     """
     from safetensors.torch import save
 
-    from synk8s.models.device import auto_device
+    from synk8s.models.device import resolve_device
 
     started = time.perf_counter()
     tc = cfg.tune
@@ -310,7 +310,7 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
         )
 
     # 3. Train on the configured device.
-    device = auto_device() if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
     soft_weight = tc.soft_weight if tc.loss == "sce" else 0.0
     logger.info("tuning on %d images, validating on %d, %s, device %s", len(train_pos), len(val_pos), tc.loss, device)
     fit = fit_head(

@@ -17,24 +17,14 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def _submit(kfp_api, *args: str):
+    """``synk8s submit zeroshot --profile tiny --store STORE --host <test server>`` plus ``args``."""
+    return _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url, *args)
+
+
 def test_submit_sends_the_compiled_spec_and_the_run_parameters(kfp_api):
-    result = _invoke(
-        "submit",
-        "zeroshot",
-        "--profile",
-        "tiny",
-        "--dataset",
-        "cifar10",
-        "--store",
-        STORE,
-        "--images-per-class",
-        "3",
-        "--set",
-        "tune.epochs=2",
-        "--host",
-        kfp_api.url,
-        "--experiment",
-        "ci",
+    result = _submit(
+        kfp_api, "--dataset", "cifar10", "--images-per-class", "3", "--set", "tune.epochs=2", "--experiment", "ci"
     )
     assert result.exit_code == 0, result.output
     assert "run run-1" in result.stdout
@@ -60,7 +50,7 @@ def test_submit_sends_the_compiled_spec_and_the_run_parameters(kfp_api):
 
 
 def test_submit_no_cache_turns_caching_off_in_the_sent_spec(kfp_api):
-    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url, "--no-cache")
+    result = _submit(kfp_api, "--no-cache")
     assert result.exit_code == 0, result.output
     (created,) = kfp_api.sent("POST", "/runs")
     dag = created.body["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
@@ -69,19 +59,7 @@ def test_submit_no_cache_turns_caching_off_in_the_sent_spec(kfp_api):
 
 def test_submit_wait_follows_the_run_to_success(kfp_api):
     kfp_api.run_states = ["PENDING", "RUNNING", "SUCCEEDED"]
-    result = _invoke(
-        "submit",
-        "zeroshot",
-        "--profile",
-        "tiny",
-        "--store",
-        STORE,
-        "--host",
-        kfp_api.url,
-        "--wait",
-        "--poll-seconds",
-        "0.01",
-    )
+    result = _submit(kfp_api, "--wait", "--poll-seconds", "0.01")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith("run run-1 SUCCEEDED")
     assert len(kfp_api.sent("GET", "/runs/run-1")) == 3
@@ -90,19 +68,7 @@ def test_submit_wait_follows_the_run_to_success(kfp_api):
 def test_submit_wait_exits_nonzero_when_the_run_fails(kfp_api):
     kfp_api.run_states = ["RUNNING", "FAILED"]
     kfp_api.run_error = "task generate failed"
-    result = _invoke(
-        "submit",
-        "zeroshot",
-        "--profile",
-        "tiny",
-        "--store",
-        STORE,
-        "--host",
-        kfp_api.url,
-        "--wait",
-        "--poll-seconds",
-        "0.01",
-    )
+    result = _submit(kfp_api, "--wait", "--poll-seconds", "0.01")
     assert result.exit_code == 1
     assert "run run-1 ended FAILED: task generate failed" in result.output
     assert "synk8s runs logs run-1" in result.output
@@ -117,7 +83,7 @@ def test_submit_takes_the_host_from_the_environment(kfp_api, monkeypatch):
 
 def test_submit_sends_the_kfp_token_as_a_bearer_token(kfp_api, monkeypatch):
     monkeypatch.setenv("KFP_TOKEN", "token-for-test")
-    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url)
+    result = _submit(kfp_api)
     assert result.exit_code == 0, result.output
     (created,) = kfp_api.sent("POST", "/runs")
     assert created.authorization == "Bearer token-for-test"
@@ -141,18 +107,7 @@ def test_submit_to_a_cluster_needs_a_shared_store(kfp_api):
 
 
 def test_submit_recurring_sends_the_schedule(kfp_api):
-    result = _invoke(
-        "submit",
-        "zeroshot",
-        "--profile",
-        "tiny",
-        "--store",
-        STORE,
-        "--host",
-        kfp_api.url,
-        "--recurring",
-        "0 0 3 * * MON-FRI",
-    )
+    result = _submit(kfp_api, "--recurring", "0 0 3 * * MON-FRI")
     assert result.exit_code == 0, result.output
     (created,) = kfp_api.sent("POST", "/recurringruns")
     assert created.body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * MON-FRI"
@@ -174,9 +129,7 @@ def test_submit_recurring_sends_the_schedule(kfp_api):
     ],
 )
 def test_submit_recurring_rejects_bad_cron_before_calling_the_server(kfp_api, cron, message):
-    result = _invoke(
-        "submit", "zeroshot", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url, "--recurring", cron
-    )
+    result = _submit(kfp_api, "--recurring", cron)
     assert result.exit_code == 2
     assert message in result.output
     assert kfp_api.requests == []

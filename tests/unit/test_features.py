@@ -9,7 +9,7 @@ from open_clip.transform import image_transform
 from safetensors.torch import load
 from torchvision.transforms import Compose
 
-from synk8s import config, datasets, storage
+from synk8s import datasets, storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
 from synk8s.realdata import ensure_dataset
@@ -24,20 +24,15 @@ PER_CLASS = 2  # generated images per class
 STANDIN_PER_CLASS = 2
 
 
-def tiny_cfg(root, *overrides):
-    return config.load(
-        "tiny",
-        [
-            "dataset.name=cifar10",
-            f"dataset.root={root}/data/{{name}}",
-            f"dataset.standin_per_class={STANDIN_PER_CLASS}",
-            "prompts.mode=B",
-            f"generate.images_per_class={PER_CLASS}",
-            "generate.num_shards=1",
-            f"store.root={root}/store",
-            *overrides,
-        ],
-    )
+@pytest.fixture(scope="module")
+def tiny_cfg(tiny_config):
+    """``tiny_cfg(root, *overrides)``: the tiny run's config with the drawn stand-in data under ``<root>/data``."""
+
+    def make(root, *overrides):
+        standin = (f"dataset.root={root}/data/{{name}}", f"dataset.standin_per_class={STANDIN_PER_CLASS}")
+        return tiny_config(root, PER_CLASS, *standin, *overrides)
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +74,7 @@ def test_describe_preprocess_has_no_memory_addresses():
     assert "0x" not in text and "to_rgb" in text
 
 
-def test_half_precision_needs_cuda(tmp_path):
+def test_half_precision_needs_cuda(tmp_path, tiny_cfg):
     assert features.compute_dtype(tiny_cfg(tmp_path), "cpu") == torch.float32
     with pytest.raises(UsageError, match="needs a CUDA device"):
         features.compute_dtype(tiny_cfg(tmp_path, "features.dtype=float16"), "cpu")
@@ -88,7 +83,7 @@ def test_half_precision_needs_cuda(tmp_path):
 # ----------------------------------------------------------------------------- synthetic features
 
 
-def test_synthetic_features_match_direct_encoding_in_manifest_order(run_root, clip):
+def test_synthetic_features_match_direct_encoding_in_manifest_order(run_root, clip, tiny_cfg):
     cfg = tiny_cfg(run_root)
     fs = features.synthetic_features(cfg, str(run_root / "images"), bundle=clip, progress=False)
     samples = list(iter_samples(str(run_root / "images")))
@@ -101,7 +96,7 @@ def test_synthetic_features_match_direct_encoding_in_manifest_order(run_root, cl
     torch.testing.assert_close(fs.features[:3], direct, rtol=1e-4, atol=1e-5)
 
 
-def test_synthetic_features_are_cached(run_root, clip):
+def test_synthetic_features_are_cached(run_root, clip, tiny_cfg):
     cfg = tiny_cfg(run_root, "store.root=" + str(run_root / "cache-test"))
     images = str(run_root / "images")
     first = features.synthetic_features(cfg, images, bundle=clip, progress=False)
@@ -121,12 +116,12 @@ def test_synthetic_features_are_cached(run_root, clip):
     assert not torch.allclose(other.features, first.features)
 
 
-def test_synthetic_features_need_a_collected_output(tmp_path, clip):
+def test_synthetic_features_need_a_collected_output(tmp_path, clip, tiny_cfg):
     with pytest.raises(MissingDataError, match="run `synk8s stage generate` first"):
         features.synthetic_features(tiny_cfg(tmp_path), str(tmp_path / "nothing"), bundle=clip)
 
 
-def test_synthetic_features_through_s3(run_root, clip, s3_env):
+def test_synthetic_features_through_s3(run_root, clip, s3_env, tiny_cfg):
     images = f"{s3_env}/run/images"
     local = str(run_root / "images")
     for obj in storage.list(local):
@@ -145,7 +140,7 @@ def test_synthetic_features_through_s3(run_root, clip, s3_env):
 # ----------------------------------------------------------------------------- real data
 
 
-def test_real_features_write_the_standin_when_absent(tmp_path, clip):
+def test_real_features_write_the_standin_when_absent(tmp_path, clip, tiny_cfg):
     cfg = tiny_cfg(tmp_path)
     root = cfg.dataset.resolved_root()
     assert not os.path.exists(root)
@@ -161,7 +156,7 @@ def test_real_features_write_the_standin_when_absent(tmp_path, clip):
     assert other.key != fs.key and len(other.labels) == 3 * NUM_CLASSES
 
 
-def test_ensure_dataset_does_not_overwrite_an_incomplete_dataset(tmp_path):
+def test_ensure_dataset_does_not_overwrite_an_incomplete_dataset(tmp_path, tiny_cfg):
     cfg = tiny_cfg(tmp_path)
     base = os.path.join(cfg.dataset.resolved_root(), datasets.get("cifar10").base_dir)
     os.makedirs(base)
@@ -173,7 +168,7 @@ def test_ensure_dataset_does_not_overwrite_an_incomplete_dataset(tmp_path):
 # ----------------------------------------------------------------------------- stage
 
 
-def test_run_writes_listing_text_head_and_reuses_the_cache(run_root, clip):
+def test_run_writes_listing_text_head_and_reuses_the_cache(run_root, clip, tiny_cfg):
     cfg = tiny_cfg(run_root)
     out = str(run_root / "features-out")
     result = features.run(cfg, images=str(run_root / "images"), out=out, progress=False)

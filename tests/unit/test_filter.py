@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load
 
-from synk8s import config, datasets, storage
+from synk8s import datasets, storage
 from synk8s.errors import UsageError
 from synk8s.models import load_clip
 from synk8s.stages import filter as filter_stage
@@ -136,34 +136,26 @@ NUM_CLASSES = 10
 PER_CLASS = 3
 
 
-def tiny_cfg(root, *overrides):
-    return config.load(
-        "tiny",
-        [
-            "dataset.name=cifar10",
-            "prompts.mode=B",
-            f"generate.images_per_class={PER_CLASS}",
-            "generate.num_shards=1",
-            f"store.root={root}/store",
-            *overrides,
-        ],
-    )
-
-
 @pytest.fixture(scope="module")
 def run_root(tiny_images):
     """A tiny run with generated images under ``<root>/images`` (prompts B, tiny-sd, cifar10)."""
     return tiny_images(PER_CLASS)
 
 
-def run_filter(root, out, *overrides):
-    cfg = tiny_cfg(root, *overrides)
-    result = filter_stage.run(cfg, images=str(root / "images"), out=str(root / out), progress=False)
-    return cfg, result, load(storage.get_bytes(result.selection))
+@pytest.fixture
+def run_filter(run_root, tiny_config):
+    """``run_filter(out, *overrides)`` -> (config, result, selection tensors) of the stage on ``run_root``."""
+
+    def run(out, *overrides):
+        cfg = tiny_config(run_root, PER_CLASS, *overrides)
+        result = filter_stage.run(cfg, images=str(run_root / "images"), out=str(run_root / out), progress=False)
+        return cfg, result, load(storage.get_bytes(result.selection))
+
+    return run
 
 
-def test_run_keeps_exactly_the_confident_images(run_root):
-    cfg, result, sel = run_filter(run_root, "filter-default")
+def test_run_keeps_exactly_the_confident_images(run_root, run_filter):
+    cfg, result, sel = run_filter("filter-default")
     # Recompute the scores from the cached features and a fresh text head.
     clip = load_clip(cfg.models.clip, seed=cfg.seed)
     fs = synthetic_features(cfg, str(run_root / "images"), bundle=clip, progress=False)
@@ -185,27 +177,27 @@ def test_run_keeps_exactly_the_confident_images(run_root):
     assert manifest["counts"] == {"generated": result.generated, "kept": result.kept}
 
 
-def test_run_with_filter_disabled_keeps_all(run_root):
-    _, result, sel = run_filter(run_root, "filter-off", "filter.enabled=false")
+def test_run_with_filter_disabled_keeps_all(run_filter):
+    _, result, sel = run_filter("filter-off", "filter.enabled=false")
     n = NUM_CLASSES * PER_CLASS
     assert result.kept == n and result.threshold is None
     assert sel["kept"].tolist() == list(range(n))
     assert sel["teacher_logits"].shape == (n, NUM_CLASSES)
 
 
-def test_run_keep_per_class_top_and_random(run_root):
+def test_run_keep_per_class_top_and_random(run_filter):
     args = ("filter.threshold=0", "filter.keep_per_class=1")
-    _, _, top = run_filter(run_root, "filter-top", *args, "filter.keep_mode=top")
+    _, _, top = run_filter("filter-top", *args, "filter.keep_mode=top")
     labels = torch.arange(NUM_CLASSES).repeat_interleave(PER_CLASS)  # images come in class order
     assert labels[top["kept"]].tolist() == list(range(NUM_CLASSES))
     best = top["scores"].view(NUM_CLASSES, PER_CLASS).argmax(dim=1) + torch.arange(NUM_CLASSES) * PER_CLASS
     assert top["kept"].tolist() == best.tolist()
-    _, first, rand = run_filter(run_root, "filter-rand-1", *args, "filter.keep_mode=random")
-    _, second, _ = run_filter(run_root, "filter-rand-2", *args, "filter.keep_mode=random")
+    _, first, rand = run_filter("filter-rand-1", *args, "filter.keep_mode=random")
+    _, second, _ = run_filter("filter-rand-2", *args, "filter.keep_mode=random")
     assert labels[rand["kept"]].tolist() == list(range(NUM_CLASSES))
     assert storage.get_bytes(first.selection) == storage.get_bytes(second.selection)
 
 
-def test_run_refuses_images_of_another_dataset(run_root):
+def test_run_refuses_images_of_another_dataset(run_filter):
     with pytest.raises(UsageError, match="generated for cifar10, not eurosat"):
-        run_filter(run_root, "filter-wrong", "dataset.name=eurosat")
+        run_filter("filter-wrong", "dataset.name=eurosat")

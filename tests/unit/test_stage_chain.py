@@ -93,5 +93,5 @@ def test_a_detection_dataset_is_refused_by_name(tmp_path):
     result = CliRunner().invoke(app, ["stage", "prompts", "--dataset", "voc2007", "--store", str(tmp_path)])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "voc2007 is a detection dataset" in lines[0] and "cifar100" in lines[0]
+    assert len(lines) == 1 and "'voc2007' is a detection dataset" in lines[0] and "cifar100" in lines[0]
     assert not any(tmp_path.iterdir())

@@ -69,3 +69,21 @@ def write_run_report(cfg: ExperimentConfig, run: str) -> str:
     uri = storage.join(stage_dir(run, "evaluate", cfg), REPORT_FILE)
     storage.put_json(uri, run_report(cfg, run))
     return uri
+
+
+def report_markdown(evaluate_out: str) -> str:
+    """The evaluate stage's ``report.md`` with its image grid inlined as a data URI.
+
+    The Kubeflow UI shows a Markdown artifact on its own, without the files beside it, so a
+    relative ``grid.png`` link would show nothing there.
+    """
+    import base64
+
+    from synk8s import storage
+
+    text = storage.get_bytes(storage.join(evaluate_out, "report.md")).decode("utf-8")
+    grid = storage.join(evaluate_out, "grid.png")
+    if storage.exists(grid):
+        encoded = base64.b64encode(storage.get_bytes(grid)).decode("ascii")
+        text = text.replace("(grid.png)", f"(data:image/png;base64,{encoded})")
+    return text

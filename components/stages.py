@@ -152,10 +152,10 @@ def evaluate(
     """Top-1 of the zero-shot and the tuned head on the real test set; writes the run report.
 
     Returns:
-        The URI of ``<run dir>/report.json`` (headline numbers, counts, seconds per stage).
+        The URI of the run's ``report.json`` in the evaluate folder (headline numbers, counts,
+        seconds per stage).
     """
-    from synk8s import storage
-    from synk8s.components.report import write_run_report
+    from synk8s.components.report import report_markdown, write_run_report
     from synk8s.config import ExperimentConfig
     from synk8s.stages import evaluate as stage
     from synk8s.stages.layout import stage_dir
@@ -166,7 +166,7 @@ def evaluate(
     metrics.log_metric("zeroshot_top1", result.zeroshot_top1)
     metrics.log_metric("tuned_top1", result.tuned_top1)
     with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(storage.get_bytes(storage.join(out, "report.md")).decode("utf-8"))
+        handle.write(report_markdown(out))
     return write_run_report(cfg, run_dir)
 
 

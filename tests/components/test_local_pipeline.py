@@ -62,7 +62,9 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     assert metrics("prompts")["prompts"] == report["counts"]["prompts"]
     shard_images = [metrics(f"for-loop-1-iteration-{i}/generate")["images"] for i in (0, 1)]
     assert shard_images == [10, 10]
-    assert (local_run / "evaluate" / "report").read_text().startswith("# synk8s evaluation: cifar10")
+    ui_report = (local_run / "evaluate" / "report").read_text()
+    assert ui_report.startswith("# synk8s evaluation: cifar10")
+    assert "(data:image/png;base64,iVBORw0KGgo" in ui_report and "(grid.png)" not in ui_report
 
 
 def test_local_run_failure_is_one_line_naming_the_task(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ def log_manifest(metrics: Any, manifest: dict[str, Any]) -> None:
 
     Args:
         metrics: a ``dsl.Metrics`` output (anything with ``log_metric(name, number)``).
-        manifest: a stage manifest as written by ``synk8s.stages.manifest.write_manifest``;
+        manifest: a stage manifest as written by ``synk8s.runs.write_manifest``;
             non-numeric counts (per-class tables) are left to the manifest itself.
     """
     for name, value in manifest["counts"].items():

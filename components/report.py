@@ -31,7 +31,7 @@ def run_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
         MissingDataError: a stage of the run has not finished.
     """
     from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.runs import read_manifest
 
     manifests = {
         stage: read_manifest(stage_dir(run, stage, cfg), stage)

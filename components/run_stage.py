@@ -20,7 +20,7 @@ def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, **inputs
     from synk8s.components.metrics import log_manifest
     from synk8s.config import ExperimentConfig
     from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.runs import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
     out = stage_dir(run_dir, stage, cfg)

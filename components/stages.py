@@ -105,7 +105,7 @@ def collect(config_json: str, run_dir: str, shard_manifests: list[str], metrics:
     from synk8s.errors import MissingDataError
     from synk8s.stages import generate as stage
     from synk8s.stages.layout import stage_dir
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.runs import read_manifest
 
     cfg = ExperimentConfig.model_validate_json(config_json)
     if len(shard_manifests) != cfg.generate.num_shards:

@@ -154,7 +154,7 @@ def manifest_tars(images_out: str) -> list[TarRecord]:
     Raises:
         MissingDataError: the folder has no collected manifest (run ``generate`` and its collect step).
     """
-    from synk8s.stages.manifest import read_manifest
+    from synk8s.runs import read_manifest
 
     manifest = read_manifest(images_out, "generate")
     if "tars" not in manifest:

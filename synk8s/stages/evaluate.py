@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
-from synk8s.stages.manifest import read_manifest, write_manifest
+from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.tune import (
     HEAD_METADATA_KEY,
     feature_set_uri,

@@ -356,7 +356,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     from safetensors.torch import save
 
     from synk8s.realdata import ensure_dataset
-    from synk8s.stages.manifest import write_manifest
+    from synk8s.runs import write_manifest
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()

@@ -216,7 +216,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     from safetensors.torch import save
 
     from synk8s.stages.features import load_clip_for, synthetic_features
-    from synk8s.stages.manifest import read_manifest, write_manifest
+    from synk8s.runs import read_manifest, write_manifest
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()

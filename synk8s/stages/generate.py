@@ -43,7 +43,7 @@ from synk8s import shards, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, StoreError, UsageError
 from synk8s.seeds import derive_seed
-from synk8s.stages.manifest import read_manifest, write_manifest
+from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.prompts import read_prompts
 
 if TYPE_CHECKING:

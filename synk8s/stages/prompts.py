@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import storage
 from synk8s.config import ExperimentConfig
 from synk8s.seeds import derive_seed
-from synk8s.stages.manifest import write_manifest
+from synk8s.runs import write_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -32,7 +32,7 @@ from synk8s import storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.seeds import derive_seed
-from synk8s.stages.manifest import read_manifest, write_manifest
+from synk8s.runs import read_manifest, write_manifest
 
 if TYPE_CHECKING:
     import torch

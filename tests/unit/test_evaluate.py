@@ -11,7 +11,7 @@ from safetensors.torch import save
 from synk8s import config, datasets, shards, storage
 from synk8s.errors import MissingDataError
 from synk8s.stages import evaluate
-from synk8s.stages.manifest import write_manifest
+from synk8s.runs import write_manifest
 from synk8s.stages.tune import HEAD_METADATA_KEY
 
 pytestmark = pytest.mark.timeout(60)

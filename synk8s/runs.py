@@ -1,4 +1,4 @@
-"""The ``manifest.json`` every stage writes beside its outputs."""
+"""The run folder: the `manifest.json` every stage writes beside its outputs, and reading it back."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ Outputs under ``out``: ``metrics.json`` (accuracies in [0, 1]), ``report.md`` (s
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,15 +25,9 @@ from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest, write_manifest
-from synk8s.stages.tune import (
-    HEAD_METADATA_KEY,
-    feature_set_uri,
-    load_feature_set,
-    load_selection,
-    load_text_head,
-    read_tensors,
-    top1,
-)
+from synk8s.stages.features import feature_set_uri, load_feature_set, load_text_head
+from synk8s.stages.filter import load_selection
+from synk8s.stages.tune import load_head, top1
 
 if TYPE_CHECKING:
     import torch
@@ -264,9 +257,7 @@ def run(
     # 1. Inputs.
     test_feats, test_labels = load_feature_set(features, "test")  # (T, D), (T,)
     text_w, text_b = load_text_head(features)  # (K, D), (K,)
-    read_manifest(head, "tune")
-    tuned, head_meta = read_tensors(storage.join(head, "head.safetensors"))
-    about = json.loads(head_meta[HEAD_METADATA_KEY])
+    tuned, about = load_head(head)
     sel = load_selection(selection)
     synth_labels = _synthetic_labels(features)  # (N,)
     expected = (num_classes, test_feats.shape[1])

@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import UsageError
+from synk8s.errors import MissingDataError, UsageError
+from synk8s.runs import read_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -407,3 +408,41 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         cache_hits=hits,
         seconds=seconds,
     )
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def read_tensors(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors object from the store: (tensors on CPU, header metadata)."""
+    from safetensors.torch import load
+
+    data = storage.get_bytes(uri)
+    header_len = int.from_bytes(data[:8], "little")  # safetensors layout: u64 length, JSON header, tensor bytes
+    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    return load(data), metadata
+
+
+def feature_set_uri(features: str, name: str) -> str:
+    """URI of one FeatureSet (``synthetic``, ``test``, ...) listed in ``<features>/features.json``."""
+    read_manifest(features, "features")
+    listing = storage.get_json(storage.join(features, "features.json"))
+    if name not in listing:
+        raise MissingDataError(
+            f"{storage.join(features, 'features.json')} lists no {name!r} features "
+            f"(has: {', '.join(sorted(listing))}); rerun `synk8s stage features`"
+        )
+    return listing[name]
+
+
+def load_feature_set(features: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (N, D) float32 features and (N,) int64 labels of one FeatureSet of the features stage."""
+    tensors, _ = read_tensors(feature_set_uri(features, name))
+    return tensors["features"].float(), tensors["labels"].long()
+
+
+def load_text_head(features: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The zero-shot head of the features stage: (K, D) weight (already x logit_scale), (K,) bias."""
+    read_manifest(features, "features")
+    tensors, _ = read_tensors(storage.join(features, "text_head.safetensors"))
+    return tensors["weight"].float(), tensors["bias"].float()

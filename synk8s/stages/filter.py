@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
+from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.features import read_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -215,8 +217,8 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     import torch
     from safetensors.torch import save
 
+    from synk8s.runs import write_manifest
     from synk8s.stages.features import load_clip_for, synthetic_features
-    from synk8s.runs import read_manifest, write_manifest
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()
@@ -286,3 +288,10 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         threshold=threshold,
         seconds=seconds,
     )
+
+
+def load_selection(selection: str) -> dict[str, torch.Tensor]:
+    """The filter stage's ``scores`` (N,), ``kept`` (M,) row indices and ``teacher_logits`` (M, K)."""
+    read_manifest(selection, "filter")
+    tensors, _ = read_tensors(storage.join(selection, "selection.safetensors"))
+    return tensors

@@ -33,6 +33,8 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
+from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
+from synk8s.stages.filter import load_selection
 
 if TYPE_CHECKING:
     import torch
@@ -92,49 +94,19 @@ class Fit:
     curve: list[dict[str, Any]]
 
 
-# ----------------------------------------------------------------------------- inputs
+# ----------------------------------------------------------------------------- output
 
 
-def read_tensors(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors object from the store: (tensors on CPU, header metadata)."""
-    from safetensors.torch import load
+def load_head(head: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tuned head in a tune output folder, and what its metadata records.
 
-    data = storage.get_bytes(uri)
-    header_len = int.from_bytes(data[:8], "little")  # safetensors layout: u64 length, JSON header, tensor bytes
-    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-    return load(data), metadata
-
-
-def feature_set_uri(features: str, name: str) -> str:
-    """URI of one FeatureSet (``synthetic``, ``test``, ...) listed in ``<features>/features.json``."""
-    read_manifest(features, "features")
-    listing = storage.get_json(storage.join(features, "features.json"))
-    if name not in listing:
-        raise MissingDataError(
-            f"{storage.join(features, 'features.json')} lists no {name!r} features "
-            f"(has: {', '.join(sorted(listing))}); rerun `synk8s stage features`"
-        )
-    return listing[name]
-
-
-def load_feature_set(features: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (N, D) float32 features and (N,) int64 labels of one FeatureSet of the features stage."""
-    tensors, _ = read_tensors(feature_set_uri(features, name))
-    return tensors["features"].float(), tensors["labels"].long()
-
-
-def load_text_head(features: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The zero-shot head of the features stage: (K, D) weight (already x logit_scale), (K,) bias."""
-    read_manifest(features, "features")
-    tensors, _ = read_tensors(storage.join(features, "text_head.safetensors"))
-    return tensors["weight"].float(), tensors["bias"].float()
-
-
-def load_selection(selection: str) -> dict[str, torch.Tensor]:
-    """The filter stage's ``scores`` (N,), ``kept`` (M,) row indices and ``teacher_logits`` (M, K)."""
-    read_manifest(selection, "filter")
-    tensors, _ = read_tensors(storage.join(selection, "selection.safetensors"))
-    return tensors
+    Returns:
+        The float32 tensors ``weight`` (K, D) and ``bias`` (K,), and the metadata: config digest,
+        chosen epoch, its validation top-1 and the tune config.
+    """
+    read_manifest(head, "tune")
+    tensors, metadata = read_tensors(storage.join(head, "head.safetensors"))
+    return tensors, json.loads(metadata[HEAD_METADATA_KEY])
 
 
 # ----------------------------------------------------------------------------- split and training

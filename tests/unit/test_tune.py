@@ -232,7 +232,8 @@ def test_ct_beats_the_text_head_on_held_out_real_features(tmp_path):
     assert len(split["val"]) == result.val and not set(split["train"]) & set(split["val"])
     manifest = storage.get_json(result.manifest)
     assert manifest["stage"] == "tune" and manifest["counts"]["best_epoch"] == result.best_epoch
-    about = json.loads(tune.read_tensors(result.head)[1][tune.HEAD_METADATA_KEY])
+    head, about = tune.load_head(str(tmp_path / "t"))
+    assert tuple(head["weight"].shape) == (K, D)
     assert about["config_digest"] == _cfg(tmp_path).digest() and about["best_epoch"] == result.best_epoch
 
 

@@ -1,7 +1,8 @@
 """KFP components of the synk8s stages, installed as ``synk8s.components``.
 
-``stages``: one lightweight component per stage (``make_components(image, cpu_image)``);
-``run_stage``: the body the stage components share; ``params``: pipeline parameters <->
-experiment config; ``metrics`` and ``report``: what the components report. Module tops import
-only the standard library and kfp.
+``stages``: the components derived from the stage table (``make_components(cfg)``) plus ``plan``
+(``plan``: pipeline parameters -> config and run folder); ``run_stage``: the bodies they share;
+``params``: pipeline parameters <-> experiment config; ``metrics``: what a component reports.
+Components are adapters: they call the core (``synk8s.stages.table``) and hold no logic of their
+own. Module tops import only the standard library and kfp.
 """

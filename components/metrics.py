@@ -1,17 +1,18 @@
-"""Copy a stage manifest's numbers into a KFP ``Metrics`` artifact (shown in the run's UI)."""
+"""Copy a stage result's numbers into a KFP ``Metrics`` artifact (shown in the run's UI)."""
 
 from typing import Any
 
 
-def log_manifest(metrics: Any, manifest: dict[str, Any]) -> None:
-    """Log every numeric count of ``manifest["counts"]`` and its ``seconds`` (rounded to 1 ms) into ``metrics``.
+def log_result(metrics: Any, result: Any) -> None:
+    """Log every number of a stage's pydantic result into ``metrics``.
+
+    Counts, accuracies and ``seconds`` (rounded to 1 ms); booleans, texts, URIs and None are left
+    to the stage's manifest.
 
     Args:
         metrics: a ``dsl.Metrics`` output (anything with ``log_metric(name, number)``).
-        manifest: a stage manifest as written by ``synk8s.runs.write_manifest``;
-            non-numeric counts (per-class tables) are left to the manifest itself.
+        result: what the stage function returned.
     """
-    for name, value in manifest["counts"].items():
+    for name, value in result.model_dump().items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(name, value)
-    metrics.log_metric("seconds", round(float(manifest["seconds"]), 3))
+            metrics.log_metric(name, round(float(value), 3) if name == "seconds" else value)

@@ -1,29 +1,74 @@
-"""The body shared by the stage components: run one stage into its folder and report its counts."""
+"""The bodies the generated stage components share: run a table stage into its folder and report it."""
 
-import importlib
 from typing import Any
 
 
-def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, **inputs: str) -> str:
-    """Run ``synk8s.stages.<stage>.run`` into the stage's folder of the run and log its manifest.
+def _config(config_json: str) -> Any:
+    from synk8s.config import ExperimentConfig
+
+    return ExperimentConfig.model_validate_json(config_json)
+
+
+def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, markdown: Any = None, **arguments: Any) -> str:
+    """Run stage ``stage`` of the table into its folder of the run folder and log its result.
 
     Args:
-        stage: stage module and folder name, e.g. ``"filter"``.
+        stage: the stage's name in :data:`synk8s.stages.table.TABLE`.
         config_json: the resolved config, as ``plan`` returns it.
         run_dir: the run folder URI.
-        metrics: a ``dsl.Metrics`` output; gets the manifest's counts and seconds.
-        **inputs: the upstream output folder URIs the stage's ``run`` takes, e.g. ``images=...``.
+        metrics: a ``dsl.Metrics`` output; gets the numbers of the stage's result.
+        markdown: a ``dsl.Markdown`` output, for a stage that declares a Markdown report; gets it
+            with its PNG images inlined.
+        **arguments: the folder URI of each input of the stage (the upstream tasks' outputs), and
+            ``shard`` for one shard of a sharded stage.
 
     Returns:
-        The stage's output folder URI.
+        The stage's output folder URI, or its ``finish`` hook's URI (the run report).
     """
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages.layout import stage_dir
-    from synk8s.runs import read_manifest
+    from synk8s.components.metrics import log_result
+    from synk8s.report import report_markdown
+    from synk8s.stages.table import TABLE
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, stage, cfg)
-    importlib.import_module(f"synk8s.stages.{stage}").run(cfg, out=out, **inputs)
-    log_manifest(metrics, read_manifest(out, stage))
-    return out
+    spec = TABLE.get(stage)
+    options = {"shard": int(arguments.pop("shard"))} if "shard" in arguments else {}  # a float under kfp.local
+    done = TABLE.execute(stage, _config(config_json), run_dir, inputs=arguments, **options)
+    log_result(metrics, done.result)
+    if markdown is not None:
+        with open(markdown.path, "w", encoding="utf-8") as handle:
+            handle.write(report_markdown(done.out, spec.markdown))
+    return done.uri
+
+
+def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> list:
+    """The items of a sharded stage's ParallelFor: one per shard, ``[0, count)``.
+
+    Each item carries everything its shard task reads (shard index, config, run folder, input
+    folders) rather than the task reading upstream outputs itself: kfp.local (2.17) hands a task
+    inside a ParallelFor the loop item in place of every upstream task output it consumes.
+    """
+    from synk8s.stages.table import TABLE
+
+    count = TABLE.get(stage).shards.count(_config(config_json))
+    return [{"shard": shard, "config_json": config_json, "run_dir": run_dir, **inputs} for shard in range(count)]
+
+
+def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any) -> str:
+    """Run a sharded stage's collect step once all its shard tasks are done; returns the stage's folder.
+
+    Args:
+        shards: the outputs of every shard task, gathered by ``dsl.Collected``; one per shard.
+
+    Raises:
+        MissingDataError: fewer or more shard tasks ran than the config's shard count.
+    """
+    from synk8s.components.metrics import log_result
+    from synk8s.errors import MissingDataError
+    from synk8s.stages.table import TABLE
+
+    cfg = _config(config_json)
+    expected = TABLE.get(stage).shards.count(cfg)
+    if len(shards) != expected:
+        raise MissingDataError(f"got {len(shards)} finished {stage} shards, expected {expected}")
+    done = TABLE.execute(stage, cfg, run_dir, collect=True)
+    log_result(metrics, done.result)
+    return done.out

@@ -1,208 +1,128 @@
-"""One lightweight KFP component per zero-shot stage, each a thin adapter over ``synk8s.stages``.
+"""The KFP components of the stages, derived from the stage table, plus ``plan``.
 
-Every component takes the resolved config as JSON (from ``plan``) and the run folder URI, calls
-the stage's ``run`` function, copies the stage manifest's counts into a ``Metrics`` output and
-returns the stage's output folder URI. Artifacts themselves stay in the store; only these small
-strings pass between tasks.
+Every table row becomes one lightweight component, a thin adapter over the stage function. KFP
+embeds a component's Python source in the compiled pipeline, and a component's inputs are its
+function's parameters, so each adapter's source is rendered from the row: ``config_json`` and
+``run_dir``, one folder URI per input, ``shard`` for a sharded stage, a ``Metrics`` output and, for
+a stage with a Markdown report, a ``Markdown`` output. The body calls the shared
+:func:`synk8s.components.run_stage.run_stage`, so what a rendered source says is only the wiring::
 
-KFP embeds each function's source in the compiled pipeline, so a body imports what it needs
-itself; the module top imports only the standard library and kfp, and a pipeline compiles without
-torch. The images already contain synk8s and kfp, so nothing is installed when a task starts::
+    def filter(config_json: str, run_dir: str, images: str, metrics: dsl.Output[dsl.Metrics]) -> str:
+        from synk8s.components.run_stage import run_stage
 
-    comps = make_components("ghcr.io/synk8s/synk8s-gpu:0.1.0", "ghcr.io/synk8s/synk8s-cpu:0.1.0")
-    plan_task = comps.plan(profile="tiny", dataset="cifar10", ...)
+        return run_stage("filter", config_json, run_dir, metrics, images=images)
+
+A sharded row also gets ``<name>_shards`` (the ParallelFor items) and its collect component. The
+rendered source is registered with :mod:`linecache` under ``<synk8s component NAME>``, where
+``inspect.getsource`` (and so KFP) finds it. The module top imports only the standard library and
+kfp; a pipeline compiles without torch::
+
+    comps = make_components(cfg)                  # images and GPU needs from the config
+    comps.stages["filter"](config_json=..., run_dir=..., images=...)
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+import linecache
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from kfp import dsl
 
-
-def plan(
-    profile: str,
-    dataset: str,
-    images_per_class: int,
-    num_shards: int,
-    generator: str,
-    seed: int,
-    store_root: str,
-    overrides: str,
-) -> NamedTuple("PlanOutputs", [("config_json", str), ("run_dir", str)]):
-    """Resolve the pipeline parameters into the run's config (JSON) and its run folder URI.
-
-    In a pod a local ``store_root`` (the profile default) becomes ``$SYNK8S_STORE_ROOT`` from the
-    ConfigMap; without it the task fails with a one-line error asking for ``store_root=s3://...``.
-    """
-    from collections import namedtuple
-
-    from synk8s.components.params import config_from_arguments, pod_store_root
-    from synk8s.stages.layout import run_dir as layout_run_dir
-
-    cfg = config_from_arguments(
-        profile=profile,
-        overrides=overrides,
-        dataset=dataset,
-        images_per_class=images_per_class,
-        num_shards=num_shards,
-        generator=generator,
-        seed=seed,
-        store_root=pod_store_root(store_root),
-    )
-    outputs = namedtuple("PlanOutputs", ["config_json", "run_dir"])
-    return outputs(cfg.model_dump_json(), layout_run_dir(cfg))
-
-
-def shard_list(config_json: str, run_dir: str, prompts: str) -> list[dict]:
-    """The items of the generate ParallelFor: one per shard in ``[0, generate.num_shards)``.
-
-    Each item carries what its generate task reads (shard index, config, run folder, prompts
-    folder) rather than the task reading upstream outputs itself: kfp.local (2.17) hands a task
-    inside a ParallelFor the loop item in place of every upstream task output it consumes.
-    """
+if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
+    from synk8s.stages.spec import StageSpec
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    return [
-        {"shard": shard, "config_json": config_json, "run_dir": run_dir, "prompts": prompts}
-        for shard in range(cfg.generate.num_shards)
-    ]
-
-
-def prompts(config_json: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
-    """Build the prompts of every class (B or LE); returns the prompts folder URI."""
-    from synk8s.components.run_stage import run_stage
-
-    return run_stage("prompts", config_json, run_dir, metrics)
-
-
-def generate(config_json: str, prompts: str, run_dir: str, shard: int, metrics: dsl.Output[dsl.Metrics]) -> str:
-    """Generate one shard of the images; returns the shard manifest URI.
-
-    A rerun (retry, or a resubmitted run) skips the tar files the shard already finished.
-    """
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import generate as stage
-    from synk8s.stages.layout import stage_dir
-
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    result = stage.run(cfg, prompts=prompts, out=stage_dir(run_dir, "generate", cfg), shard=shard)
-    metrics.log_metric("images", result.images)
-    metrics.log_metric("generated", result.generated)
-    metrics.log_metric("seconds", round(result.seconds, 3))
-    return result.manifest_uri
-
-
-def collect(config_json: str, run_dir: str, shard_manifests: list[str], metrics: dsl.Output[dsl.Metrics]) -> str:
-    """Check every shard finished and write the images manifest; returns the images folder URI.
-
-    Args:
-        shard_manifests: the shard manifest URIs of all generate tasks (one per shard).
-    """
-    from synk8s.components.metrics import log_manifest
-    from synk8s.config import ExperimentConfig
-    from synk8s.errors import MissingDataError
-    from synk8s.stages import generate as stage
-    from synk8s.stages.layout import stage_dir
-    from synk8s.runs import read_manifest
-
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    if len(shard_manifests) != cfg.generate.num_shards:
-        raise MissingDataError(
-            f"got {len(shard_manifests)} generated shards, expected generate.num_shards={cfg.generate.num_shards}"
-        )
-    out = stage_dir(run_dir, "generate", cfg)
-    stage.collect(cfg, out=out)
-    log_manifest(metrics, read_manifest(out, "generate"))
-    return out
-
-
-def filter_images(config_json: str, images: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
-    """CLIP-filter the generated images; returns the filter folder URI (selection + teacher logits)."""
-    from synk8s.components.run_stage import run_stage
-
-    return run_stage("filter", config_json, run_dir, metrics, images=images)
-
-
-def features(config_json: str, images: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
-    """Encode synthetic and real test images with CLIP (cached); returns the features folder URI."""
-    from synk8s.components.run_stage import run_stage
-
-    return run_stage("features", config_json, run_dir, metrics, images=images)
-
-
-def tune(config_json: str, features: str, selection: str, run_dir: str, metrics: dsl.Output[dsl.Metrics]) -> str:
-    """Tune the linear head on the kept synthetic features; returns the tune folder URI."""
-    from synk8s.components.run_stage import run_stage
-
-    return run_stage("tune", config_json, run_dir, metrics, features=features, selection=selection)
-
-
-def evaluate(
-    config_json: str,
-    features: str,
-    head: str,
-    images: str,
-    selection: str,
-    run_dir: str,
-    metrics: dsl.Output[dsl.Metrics],
-    report: dsl.Output[dsl.Markdown],
-) -> str:
-    """Top-1 of the zero-shot and the tuned head on the real test set; writes the run report.
-
-    Returns:
-        The URI of the run's ``report.json`` in the evaluate folder (headline numbers, counts,
-        seconds per stage).
-    """
-    from synk8s.components.report import report_markdown, write_run_report
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages import evaluate as stage
-    from synk8s.stages.layout import stage_dir
-
-    cfg = ExperimentConfig.model_validate_json(config_json)
-    out = stage_dir(run_dir, "evaluate", cfg)
-    result = stage.run(cfg, features=features, head=head, images=images, selection=selection, out=out)
-    metrics.log_metric("zeroshot_top1", result.zeroshot_top1)
-    metrics.log_metric("tuned_top1", result.tuned_top1)
-    with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(report_markdown(out))
-    return write_run_report(cfg, run_dir)
+_METRICS = "metrics: dsl.Output[dsl.Metrics]"
+_REPORT = "report: dsl.Output[dsl.Markdown]"
 
 
 @dataclass(frozen=True)
-class StageComponents:
-    """The zero-shot components, bound to their container images."""
+class Components:
+    """The components of one config, bound to their container images.
 
-    plan: Callable
-    prompts: Callable
-    shard_list: Callable
-    generate: Callable
-    collect: Callable
-    filter_images: Callable
-    features: Callable
-    tune: Callable
-    evaluate: Callable
-
-
-# Which image each component runs in: the GPU image carries CUDA torch and the diffusion stack.
-_GPU_FUNCS = (prompts, generate, filter_images, features)
-_CPU_FUNCS = (plan, shard_list, collect, tune, evaluate)
-
-
-def make_components(image: str, cpu_image: str) -> StageComponents:
-    """Wrap the stage adapters as KFP components that run in prebuilt images.
-
-    Args:
-        image: GPU image (``cluster.image``) with synk8s and kfp installed; pin it by digest.
-        cpu_image: CPU image (``cluster.cpu_image``) for the light tasks.
-
-    Returns:
-        The components; ``install_kfp_package=False``, so a task installs nothing when it starts.
+    Attributes:
+        plan: resolves the pipeline parameters (``config_json``, ``run_dir`` outputs).
+        stages: one component per table row, by stage name.
+        shard_lists: a sharded stage's ParallelFor items, by stage name.
+        collects: a sharded stage's collect step, by stage name.
     """
-    built = {}
-    for func in _GPU_FUNCS:
-        built[func.__name__] = dsl.component(func, base_image=image, install_kfp_package=False)
-    for func in _CPU_FUNCS:
-        built[func.__name__] = dsl.component(func, base_image=cpu_image, install_kfp_package=False)
-    return StageComponents(**built)
+
+    plan: Any
+    stages: dict[str, Any]
+    shard_lists: dict[str, Any]
+    collects: dict[str, Any]
+
+
+def _function(name: str, params: list[str], returns: str, doc: str, helper: str, arguments: list[str]) -> str:
+    """Source of ``def name(params) -> returns`` whose body calls ``helper(arguments)`` of ``run_stage``."""
+    signature = f"def {name}({', '.join(params)}) -> {returns}:"
+    if len(signature) > 100:
+        signature = f"def {name}(\n" + "".join(f"    {param},\n" for param in params) + f") -> {returns}:"
+    call = f"    return {helper}({', '.join(arguments)})"
+    if len(call) > 100:
+        call = f"    return {helper}(\n" + "".join(f"        {argument},\n" for argument in arguments) + "    )"
+    imports = f"    from synk8s.components.run_stage import {helper}"
+    return f'{signature}\n    """{doc}"""\n{imports}\n\n{call}\n'
+
+
+def stage_source(spec: StageSpec) -> str:
+    """The adapter source of a stage's component."""
+    params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in spec.inputs)]
+    arguments = [f'"{spec.name}"', "config_json", "run_dir", "metrics"]
+    if spec.markdown:
+        arguments.append("markdown=report")
+    arguments += [f"{name}={name}" for name in spec.inputs]
+    if spec.shards:
+        params.append("shard: int")
+        arguments.append("shard=shard")
+    params.append(_METRICS)
+    if spec.markdown:
+        params.append(_REPORT)
+    return _function(spec.name, params, "str", spec.help, "run_stage", arguments)
+
+
+def shard_list_source(spec: StageSpec) -> str:
+    """The source of a sharded stage's ``<name>_shards`` component (one ParallelFor item per shard)."""
+    params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in spec.inputs)]
+    arguments = [f'"{spec.name}"', "config_json", "run_dir", *(f"{name}={name}" for name in spec.inputs)]
+    doc = f"The items of the {spec.name} ParallelFor: one per shard, each with what its task reads."
+    return _function(f"{spec.name}_shards", params, "list[dict]", doc, "shard_items", arguments)
+
+
+def collect_source(spec: StageSpec) -> str:
+    """The source of a sharded stage's collect component; ``shards`` gathers the shard tasks' outputs."""
+    params = ["config_json: str", "run_dir: str", "shards: list", _METRICS]
+    arguments = [f'"{spec.name}"', "config_json", "run_dir", "shards", "metrics"]
+    return _function(spec.shards.collect_name, params, "str", spec.shards.collect_help, "collect_shards", arguments)
+
+
+def _component(source: str, image: str) -> Any:
+    """A KFP component of the function defined by ``source``, running in ``image`` with nothing installed."""
+    name = source.split("(", 1)[0].removeprefix("def ")
+    filename = f"<synk8s component {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = {"dsl": dsl, "__name__": "synk8s.components.generated"}
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - source rendered from the stage table
+    return dsl.component(namespace[name], base_image=image, install_kfp_package=False)
+
+
+def make_components(cfg: "ExperimentConfig") -> Components:
+    """Build every component for ``cfg``.
+
+    A stage that needs a GPU under ``cfg`` runs in ``cluster.image`` (CUDA torch, the diffusion
+    stack); every other task in ``cluster.cpu_image``. ``install_kfp_package=False``: a task
+    installs nothing when it starts.
+    """
+    from synk8s.components.plan import plan
+    from synk8s.stages.table import TABLE
+
+    stages, shard_lists, collects = {}, {}, {}
+    for spec in TABLE:
+        image = cfg.cluster.image if spec.needs_gpu(cfg) else cfg.cluster.cpu_image
+        stages[spec.name] = _component(stage_source(spec), image)
+        if spec.shards:
+            shard_lists[spec.name] = _component(shard_list_source(spec), cfg.cluster.cpu_image)
+            collects[spec.name] = _component(collect_source(spec), cfg.cluster.cpu_image)
+    built_plan = dsl.component(plan, base_image=cfg.cluster.cpu_image, install_kfp_package=False)
+    return Components(plan=built_plan, stages=stages, shard_lists=shard_lists, collects=collects)

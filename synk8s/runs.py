@@ -1,11 +1,52 @@
-"""The run folder: the `manifest.json` every stage writes beside its outputs, and reading it back."""
+"""The run folder: where a run's stage outputs live, and the ``manifest.json`` every stage writes beside them.
+
+    <store.root>/runs/<run id>/               run id: <dataset>-<digest of the fields that name the run>
+        <folder>/                             a stage whose fields the run id already pins
+        <folder>-<digest of its fields>/      any other stage: one folder per setting of what it depends on
+
+This module knows the naming rule only; which fields name the run and which fields each stage
+depends on come from the stage table (:mod:`synk8s.stages.table`), which calls it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from synk8s import __version__, storage
 from synk8s.config import ExperimentConfig
+
+RUNS_DIR = "runs"
+
+
+def run_id(cfg: ExperimentConfig, key_fields: Iterable[str]) -> str:
+    """``<dataset>-<digest of key_fields>``: configs that agree on ``key_fields`` share one run folder."""
+    return f"{cfg.dataset.name}-{cfg.digest(*key_fields)}"
+
+
+def run_dir(root: str, run: str) -> str:
+    """The folder URI of run ``run`` under the store root ``root``: ``<root>/runs/<run>``."""
+    return storage.join(root, RUNS_DIR, run)
+
+
+def stage_folder(run: str, folder: str, cfg: ExperimentConfig, fields: Iterable[str], pinned: Iterable[str]) -> str:
+    """The output folder URI of a stage inside the run folder ``run``.
+
+    Args:
+        run: the run folder URI.
+        folder: the stage's folder name (``images``, ``filter``, ...).
+        cfg: the run's config.
+        fields: every config field the stage's output depends on (its upstream stages' included).
+        pinned: the fields the run id is the digest of.
+
+    Returns:
+        ``<run>/<folder>`` when ``pinned`` covers ``fields`` (the run folder's name already tells
+        the settings apart), else ``<run>/<folder>-<digest of fields>``.
+    """
+    fields = set(fields)
+    if fields <= set(pinned):
+        return storage.join(run, folder)
+    return storage.join(run, f"{folder}-{cfg.digest(*fields)}")
 
 
 def write_manifest(out: str, stage: str, cfg: ExperimentConfig, *, counts: dict[str, Any], **extra: Any) -> str:

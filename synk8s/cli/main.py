@@ -84,7 +84,7 @@ def _register() -> None:
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")
     app.add_typer(datasets.app, name="datasets", help="List, show and download the supported datasets.")
-    app.add_typer(stage.app, name="stage", help="Run one stage of the zero-shot method alone.")
+    app.add_typer(stage.app, name="stage", help="Run one stage alone (one command per stage of the stage table).")
 
 
 _register()

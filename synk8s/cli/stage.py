@@ -1,47 +1,49 @@
-"""``synk8s stage NAME``: run one stage of the zero-shot method alone.
+"""``synk8s stage NAME``: run one stage alone; one command per row of the stage table.
 
 Every stage reads its inputs from, and writes its outputs to, the run folder
-``<store.root>/runs/<run id>/``; the run id defaults to ``<dataset>-<config digest>``,
+``<store.root>/runs/<run id>/``; the run id defaults to ``<dataset>-<images digest>``,
 so running the stages in order with the same options chains them:
 
     synk8s stage prompts  --profile tiny --dataset cifar10
     synk8s stage generate --profile tiny --dataset cifar10 --shard 0 --num-shards 2
     synk8s stage generate --profile tiny --dataset cifar10 --shard 1 --num-shards 2
-    synk8s stage collect  --profile tiny --dataset cifar10
+    synk8s stage collect  --profile tiny --dataset cifar10 --num-shards 2
     synk8s stage filter   --profile tiny --dataset cifar10
     synk8s stage features --profile tiny --dataset cifar10
     synk8s stage tune     --profile tiny --dataset cifar10
     synk8s stage evaluate --profile tiny --dataset cifar10
+
+The commands are built from the table (:mod:`synk8s.stages.table`): the common options below, plus
+the options a row declares (generate's ``--shard`` and ``--num-shards``), and a collect command for
+each sharded stage.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Optional
+import logging
+from collections.abc import Callable
+from typing import Any, Optional
 
 import typer
 
 from synk8s import config, datasets
-from synk8s.stages.layout import run_dir, stage_dir
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True)
 
-PROFILE = typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")
-SET = typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")
-DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (shortcut for --set dataset.name=...).")
-STORE = typer.Option(None, "--store", help="Store root: a folder or s3://bucket/prefix (shortcut for store.root).")
-RUN_ID = typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<config digest>.")
+_COMMON = (
+    ("profile", str, typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")),
+    ("overrides", list[str], typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")),
+    ("dataset", Optional[str], typer.Option(None, "--dataset", "-d", help="Dataset name (shortcut for --set dataset.name=...).")),
+    ("store", Optional[str], typer.Option(None, "--store", help="Store root: a folder or s3://bucket/prefix (shortcut for store.root).")),
+    ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<images digest>.")),
+)  # fmt: skip
 
 
-def _setup(profile: str, overrides: list[str], dataset: Optional[str], store: Optional[str], run_id: Optional[str]):
-    extra = [f"dataset.name={dataset}"] if dataset else []
-    extra += [f"store.root={store}"] if store else []
-    cfg = config.load(profile, [*overrides, *extra])
-    datasets.require_classification(cfg.dataset.name)
-    return cfg, run_dir(cfg, run_id)
-
-
-def _rounded(value):
+def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 3)
     if isinstance(value, dict):
@@ -51,82 +53,45 @@ def _rounded(value):
     return value
 
 
-def _print(result) -> None:
-    typer.echo(json.dumps(_rounded(result.model_dump(mode="json")), indent=2))
+def _command(stage: str, options: tuple, collect: bool) -> Callable[..., None]:
+    """A command function running ``stage`` (or its collect step) whose signature typer reads for its options."""
+
+    def command(**values: Any) -> None:
+        from synk8s.stages.table import TABLE
+
+        profile, overrides, dataset, store, run_id = (values[name] for name, _, _ in _COMMON)
+        extra = [f"dataset.name={dataset}"] if dataset else []
+        extra += [f"store.root={store}"] if store else []
+        cfg = config.load(profile, [*overrides, *extra])
+        datasets.require_classification(cfg.dataset.name)
+        run = TABLE.run_dir(cfg, run_id)
+        done = TABLE.execute(stage, cfg, run, collect=collect, **{o.name: values[o.name] for o in options})
+        typer.echo(json.dumps(_rounded(done.result.model_dump(mode="json")), indent=2))
+        if done.uri != done.out:
+            log.info("%s wrote %s", stage, done.uri)
+
+    params = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in _COMMON
+    ]
+    for option in options:
+        annotation = Optional[option.type] if option.default is None else option.type
+        default = typer.Option(option.default, option.flag, help=option.help)
+        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return command
 
 
-@app.command("prompts")
-def prompts(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-            store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID) -> None:
-    """Build the prompts (B: templates x class names; LE: T5 sentences)."""
-    from synk8s.stages import prompts as stage
+def register_stages(target: typer.Typer) -> None:
+    """Add one command per stage of the table (and a collect command per sharded stage) to ``target``."""
+    from synk8s.stages.table import TABLE
 
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, out=stage_dir(run, "prompts", cfg)))
-
-
-@app.command("generate")
-def generate(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-             store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID,
-             shard: int = typer.Option(0, "--shard", help="Which shard to generate (0-based)."),
-             num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard count; default generate.num_shards.")) -> None:
-    """Generate one shard of the images; reruns skip finished tars."""
-    from synk8s.stages import generate as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, prompts=stage_dir(run, "prompts", cfg), out=stage_dir(run, "generate", cfg),
-                     shard=shard, num_shards=num_shards))
+    for spec in TABLE:
+        target.command(spec.name, help=spec.help)(_command(spec.name, spec.options, collect=False))
+        if spec.shards:
+            sharding = spec.shards
+            collect = _command(spec.name, sharding.collect_options, collect=True)
+            target.command(sharding.collect_name, help=sharding.collect_help)(collect)
 
 
-@app.command("collect")
-def collect(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-            store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID,
-            num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Shard count; default generate.num_shards.")) -> None:
-    """Check every shard finished and write the images manifest."""
-    from synk8s.stages import generate as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.collect(cfg, out=stage_dir(run, "generate", cfg), num_shards=num_shards))
-
-
-@app.command("filter")
-def filter_(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-            store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID) -> None:
-    """CLIP filter (CF): keep images CLIP assigns to their class with enough confidence."""
-    from synk8s.stages import filter as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, images=stage_dir(run, "generate", cfg), out=stage_dir(run, "filter", cfg)))
-
-
-@app.command("features")
-def features(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-             store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID) -> None:
-    """CLIP image features of the synthetic and real test images (cached)."""
-    from synk8s.stages import features as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, images=stage_dir(run, "generate", cfg), out=stage_dir(run, "features", cfg)))
-
-
-@app.command("tune")
-def tune(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-         store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID) -> None:
-    """Classifier tuning (CT) of a linear head on frozen CLIP features (CE or SCE)."""
-    from synk8s.stages import tune as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, features=stage_dir(run, "features", cfg), selection=stage_dir(run, "filter", cfg),
-                     out=stage_dir(run, "tune", cfg)))
-
-
-@app.command("evaluate")
-def evaluate(profile: str = PROFILE, overrides: list[str] = SET, dataset: Optional[str] = DATASET,
-             store: Optional[str] = STORE, run_id: Optional[str] = RUN_ID) -> None:
-    """Top-1 of the zero-shot and tuned heads on the real test split; metrics and report."""
-    from synk8s.stages import evaluate as stage
-
-    cfg, run = _setup(profile, overrides, dataset, store, run_id)
-    _print(stage.run(cfg, features=stage_dir(run, "features", cfg), head=stage_dir(run, "tune", cfg),
-                     images=stage_dir(run, "generate", cfg), selection=stage_dir(run, "filter", cfg),
-                     out=stage_dir(run, "evaluate", cfg)))
+register_stages(app)

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
+from synk8s.report import write_run_report
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import feature_set_uri, load_feature_set, load_text_head
 from synk8s.stages.filter import load_selection
+from synk8s.stages.spec import Resources, StageSpec
 from synk8s.stages.tune import load_head, top1
 
 if TYPE_CHECKING:
@@ -344,3 +346,15 @@ def _synthetic_labels(features: str) -> torch.Tensor:
 
     with storage.local_path(feature_set_uri(features, "synthetic")) as path, safe_open(str(path), "pt") as f:
         return f.get_tensor("labels").long().clone()
+
+
+STAGE = StageSpec(
+    name="evaluate",
+    run=run,
+    help="Top-1 of the zero-shot and tuned heads on the real test split; metrics and report.",
+    inputs={"features": "features", "head": "tune", "images": "generate", "selection": "filter"},
+    resources=Resources("2", "4", "8Gi", "16Gi"),
+    outputs={"metrics.json": None, "report.md": None, "grid.png": None},
+    markdown="report.md",
+    finish=write_run_report,
+)

@@ -32,6 +32,7 @@ from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.runs import read_manifest
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -446,3 +447,16 @@ def load_text_head(features: str) -> tuple[torch.Tensor, torch.Tensor]:
     read_manifest(features, "features")
     tensors, _ = read_tensors(storage.join(features, "text_head.safetensors"))
     return tensors["weight"].float(), tensors["bias"].float()
+
+
+# The CLIP image encoder runs over every generated and every real test image.
+STAGE = StageSpec(
+    name="features",
+    run=run,
+    help="CLIP image features of the synthetic and real test images (cached).",
+    inputs={"images": "generate"},
+    depends=("dataset", "models.clip", "features"),
+    gpu=True,
+    resources=Resources("4", "8", "16Gi", "32Gi"),
+    outputs={"features.json": load_feature_set, "text_head.safetensors": load_text_head},
+)

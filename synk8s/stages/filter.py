@@ -31,6 +31,7 @@ from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
 from synk8s.stages.features import read_tensors
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -295,3 +296,16 @@ def load_selection(selection: str) -> dict[str, torch.Tensor]:
     read_manifest(selection, "filter")
     tensors, _ = read_tensors(storage.join(selection, "selection.safetensors"))
     return tensors
+
+
+# The CLIP image encoder runs over every generated image (and fills the feature cache).
+STAGE = StageSpec(
+    name="filter",
+    run=run,
+    help="CLIP filter (CF): keep images CLIP assigns to their class with enough confidence.",
+    inputs={"images": "generate"},
+    depends=("dataset", "models.clip", "features", "filter"),
+    gpu=True,
+    resources=Resources("4", "8", "16Gi", "32Gi"),
+    outputs={"selection.safetensors": load_selection, "stats.json": None},
+)

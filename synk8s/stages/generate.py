@@ -45,6 +45,7 @@ from synk8s.errors import MissingDataError, StoreError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.prompts import read_prompts
+from synk8s.stages.spec import Option, Resources, Sharding, StageSpec
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -501,3 +502,33 @@ def _scheduler_of(tar_uri: str) -> str | None:
         for _key, members in samples:
             return json.loads(dict(members)["json"])["scheduler"]
     return None
+
+
+def shard_count(cfg: ExperimentConfig) -> int:
+    """The shards (one GPU task each) the work splits into: ``generate.num_shards``."""
+    return cfg.generate.num_shards
+
+
+NUM_SHARDS = Option("num_shards", int, None, "Shard count; default generate.num_shards.")
+
+# A Stable Diffusion pipeline takes about 10 GiB of host memory while it loads.
+STAGE = StageSpec(
+    name="generate",
+    run=run,
+    help="Generate one shard of the images; reruns skip finished tars.",
+    inputs={"prompts": "prompts"},
+    depends=("models.generator", "models.generator_revision", "generate"),
+    gpu=True,
+    resources=Resources("4", "8", "24Gi", "32Gi"),
+    outputs={"shard-*-of-*/*.tar": shards.iter_samples, "manifest.json": shards.manifest_tars},
+    folder="images",
+    options=(Option("shard", int, 0, "Which shard to generate (0-based)."), NUM_SHARDS),
+    shards=Sharding(
+        count=shard_count,
+        collect=collect,
+        collect_name="collect",
+        collect_help="Check every shard finished and write the images manifest.",
+        collect_resources=Resources("500m", "1", "1Gi", "2Gi"),
+        collect_options=(NUM_SHARDS,),
+    ),
+)

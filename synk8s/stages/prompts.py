@@ -38,6 +38,7 @@ from synk8s import storage
 from synk8s.config import ExperimentConfig
 from synk8s.seeds import derive_seed
 from synk8s.runs import write_manifest
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -429,3 +430,20 @@ def read_prompts(prompts_out: str) -> list[dict[str, Any]]:
         raise MissingDataError(f"no prompts at {prompts_out}: run `synk8s stage prompts` first (missing {uri})")
     text = storage.get_bytes(uri).decode("utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def needs_gpu(cfg: ExperimentConfig) -> bool:
+    """LE samples classes x sentences_per_class x oversample sentences with T5 (40k for CIFAR-100):
+    minutes on a GPU, hours on a CPU. B mode is string formatting."""
+    return cfg.prompts.mode == "LE"
+
+
+STAGE = StageSpec(
+    name="prompts",
+    run=run,
+    help="Build the prompts (B: templates x class names; LE: T5 sentences).",
+    depends=("seed", "device", "dataset.name", "models.le", "prompts"),
+    gpu=needs_gpu,
+    resources=Resources("2", "4", "8Gi", "16Gi"),
+    outputs={PROMPTS_FILE: read_prompts, STATS_FILE: None},
+)

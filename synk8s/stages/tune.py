@@ -35,6 +35,7 @@ from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
 from synk8s.stages.filter import load_selection
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -388,3 +389,16 @@ def _check_inputs(
         )
     if int(labels.min()) < 0 or int(labels.max()) >= k:
         raise MissingDataError(f"synthetic labels in {features} fall outside the {k} classes of the text head; {rerun}")
+
+
+# Tuning holds every kept feature in memory: 200k x 1024 float32 is 0.8 GB for CIFAR-100 at 2000
+# images per class. A linear head on cached features needs no GPU.
+STAGE = StageSpec(
+    name="tune",
+    run=run,
+    help="Classifier tuning (CT) of a linear head on frozen CLIP features (CE or SCE).",
+    inputs={"features": "features", "selection": "filter"},
+    depends=("tune",),
+    resources=Resources("4", "8", "8Gi", "16Gi"),
+    outputs={"head.safetensors": load_head, "curve.json": None, "split.json": None},
+)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from synk8s import config
 from synk8s.cli.main import app
-from synk8s.stages.layout import run_dir, stage_dir
+from synk8s.stages.table import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,9 +56,11 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     def metrics(task: str) -> dict:
         return outputs(task)["artifacts"]["metrics"]["artifacts"][0]["metadata"]
 
-    assert metrics("evaluate") == {"zeroshot_top1": report["zeroshot_top1"], "tuned_top1": report["tuned_top1"]}
+    evaluated = metrics("evaluate")
+    assert (evaluated["zeroshot_top1"], evaluated["tuned_top1"]) == (report["zeroshot_top1"], report["tuned_top1"])
+    assert evaluated["test"] == report["counts"]["test"]
     assert outputs("evaluate")["parameterValues"]["Output"] == report_path
-    assert metrics("filter-images")["kept"] == report["counts"]["kept"]
+    assert metrics("filter")["kept"] == report["counts"]["kept"]
     assert metrics("prompts")["prompts"] == report["counts"]["prompts"]
     shard_images = [metrics(f"for-loop-1-iteration-{i}/generate")["images"] for i in (0, 1)]
     assert shard_images == [10, 10]

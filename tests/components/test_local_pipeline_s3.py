@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from synk8s import config, storage
 from synk8s.cli.main import app
-from synk8s.stages.layout import run_dir, stage_dir
+from synk8s.stages.table import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(300)
 

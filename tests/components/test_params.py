@@ -8,7 +8,7 @@ from synk8s import config
 from synk8s.components.params import config_diff, config_from_arguments, pipeline_arguments
 from synk8s.components.stages import make_components
 from synk8s.errors import UsageError
-from synk8s.stages.layout import DEPENDS, run_dir
+from synk8s.stages.table import TABLE, run_dir
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,11 +68,11 @@ def test_unknown_parameter_is_a_usage_error():
 def test_plan_component_resolves_config_and_run_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("KFP_POD_NAME", raising=False)
     cfg = config.load("tiny", ["dataset.name=cifar10", f"store.root={tmp_path}", "generate.num_shards=3"])
-    comps = make_components("registry.example/gpu:1", "registry.example/cpu:1")
+    comps = make_components(cfg)
     out = comps.plan.python_func(**pipeline_arguments(cfg))
-    assert out.run_dir == run_dir(cfg) == f"{tmp_path}/runs/cifar10-{cfg.digest(*DEPENDS['generate'])}"
+    assert out.run_dir == run_dir(cfg) == f"{tmp_path}/runs/cifar10-{cfg.digest(*TABLE.fields('generate'))}"
     assert config.ExperimentConfig.model_validate_json(out.config_json) == cfg
-    items = comps.shard_list.python_func(config_json=out.config_json, run_dir=out.run_dir, prompts="p")
+    items = comps.shard_lists["generate"].python_func(config_json=out.config_json, run_dir=out.run_dir, prompts="p")
     assert [item["shard"] for item in items] == [0, 1, 2]
     assert {(item["config_json"], item["run_dir"], item["prompts"]) for item in items} == {
         (out.config_json, out.run_dir, "p")
@@ -96,16 +96,16 @@ def _plan_in_pod(monkeypatch, store_root, shared):
         monkeypatch.delenv("SYNK8S_STORE_ROOT", raising=False)
     else:
         monkeypatch.setenv("SYNK8S_STORE_ROOT", shared)
-    args = {**pipeline_arguments(config.load("tiny")), "store_root": store_root}
-    comps = make_components("registry.example/gpu:1", "registry.example/cpu:1")
-    return comps.plan.python_func(**args)
+    cfg = config.load("tiny")
+    args = {**pipeline_arguments(cfg), "store_root": store_root}
+    return make_components(cfg).plan.python_func(**args)
 
 
 def test_plan_in_a_pod_puts_the_config_map_store_in_place_of_a_local_folder(monkeypatch):
     out = _plan_in_pod(monkeypatch, "./synk8s-store", "s3://synk8s/")
     cfg = config.ExperimentConfig.model_validate_json(out.config_json)
     assert cfg.store.root == "s3://synk8s/"
-    assert out.run_dir == f"s3://synk8s/runs/{cfg.dataset.name}-{cfg.digest(*DEPENDS['generate'])}"
+    assert out.run_dir == f"s3://synk8s/runs/{cfg.dataset.name}-{cfg.digest(*TABLE.fields('generate'))}"
 
 
 def test_plan_in_a_pod_keeps_an_s3_store_root(monkeypatch):

@@ -10,9 +10,9 @@ from synk8s.pipelines import compile_pipeline
 
 pytestmark = pytest.mark.timeout(60)
 
-GPU_TASKS = {"prompts", "generate", "filter-images", "features"}
-STORE_TASKS = {"prompts", "generate", "collect", "filter-images", "features", "tune", "evaluate"}
-ALL_TASKS = STORE_TASKS | {"plan", "shard-list"}
+GPU_TASKS = {"prompts", "generate", "filter", "features"}
+STORE_TASKS = {"prompts", "generate", "collect", "filter", "features", "tune", "evaluate"}
+ALL_TASKS = STORE_TASKS | {"plan", "generate-shards"}
 CREDENTIAL_LITERALS = ("AKIA", "secret_key", "minioadmin", "synk8s-test-key", "synk8s-test-secret")
 
 
@@ -103,7 +103,7 @@ def test_store_credentials_come_from_the_secret_and_settings_from_the_config_map
             {"configMapKey": "SYNK8S_STORE_ROOT", "envVar": "SYNK8S_STORE_ROOT"},
         ], name
         if name not in STORE_TASKS:
-            assert "secretAsEnv" not in ex, name  # plan and shard-list never touch the store
+            assert "secretAsEnv" not in ex, name  # plan and generate-shards never touch the store
             continue
         (secret,) = ex["secretAsEnv"]
         assert secret["secretName"] == cfg.cluster.s3_secret
@@ -134,13 +134,13 @@ def test_generate_runs_in_a_parallel_for_with_retries(compiled):
     cfg = config.load("paper")
     loop_name, loop = next((n, t) for n, t in spec["root"]["dag"]["tasks"].items() if "parameterIterator" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == cfg.generate.num_shards
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("shard-list-Output")
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("generate-shards-Output")
     retry = _tasks(spec)["generate"]["retryPolicy"]
     assert retry["maxRetryCount"] == cfg.cluster.generate_retries
     assert retry["backoffDuration"] == "60s"
     assert retry["backoffFactor"] == 2.0
     collect = _tasks(spec)["collect"]
-    assert collect["inputs"]["parameters"]["shard_manifests"]["taskOutputParameter"]["producerTask"] == loop_name
+    assert collect["inputs"]["parameters"]["shards"]["taskOutputParameter"]["producerTask"] == loop_name
 
 
 def test_every_task_caches_and_nothing_is_pip_installed(compiled):

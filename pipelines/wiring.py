@@ -1,0 +1,163 @@
+"""Wiring table stages into a pipeline: inputs, resources, GPU, store access, shards, retries, threads.
+
+A pipeline function creates one :class:`Wiring`, plans the run, and adds stages by name; each
+stage's inputs are the outputs of the stages the table says it reads, added before it::
+
+    wire = Wiring(cfg, gpu_node_selector=..., gpu_tolerations=...)
+    wire.plan(profile=profile, dataset=dataset, ...)
+    wire.add("prompts")
+    wire.add("generate")                          # sharded: shard list, ParallelFor, collect
+    wire.add("filter")
+    report = wire.add("evaluate").output
+
+Everything a task needs is taken from the stage's table row and the config: its component and
+image, CPU and memory, a GPU with the GPU node pool's selector and tolerations when the stage
+needs one, the store's ConfigMap and credentials Secret, caching, and for a sharded stage the
+ParallelFor limit and generation retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+
+from synk8s.components.params import STORE_ROOT_ENV
+from synk8s.components.stages import make_components
+from synk8s.config import ExperimentConfig
+from synk8s.errors import UsageError
+from synk8s.stages.spec import Resources
+from synk8s.stages.table import TABLE
+
+# plan and a shard list only turn parameters into small strings.
+LIGHT = Resources("250m", "1", "512Mi", "1Gi")
+
+
+class Wiring:
+    """Adds table stages as tasks of the pipeline being defined (call inside a ``@dsl.pipeline`` function)."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        *,
+        gpu_node_selector: Any,
+        gpu_tolerations: Any,
+        retry: bool = True,
+        parallelism: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """Bind the wiring to a config and the pipeline's GPU node-pool parameters.
+
+        Args:
+            cfg: the compile-time config (images, accelerator, Secret and ConfigMap names, retries,
+                shard counts).
+            gpu_node_selector: the pipeline parameter (or value) selecting GPU nodes.
+            gpu_tolerations: the pipeline parameter (or value) tolerating the GPU nodes' taints.
+            retry: retry a failed shard task ``cluster.generate_retries`` times with exponential
+                backoff from 60 s (a preempted GPU node).
+            parallelism: shard tasks that run at once; None: all shards of ``cfg``.
+            threads: set ``OMP_NUM_THREADS`` (torch's intra-op threads) in every task; None leaves
+                the image's default.
+        """
+        self.cfg = cfg
+        self.comps = make_components(cfg)
+        self.gpu = {"node_selector_json": gpu_node_selector, "toleration_json": gpu_tolerations}
+        self.retry = retry
+        self.parallelism = parallelism
+        self.threads = threads
+        self.tasks: dict[str, dsl.PipelineTask] = {}
+        self.config_json: Any = None
+        self.run_dir: Any = None
+
+    def configure(
+        self, task: dsl.PipelineTask, name: str, resources: Resources, *, gpu: bool = False, store: bool = True
+    ) -> dsl.PipelineTask:
+        """Display name, caching, CPU and memory, store access and, with ``gpu``, one GPU on the GPU pool."""
+        task.set_display_name(name).set_caching_options(True)
+        task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+        task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
+        _store_access(task, self.cfg, credentials=store)
+        if gpu:
+            task.set_accelerator_type(self.cfg.cluster.accelerator).set_accelerator_limit(1)
+            kubernetes.add_node_selector_json(task, node_selector_json=self.gpu["node_selector_json"])
+            kubernetes.add_toleration_json(task, toleration_json=self.gpu["toleration_json"])
+        if self.threads:
+            task.set_env_variable("OMP_NUM_THREADS", str(self.threads))  # torch's intra-op threads follow it
+        return task
+
+    def plan(self, **parameters: Any) -> dsl.PipelineTask:
+        """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage."""
+        task = self.configure(self.comps.plan(**parameters), "plan", LIGHT, store=False)
+        self.config_json, self.run_dir = task.outputs["config_json"], task.outputs["run_dir"]
+        return task
+
+    def add(self, name: str, *, after: tuple[str, ...] = ()) -> dsl.PipelineTask:
+        """Add stage ``name``, reading the outputs of its inputs' stages; returns the task whose output is its folder.
+
+        Args:
+            name: a stage of the table.
+            after: stages it must also wait for without reading them (e.g. to reuse a cache they fill).
+
+        Raises:
+            UsageError: :meth:`plan` was not called, or an input's stage (or an ``after`` stage) was not added before.
+        """
+        spec = TABLE.get(name)
+        if self.config_json is None:
+            raise UsageError(f"plan the run before adding stage {name}")
+        missing = [s for s in (*(spec.upstream_stage(p) for p in spec.inputs), *after) if s not in self.tasks]
+        if missing:
+            raise UsageError(f"stage {name} reads {', '.join(missing)}: add it to the pipeline first")
+        inputs = {param: self.tasks[spec.upstream_stage(param)].outputs["Output"] for param in spec.inputs}
+        if spec.shards:
+            task = self._sharded(name, inputs)
+        else:
+            task = self.comps.stages[name](config_json=self.config_json, run_dir=self.run_dir, **inputs)
+            self.configure(task, name, spec.resources, gpu=spec.needs_gpu(self.cfg))
+        for stage in after:
+            task.after(self.tasks[stage])
+        self.tasks[name] = task
+        return task
+
+    def _sharded(self, name: str, inputs: dict[str, Any]) -> dsl.PipelineTask:
+        """Shard list -> one task per shard in a ParallelFor -> the collect task (returned)."""
+        spec = TABLE.get(name)
+        shards = self.comps.shard_lists[name](config_json=self.config_json, run_dir=self.run_dir, **inputs)
+        self.configure(shards, f"{name}_shards", LIGHT, store=False)
+        # All shards of the compiled config run at once; shards added at submit time queue behind them.
+        with dsl.ParallelFor(shards.output, parallelism=self.parallelism or spec.shards.count(self.cfg)) as item:
+            # Every argument from the loop item: see synk8s.components.run_stage.shard_items.
+            shard = self.comps.stages[name](
+                config_json=item.config_json,
+                run_dir=item.run_dir,
+                shard=item.shard,
+                **{param: getattr(item, param) for param in spec.inputs},
+            )
+            self.configure(shard, name, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            if self.retry:
+                shard.set_retry(num_retries=self.cfg.cluster.generate_retries, backoff_duration="60s", backoff_factor=2)
+        collect = self.comps.collects[name](
+            config_json=self.config_json, run_dir=self.run_dir, shards=dsl.Collected(shard.outputs["Output"])
+        )
+        return self.configure(collect, spec.shards.collect_name, spec.shards.collect_resources)
+
+
+def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig, credentials: bool = True) -> None:
+    """Store settings from the ConfigMap and credentials from the Secret; no values in the YAML.
+
+    Every task gets ``SYNK8S_S3_ENDPOINT`` and ``SYNK8S_STORE_ROOT`` (``plan`` puts the latter in
+    place of a local ``store_root``); tasks that read or write the store also get the credentials.
+    """
+    if credentials:
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=cfg.cluster.s3_secret,
+            secret_key_to_env={
+                "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            },
+        )
+    kubernetes.use_config_map_as_env(
+        task,
+        config_map_name=cfg.cluster.s3_config_map,
+        config_map_key_to_env={"SYNK8S_S3_ENDPOINT": "SYNK8S_S3_ENDPOINT", STORE_ROOT_ENV: STORE_ROOT_ENV},
+    )

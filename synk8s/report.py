@@ -1,0 +1,95 @@
+"""The run report: a zero-shot run's headline numbers in one small file, and Markdown for the Kubeflow UI.
+
+``<evaluate folder>/report.json`` is written after the evaluate stage (its ``finish`` hook), so a
+pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
+
+    {"dataset": "cifar10", "zeroshot_top1": 0.12, "tuned_top1": 0.15,
+     "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40},
+     "seconds": {"prompts": 1.2, "generate": 20.5, ...}, "config_digest": "...", "store_root": "...",
+     "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
+
+It reads the stage manifests only; the folders come from the stage table's caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from synk8s import storage
+from synk8s.runs import read_manifest
+
+if TYPE_CHECKING:
+    from synk8s.config import ExperimentConfig
+
+REPORT_FILE = "report.json"
+STANDIN_NOTICE = (
+    "stand-in data: the test images are a small drawn stand-in for the real dataset, "
+    "so these accuracies say nothing about the method"
+)
+REPORT_STAGES = ("prompts", "generate", "filter", "features", "tune", "evaluate")
+_PNG_LINK = re.compile(r"\]\(([\w.-]+\.png)\)")
+
+
+def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> dict[str, Any]:
+    """Gather the report of a zero-shot run from its stage manifests.
+
+    ``seconds.generate`` is the sum over shards (GPU-seconds when each shard has one GPU).
+
+    Args:
+        cfg: the run's config.
+        run: the run folder URI.
+        folders: the output folder of each stage of :data:`REPORT_STAGES`, by stage name.
+
+    Raises:
+        MissingDataError: a stage of the run has not finished.
+    """
+    manifests = {stage: read_manifest(folders[stage], stage) for stage in REPORT_STAGES}
+    evaluate = manifests["evaluate"]
+    seconds = {stage: round(float(m["seconds"]), 3) for stage, m in manifests.items()}
+    seconds["generate"] = round(float(manifests["generate"]["shard_seconds"]), 3)
+    report: dict[str, Any] = {
+        "dataset": cfg.dataset.name,
+        "profile": cfg.profile,
+        "zeroshot_top1": evaluate["zeroshot_top1"],
+        "tuned_top1": evaluate["tuned_top1"],
+        "counts": {
+            "prompts": manifests["prompts"]["counts"]["prompts"],
+            "generated": manifests["filter"]["counts"]["generated"],
+            "kept": manifests["filter"]["counts"]["kept"],
+            "test": evaluate["counts"]["test"],
+        },
+        "seconds": seconds,
+        "config_digest": cfg.digest(),
+        "store_root": cfg.store.root,
+        "run_dir": run,
+    }
+    if evaluate["standin"]:
+        report["notice"] = STANDIN_NOTICE
+    return report
+
+
+def write_run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> str:
+    """Write :func:`run_report` into the evaluate folder as ``report.json``; returns its URI."""
+    uri = storage.join(folders["evaluate"], REPORT_FILE)
+    storage.put_json(uri, run_report(cfg, run, folders))
+    return uri
+
+
+def report_markdown(folder: str, name: str) -> str:
+    """The Markdown file ``name`` of ``folder`` with the PNG images it links inlined as data URIs.
+
+    The Kubeflow UI shows a Markdown artifact on its own, without the files beside it, so a
+    relative ``grid.png`` link would show nothing there. Links to missing files stay as they are.
+    """
+    text = storage.get_bytes(storage.join(folder, name)).decode("utf-8")
+
+    def inline(match: re.Match[str]) -> str:
+        uri = storage.join(folder, match.group(1))
+        if not storage.exists(uri):
+            return match.group(0)
+        return f"](data:image/png;base64,{base64.b64encode(storage.get_bytes(uri)).decode('ascii')})"
+
+    return _PNG_LINK.sub(inline, text)

@@ -1,0 +1,166 @@
+"""The row type of the stage table: what the CLI, the KFP components and the pipelines know of a stage.
+
+Each stage module ends with its row, ``STAGE = StageSpec(...)``, beside the code it describes; the
+table (:mod:`synk8s.stages.table`) lists the rows. Everything else is derived from them: the
+``synk8s stage NAME`` commands, the KFP component of each stage, the pipeline's wiring, resources
+and GPU requests, and the run layout (which folder a stage writes, named by the digest of the
+config fields its output depends on). A row imports nothing heavy: stage functions import torch
+inside their bodies, so the table loads in a process that only compiles pipelines.
+
+The contract of a stage function (``run``)::
+
+    run(cfg, *, <one folder URI per input>, out, <options>) -> <a pydantic result>
+
+Its result's numbers (counts, seconds) are what the KFP component reports as metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from synk8s.config import ExperimentConfig
+
+# Argument names the derived commands and components use themselves; a stage input or option may not take them.
+RESERVED = frozenset(
+    {"cfg", "out", "progress", "config_json", "run_dir", "metrics", "report", "markdown", "shards"}
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Kubernetes CPU and memory of a stage's task (quantities such as ``"500m"``, ``"16Gi"``).
+
+    Attributes:
+        cpu_request: CPU the scheduler reserves.
+        cpu_limit: most CPU the task may use.
+        memory_request: memory the scheduler reserves.
+        memory_limit: most memory; the task is killed above it.
+    """
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword argument of a stage function offered as ``--<name>`` by ``synk8s stage``.
+
+    Pipelines leave it at its default. A default of None makes the option optional.
+
+    Attributes:
+        name: the keyword (``num_shards`` becomes ``--num-shards``).
+        type: its type (``int``, ``str``, ``float``, ``bool``).
+        default: its value when the flag is absent.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. ``--num-shards``."""
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An input that lives in another run folder, e.g. pre-training checkpoints read by detection.
+
+    Attributes:
+        stage: the stage whose output folder is read.
+        run_config: the config of the run that holds it, made from this run's config (say, the
+            pre-training label space as ``dataset.name``). It may read only fields that ``stage``'s
+            output depends on, so the reading stage's digest still tells its inputs apart.
+    """
+
+    stage: str
+    run_config: Callable[[ExperimentConfig], ExperimentConfig]
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """A stage whose work splits into shards, one task each, and a collect step after them all.
+
+    The stage function then takes ``shard`` (the shard index) and ``num_shards`` (None: ``count(cfg)``);
+    every shard writes into the stage's one folder. A pipeline runs the shards in a ParallelFor, each
+    retried ``cluster.generate_retries`` times, and then ``collect``.
+
+    Attributes:
+        count: the number of shards for a config.
+        collect: ``collect(cfg, *, out, <collect options>) -> result``: checks that every shard
+            finished and writes the stage's ``manifest.json``.
+        collect_name: the collect step's command and component name (``synk8s stage collect``).
+        collect_help: one line for its ``--help``.
+        collect_resources: CPU and memory of the collect task (it never needs a GPU).
+        collect_options: its command-line options.
+    """
+
+    count: Callable[[ExperimentConfig], int]
+    collect: Callable[..., Any]
+    collect_name: str
+    collect_help: str
+    collect_resources: Resources
+    collect_options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of the stage table.
+
+    Attributes:
+        name: the stage's name: its ``synk8s stage`` command, KFP component, task and manifest name.
+        run: the stage function (see the module docstring for its contract).
+        help: one line: what the stage does (command help, component description).
+        resources: CPU and memory of its task.
+        inputs: keyword of ``run`` -> the stage whose output folder it reads (a stage name for the
+            same run folder, an :class:`Upstream` for another one). The stage's folder digest
+            includes every field its inputs depend on.
+        depends: the config fields (dotted paths, whole sections allowed) this stage's own output
+            depends on, beyond those of its inputs.
+        gpu: whether its task needs a GPU: a constant, or a function of the config.
+        outputs: the files it writes in its folder (glob patterns allowed) -> the function other
+            code reads them with (first argument: the stage's folder URI), or None when people read
+            them (JSON, Markdown, images). ``manifest.json`` is implied.
+        folder: its folder name in the run folder; default ``name``.
+        options: extra ``synk8s stage NAME`` options, passed to ``run`` as keywords.
+        shards: set when the work splits into parallel shards (see :class:`Sharding`).
+        markdown: a Markdown file of its folder that the KFP component shows in the run's UI.
+        finish: ``finish(cfg, run, folders) -> uri`` runs after the stage with the run folder and
+            the folders of this stage and every stage upstream of it (by stage name); its URI (a
+            run report) is what the command logs and the component returns.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    help: str
+    resources: Resources
+    inputs: Mapping[str, str | Upstream] = field(default_factory=dict)
+    depends: tuple[str, ...] = ()
+    gpu: bool | Callable[[ExperimentConfig], bool] = False
+    outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
+    folder: str = ""
+    options: tuple[Option, ...] = ()
+    shards: Sharding | None = None
+    markdown: str | None = None
+    finish: Callable[..., str] | None = None
+
+    def needs_gpu(self, cfg: ExperimentConfig) -> bool:
+        """Whether this stage's task asks for a GPU under ``cfg``."""
+        return bool(self.gpu(cfg)) if callable(self.gpu) else bool(self.gpu)
+
+    @property
+    def folder_name(self) -> str:
+        """The stage's folder name in the run folder (before any digest suffix)."""
+        return self.folder or self.name
+
+    def upstream_stage(self, param: str) -> str:
+        """The stage name that input ``param`` reads from."""
+        source = self.inputs[param]
+        return source.stage if isinstance(source, Upstream) else source

@@ -1,0 +1,187 @@
+"""The stage table: one row per stage, and what is derived from it (run layout, inputs, execution).
+
+    from synk8s.stages.table import TABLE, run_dir, stage_dir
+    run = run_dir(cfg)                            # <store.root>/runs/<dataset>-<images digest>
+    stage_dir(run, "filter", cfg)                 # <run>/filter-<digest of what the filter depends on>
+    TABLE.execute("filter", cfg, run)             # reads its inputs' folders, writes its own
+
+The rows live at the bottom of each stage module (``STAGE = StageSpec(...)``); adding a stage
+means writing its module and adding its row to :data:`TABLE`. A row may only read stages listed
+before it. The run folder is named by the fields of :data:`RUN_KEY`'s output, so stages that depend
+on nothing more (prompts, generate) need no digest in their folder names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from synk8s import runs
+from synk8s.config import ExperimentConfig
+from synk8s.errors import UsageError
+from synk8s.stages import evaluate, features, generate, prompts, tune
+from synk8s.stages import filter as filter_stage
+from synk8s.stages.spec import RESERVED, StageSpec, Upstream
+
+RUN_KEY = "generate"  # the run folder is named by the dataset and the digest of this stage's fields
+
+
+@dataclass(frozen=True)
+class Done:
+    """What one stage call left behind.
+
+    Attributes:
+        result: the stage function's result.
+        out: the stage's output folder URI.
+        uri: what the call hands on: the ``finish`` hook's URI (a run report) if the stage has one, else ``out``.
+    """
+
+    result: Any
+    out: str
+    uri: str
+
+
+class StageTable:
+    """An ordered set of stage rows, checked once, and the layout and execution derived from them."""
+
+    def __init__(self, rows: Sequence[StageSpec], *, run_key: str) -> None:
+        """Check the rows: unique names, inputs that read earlier rows, no reserved argument names.
+
+        Raises:
+            ValueError: a row breaks one of these rules (a programming error, found at import).
+        """
+        self._rows: dict[str, StageSpec] = {}
+        commands: set[str] = set()
+        for row in rows:
+            names = [row.name] + ([row.shards.collect_name] if row.shards else [])
+            for name in names:
+                if not name.isidentifier() or name in commands:
+                    raise ValueError(f"stage name {name!r} is not a unique Python identifier")
+                commands.add(name)
+            for param in (*row.inputs, *(o.name for o in row.options)):
+                if param in RESERVED:
+                    raise ValueError(f"stage {row.name}: argument name {param!r} is reserved")
+            for param in row.inputs:
+                if row.upstream_stage(param) not in self._rows:
+                    raise ValueError(f"stage {row.name}: input {param!r} reads {row.upstream_stage(param)!r}, "
+                                     "which is not a row before it")
+            self._rows[row.name] = row
+        if run_key not in self._rows:
+            raise ValueError(f"run key {run_key!r} is not a stage of the table")
+        self.run_key = run_key
+
+    def __iter__(self) -> Iterator[StageSpec]:
+        return iter(self._rows.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Stage names in table order."""
+        return tuple(self._rows)
+
+    def get(self, name: str) -> StageSpec:
+        """The row of stage ``name``.
+
+        Raises:
+            UsageError: no such stage.
+        """
+        if name not in self._rows:
+            raise UsageError(f"unknown stage {name!r}; stages: {', '.join(self._rows)}")
+        return self._rows[name]
+
+    # ------------------------------------------------------------------------- layout
+
+    def fields(self, name: str) -> tuple[str, ...]:
+        """Every config field the output of ``name`` depends on: its own and its inputs', sorted."""
+        spec = self.get(name)
+        found = set(spec.depends)
+        for param in spec.inputs:
+            found.update(self.fields(spec.upstream_stage(param)))
+        return tuple(sorted(found))
+
+    def default_run_id(self, cfg: ExperimentConfig) -> str:
+        """``<dataset>-<digest>`` of the run key's fields: configs that make the same images share a run."""
+        return runs.run_id(cfg, self.fields(self.run_key))
+
+    def run_dir(self, cfg: ExperimentConfig, run_id: str | None = None) -> str:
+        """The run folder URI under ``store.root``; ``run_id`` defaults to :meth:`default_run_id`."""
+        return runs.run_dir(cfg.store.root, run_id or self.default_run_id(cfg))
+
+    def stage_dir(self, run: str, name: str, cfg: ExperimentConfig) -> str:
+        """The output folder URI of stage ``name`` for ``cfg`` inside the run folder ``run``."""
+        spec = self.get(name)
+        return runs.stage_folder(run, spec.folder_name, cfg, self.fields(name), self.fields(self.run_key))
+
+    def folders(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
+        """The folders of ``name`` and of every stage upstream of it, by stage name, in table order."""
+        found = {name: self.stage_dir(run, name, cfg)}
+        for param in self.get(name).inputs:
+            source_run, source_cfg = self._source_run(name, param, run, cfg)
+            for stage, folder in self.folders(self.get(name).upstream_stage(param), source_run, source_cfg).items():
+                found.setdefault(stage, folder)
+        return {stage: found[stage] for stage in self.names if stage in found}
+
+    def input_dirs(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
+        """The folder URI each input of stage ``name`` reads, by the keyword of its function."""
+        spec = self.get(name)
+        dirs = {}
+        for param in spec.inputs:
+            source_run, source_cfg = self._source_run(name, param, run, cfg)
+            dirs[param] = self.stage_dir(source_run, spec.upstream_stage(param), source_cfg)
+        return dirs
+
+    def _source_run(self, name: str, param: str, run: str, cfg: ExperimentConfig) -> tuple[str, ExperimentConfig]:
+        source = self.get(name).inputs[param]
+        if isinstance(source, Upstream):
+            other = source.run_config(cfg)
+            return self.run_dir(other), other
+        return run, cfg
+
+    # ------------------------------------------------------------------------- execution
+
+    def execute(
+        self,
+        name: str,
+        cfg: ExperimentConfig,
+        run: str,
+        *,
+        inputs: Mapping[str, str] | None = None,
+        collect: bool = False,
+        **options: Any,
+    ) -> Done:
+        """Run stage ``name`` (or its collect step) into its folder of the run folder ``run``.
+
+        Args:
+            name: the stage.
+            cfg: the run's config.
+            run: the run folder URI.
+            inputs: the folder URI of each input; None derives them from the table (same config).
+            collect: run the sharded stage's collect step instead of the stage function.
+            **options: the stage's (or collect step's) options, e.g. ``shard=0``.
+
+        Raises:
+            UsageError: ``inputs`` does not name exactly the stage's inputs, or the stage has no shards to collect.
+        """
+        spec = self.get(name)
+        out = self.stage_dir(run, name, cfg)
+        if collect:
+            if spec.shards is None:
+                raise UsageError(f"stage {name} is not sharded: it has no collect step")
+            return Done(spec.shards.collect(cfg, out=out, **options), out, out)
+        dirs = self.input_dirs(name, run, cfg) if inputs is None else dict(inputs)
+        if set(dirs) != set(spec.inputs):
+            raise UsageError(f"stage {name} reads {sorted(spec.inputs)}, got {sorted(dirs)}")
+        result = spec.run(cfg, **dirs, out=out, **options)
+        uri = spec.finish(cfg, run, self.folders(name, run, cfg)) if spec.finish else out
+        return Done(result, out, uri)
+
+
+TABLE = StageTable(
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE),
+    run_key=RUN_KEY,
+)
+
+get = TABLE.get
+default_run_id = TABLE.default_run_id
+run_dir = TABLE.run_dir
+stage_dir = TABLE.stage_dir

@@ -2,8 +2,11 @@
 
     build("zeroshot", cfg)                       # the @dsl.pipeline function
     compile_pipeline("zeroshot", cfg, "z.yaml")  # the YAML that Kubeflow Pipelines runs
+    local.run_local("zeroshot", cfg)             # run it here with kfp.local
 
-The compiled paper-profile pipelines are kept under ``pipelines/compiled/`` (see :func:`compiled_path`).
+Each pipeline module defines ``build_pipeline(cfg, ...)`` and adds table stages through
+:class:`synk8s.pipelines.wiring.Wiring`. The compiled paper-profile pipelines are kept under
+``pipelines/compiled/`` (see :func:`compiled_path`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def build(name: str, cfg: ExperimentConfig, **options: Any):
     Args:
         name: one of :data:`PIPELINES`.
         cfg: the resolved config.
-        **options: keyword options of the pipeline's ``build_pipeline`` (e.g. ``retry=False``).
+        **options: keyword options of the pipeline's ``build_pipeline`` (``retry``, ``parallelism``, ``threads``).
 
     Raises:
         UsageError: unknown pipeline name.

@@ -188,6 +188,7 @@ class ClusterConfig(_Section):
     s3_secret: str = Field(description="Kubernetes Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
     s3_config_map: str = Field(description="ConfigMap holding SYNK8S_S3_ENDPOINT")
     generate_retries: int = Field(ge=0)
+    service_account: str | None = Field(description="Kubernetes service account the pipeline's pods run as")
 
 
 class ExperimentConfig(_Section):

@@ -77,9 +77,13 @@ def _root(
 
 
 def _register() -> None:
-    from synk8s.cli import cluster, config_cmd, datasets, kfp_cmds, stage, store
+    from synk8s.cli import cluster, config_cmd, datasets, runs, stage, store
+    from synk8s.cli.compile import compile_cmd
+    from synk8s.cli.submit import submit
 
-    kfp_cmds.register(app)
+    app.command("compile")(compile_cmd)
+    app.command("submit")(submit)
+    app.add_typer(runs.app, name="runs", help="List and inspect Kubeflow Pipelines runs.")
     app.add_typer(config_cmd.app, name="config", help="Show resolved experiment configs.")
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")

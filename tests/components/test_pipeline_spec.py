@@ -1,5 +1,6 @@
 """The compiled zero-shot pipeline: GPU scheduling, credentials, parallelism, retries, resources."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,19 @@ def test_a_pipeline_built_for_a_local_run_does_not_retry(tmp_path):
     compiler.Compiler().compile(build("zeroshot", config.load("paper"), retry=False), str(path))
     spec = next(yaml.safe_load_all(path.read_text()))
     assert "retryPolicy" not in _tasks(spec)["generate"]
+
+
+def test_a_local_run_sets_every_tasks_threads_and_a_cluster_run_none(tmp_path, compiled):
+    from kfp import compiler
+
+    from synk8s.pipelines import build
+    from synk8s.pipelines.local import default_threads
+
+    path = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build("zeroshot", config.load("paper"), retry=False, threads=3), str(path))
+    containers = _containers(next(yaml.safe_load_all(path.read_text())))
+    assert set(containers) == ALL_TASKS
+    for name, container in containers.items():
+        assert container["env"] == [{"name": "OMP_NUM_THREADS", "value": "3"}], name
+    assert all("env" not in container for container in _containers(compiled[1]).values())
+    assert default_threads(1) == len(os.sched_getaffinity(0)) >= default_threads(2) >= default_threads(64) == 1

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synk8s import config
-from synk8s.cli.kfp_cmds import task_pods
+from synk8s.cli.runs import task_pods
 from synk8s.cli.main import app
 from synk8s.components.params import config_from_arguments, pipeline_arguments
 
@@ -47,6 +47,37 @@ def test_submit_sends_the_compiled_spec_and_the_run_parameters(kfp_api):
     assert spec["root"]["inputDefinitions"]["parameters"]["images_per_class"]["defaultValue"] == 3
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-generate"]["secretAsEnv"][0]["secretName"] == cfg.cluster.s3_secret
+
+
+def test_submit_runs_as_the_configured_service_account(kfp_api):
+    assert _submit(kfp_api).exit_code == 0
+    assert _submit(kfp_api, "--service-account", "team-a-runner").exit_code == 0
+    first, second = kfp_api.sent("POST", "/runs")
+    assert first.body["service_account"] == config.load("tiny").cluster.service_account == "synk8s-pipeline-runner"
+    assert second.body["service_account"] == "team-a-runner"
+
+
+def test_submit_recurring_runs_as_the_service_account(kfp_api):
+    result = _submit(kfp_api, "--recurring", "@daily", "--set", "cluster.service_account=nightly-runner")
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/recurringruns")
+    assert created.body["service_account"] == "nightly-runner"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--local", "--service-account", "x"), "drop --recurring, --host and --service-account"),
+        (("--host", "http://127.0.0.1:9", "--threads", "1"), "--threads sets the threads of a --local run"),
+        (("--local", "--threads", "0"), "--threads"),
+    ],
+)
+def test_local_only_and_cluster_only_options_are_refused(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "zeroshot", "--profile", "tiny", "--store", STORE, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_submit_no_cache_turns_caching_off_in_the_sent_spec(kfp_api):

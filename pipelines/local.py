@@ -1,0 +1,113 @@
+"""Run a pipeline on this machine with kfp.local: one subprocess per task, no containers, no cluster.
+
+    report = run_local("zeroshot", config.load("tiny"))      # what ``synk8s submit --local`` does
+
+Each task runs on this machine's Python with ``OMP_NUM_THREADS`` (and so torch's intra-op threads)
+set to its share of the cores: torch's default of every core stalls a task whose cores another
+process also uses (a 2-thread T5 ``generate`` call on 2 shared cores took seconds where 1 thread
+took a tenth of one). kfp.local runs one task at a time, and the shards of a local run one after
+another, so by default a task gets every core the process may use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synk8s import storage
+from synk8s.errors import Synk8sError
+
+if TYPE_CHECKING:
+    from synk8s.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+LOCAL_PARALLELISM = 1  # shard tasks at once: concurrent shards on one machine only share its cores
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def default_threads(concurrent: int = LOCAL_PARALLELISM) -> int:
+    """Each of ``concurrent`` tasks' share of the cores this process may use, at least 1."""
+    return max(1, len(os.sched_getaffinity(0)) // concurrent)
+
+
+def check_store(root: str) -> None:
+    """Read the S3 store root once, so missing credentials or a wrong endpoint or bucket is one line.
+
+    A local folder needs no check (the stages create it).
+
+    Raises:
+        StoreError: the store cannot be reached or refuses access.
+    """
+    if storage.is_remote(root):
+        storage.list_prefixes(root)
+
+
+def local_pipeline_root(cfg: ExperimentConfig) -> str:
+    """Where kfp.local keeps its own small outputs: ``<store>/kfp-local``, or ``./kfp-local`` for an S3 store."""
+    if storage.is_remote(cfg.store.root):
+        return str(Path.cwd() / "kfp-local")
+    return storage.join(cfg.store.root, "kfp-local")
+
+
+class _ShortRecords(logging.Filter):
+    """Keeps kfp.local's log readable: drops its per-input expression traces, shortens long lines."""
+
+    LIMIT = 240
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "expression selector" in message:
+            return False
+        lines = [line if len(line) <= self.LIMIT else line[: self.LIMIT] + " ..." for line in message.splitlines()]
+        record.msg, record.args = "\n".join(lines), None
+        return True
+
+
+def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = None) -> str:
+    """Run ``pipeline`` here through kfp.local, after checking that an S3 store answers.
+
+    The task logs go to stderr.
+
+    Args:
+        pipeline: a name of :data:`synk8s.pipelines.PIPELINES`.
+        cfg: the run's config.
+        threads: ``OMP_NUM_THREADS`` of every task; None: :func:`default_threads`.
+
+    Returns:
+        The pipeline's output: the URI of the run's ``report.json``.
+
+    Raises:
+        StoreError: the S3 store cannot be reached.
+        Synk8sError: a task failed (its traceback is in the log above).
+    """
+    from kfp import local
+
+    from synk8s.components.params import pipeline_arguments
+    from synk8s.pipelines import build
+
+    check_store(cfg.store.root)
+    threads = threads or default_threads()
+    func = build(pipeline, cfg, retry=False, parallelism=LOCAL_PARALLELISM, threads=threads)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_pipeline_root(cfg))
+    log.info("kfp.local runs each task on this machine's Python with %d thread(s); GPU, resource and "
+             "Kubernetes settings do not apply", threads)
+    short = _ShortRecords()
+    logging.getLogger().addFilter(short)  # kfp.local logs through the root logger
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # One warning per task that its cluster settings and image are ignored: said once above.
+        warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
+        warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")
+        try:
+            task = func(**pipeline_arguments(cfg))
+        except RuntimeError as error:
+            raise Synk8sError(f"local run failed: {_ANSI.sub('', str(error))} Its log is above.") from None
+        finally:
+            logging.getLogger().removeFilter(short)
+    return task.output

@@ -1,0 +1,110 @@
+"""What the Kubeflow Pipelines commands share: the run's config, the endpoint, the client, one-line errors.
+
+The endpoint comes from ``--host``, else ``KF_PIPELINES_ENDPOINT``, else ``cluster.host`` in the
+profile. A run's parameters come from :func:`synk8s.components.params.pipeline_arguments`, the same
+mapping the pipeline's ``plan`` task inverts, for cluster and local runs alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from synk8s.errors import Synk8sError, UsageError
+
+if TYPE_CHECKING:
+    import kfp
+
+    from synk8s.config import ExperimentConfig
+
+ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
+
+PIPELINE = typer.Argument(..., help="Pipeline name: zeroshot.")
+PROFILE = typer.Option("paper", "--profile", "-p", help="Profile name: paper or tiny.")
+SET = typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")
+HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
+
+
+def resolve_config(
+    profile: str,
+    overrides: list[str],
+    *,
+    dataset: Optional[str] = None,
+    images_per_class: Optional[int] = None,
+    num_shards: Optional[int] = None,
+    generator: Optional[str] = None,
+    seed: Optional[int] = None,
+    store: Optional[str] = None,
+) -> ExperimentConfig:
+    """The config of a submission: profile, then ``--set`` overrides, then the named flags.
+
+    Resolved by :func:`synk8s.components.params.config_from_arguments`, the function the pipeline's
+    ``plan`` task runs, so a classification dataset is required here as there.
+    """
+    from synk8s.components.params import config_from_arguments
+
+    flags = {
+        "dataset": dataset,
+        "images_per_class": images_per_class,
+        "num_shards": num_shards,
+        "generator": generator,
+        "seed": seed,
+        "store_root": store,
+    }
+    named = {k: v for k, v in flags.items() if v is not None}
+    return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
+
+
+def resolve_host(host: Optional[str], cfg: ExperimentConfig) -> Optional[str]:
+    """``--host``, else ``$KF_PIPELINES_ENDPOINT``, else ``cluster.host``; None when none is set."""
+    return host or os.environ.get(ENDPOINT_ENV) or cfg.cluster.host
+
+
+def require_host(host: Optional[str], cfg: ExperimentConfig) -> str:
+    """:func:`resolve_host`, or a one-line UsageError when no endpoint is set."""
+    found = resolve_host(host, cfg)
+    if not found:
+        raise UsageError(f"no Kubeflow Pipelines endpoint: pass --host URL (or set {ENDPOINT_ENV} or cluster.host)")
+    return found
+
+
+@contextlib.contextmanager
+def talking_to(host: str) -> Iterator[None]:
+    """Turn the KFP client's transport and API errors into one-line errors."""
+    import kfp_server_api
+    import urllib3
+
+    try:
+        yield
+    except kfp_server_api.ApiException as error:
+        body = (error.body or "").strip().splitlines()
+        detail = f": {body[0][:300]}" if body else ""
+        raise Synk8sError(f"Kubeflow Pipelines at {host} answered {error.status} {error.reason}{detail}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise Synk8sError(
+            f"cannot reach Kubeflow Pipelines at {host} ({type(error).__name__}); check --host, "
+            f"e.g. kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80 and --host http://127.0.0.1:8080"
+        ) from None
+
+
+def client(host: str, cfg: ExperimentConfig) -> kfp.Client:
+    """A KFP client of ``host`` in ``cluster.namespace``; ``$KFP_TOKEN`` is sent as a bearer token."""
+    import kfp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"
+        with talking_to(host):
+            # KFP_TOKEN: a bearer token for endpoints behind an auth proxy (never logged or stored).
+            return kfp.Client(host=host, namespace=cfg.cluster.namespace, existing_token=os.environ.get("KFP_TOKEN"))
+
+
+def task_states(run: Any) -> list[tuple[str, str]]:
+    """``(task name, state)`` of each task in a run's details."""
+    tasks = (run.run_details.task_details if run.run_details else None) or []
+    return [(t.display_name or t.task_id or "?", str(t.state or "PENDING")) for t in tasks]

@@ -1,0 +1,180 @@
+"""``synk8s submit``: run a pipeline on Kubeflow Pipelines, or here with ``--local``.
+
+    synk8s submit zeroshot --dataset cifar100 --store s3://synk8s/store --host http://127.0.0.1:8080 --wait
+    synk8s submit zeroshot --profile tiny --dataset cifar10 --local     # no cluster: kfp.local
+
+Cluster runs run as ``--service-account`` (default ``cluster.service_account``). A local run is
+:func:`synk8s.pipelines.local.run_local`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from synk8s import storage
+from synk8s.cli.kfp_client import (
+    ENDPOINT_ENV,
+    HOST,
+    PIPELINE,
+    PROFILE,
+    SET,
+    client,
+    resolve_config,
+    resolve_host,
+    talking_to,
+    task_states,
+)
+from synk8s.errors import Synk8sError, UsageError
+
+if TYPE_CHECKING:
+    import kfp
+
+TERMINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def submit(
+    pipeline: str = PIPELINE,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name)."),
+    profile: str = PROFILE,
+    overrides: list[str] = SET,
+    images_per_class: Optional[int] = typer.Option(None, "--images-per-class", help="generate.images_per_class"),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="models.generator: registry name or hub id."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (seed)."),
+    store: Optional[str] = typer.Option(
+        None, "--store", help="Store root (store.root): s3://bucket/prefix or a folder."
+    ),
+    host: Optional[str] = HOST,
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment."),
+    run_name: Optional[str] = typer.Option(None, "--run-name", help="Run name; default <pipeline>-<dataset>-<digest>."),
+    service_account: Optional[str] = typer.Option(
+        None, "--service-account", help="Kubernetes service account of the run's pods; default cluster.service_account."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow the run until it ends; exit 1 unless it succeeds."),
+    recurring: Optional[str] = typer.Option(
+        None, "--recurring", help="Cron schedule, six fields with seconds first ('0 0 3 * * *': daily 03:00)."
+    ),
+    local: bool = typer.Option(False, "--local", help="Run here with kfp.local instead of on a cluster."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="With --local: torch threads per task; default cores // concurrent tasks."
+    ),
+    cache: bool = typer.Option(
+        True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
+    ),
+    poll_seconds: float = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait."),
+) -> None:
+    """Run a pipeline on Kubeflow Pipelines (or here, with --local)."""
+    from synk8s.components.params import pipeline_arguments
+    from synk8s.pipelines import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
+    cfg = resolve_config(
+        profile,
+        overrides,
+        dataset=dataset,
+        images_per_class=images_per_class,
+        num_shards=num_shards,
+        generator=generator,
+        seed=seed,
+        store=store,
+    )
+    if local:
+        if recurring or host or service_account:
+            raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
+        from synk8s.pipelines.local import run_local
+
+        typer.echo(run_local(pipeline, cfg, threads=threads))
+        return
+    if threads is not None:
+        raise UsageError("--threads sets the threads of a --local run; a cluster task's CPU comes from its limits")
+    endpoint = resolve_host(host, cfg)
+    if not endpoint:
+        raise UsageError(
+            f"no Kubeflow Pipelines endpoint: pass --host URL (or set {ENDPOINT_ENV} or cluster.host), "
+            "or run here with --local"
+        )
+    if not storage.is_remote(cfg.store.root):
+        raise UsageError(
+            f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
+        )
+    if recurring and wait:
+        raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")
+    schedule = None
+    if recurring:
+        from synk8s.pipelines.schedule import check_cron
+
+        schedule = check_cron(recurring)
+    name = run_name or f"{pipeline}-{cfg.dataset.name}-{cfg.digest()}"
+    account = service_account or cfg.cluster.service_account
+    arguments = pipeline_arguments(cfg)
+    with tempfile.TemporaryDirectory(prefix="synk8s-") as tmp:
+        from synk8s.pipelines import compile_pipeline
+
+        package = str(compile_pipeline(pipeline, cfg, Path(tmp) / f"{pipeline}.yaml"))
+        kfp_client = client(endpoint, cfg)
+        with talking_to(endpoint), contextlib.redirect_stdout(sys.stderr):
+            exp = kfp_client.create_experiment(name=experiment or cfg.cluster.experiment)
+            if schedule:
+                job = kfp_client.create_recurring_run(
+                    experiment_id=exp.experiment_id,
+                    job_name=name,
+                    cron_expression=schedule,
+                    params=arguments,
+                    pipeline_package_path=package,
+                    enable_caching=cache,
+                    service_account=account,
+                )
+            else:
+                run = kfp_client.create_run_from_pipeline_package(
+                    package,
+                    arguments=arguments,
+                    run_name=name,
+                    experiment_id=exp.experiment_id,
+                    enable_caching=cache,
+                    service_account=account,
+                )
+    if schedule:
+        typer.echo(f"recurring run {job.recurring_run_id} ({schedule}) in experiment {exp.display_name}")
+        return
+    typer.echo(f"run {run.run_id} ({name}) in experiment {exp.display_name}")
+    if wait:
+        follow(kfp_client, endpoint, run.run_id, poll_seconds)
+
+
+def _status_table(run: Any, elapsed: float) -> Table:
+    table = Table(title=f"run {run.run_id}: {run.state or 'PENDING'}  ({elapsed:.0f} s)", title_justify="left")
+    table.add_column("task")
+    table.add_column("state")
+    for task, state in task_states(run):
+        table.add_row(task, state)
+    return table
+
+
+def follow(kfp_client: kfp.Client, host: str, run_id: str, poll_seconds: float) -> None:
+    """Show a live status table of ``run_id`` until it ends; raise unless it succeeded."""
+    start = time.monotonic()
+    with talking_to(host), Live(console=console, refresh_per_second=2, transient=False) as live:
+        while True:
+            run = kfp_client.get_run(run_id)
+            live.update(_status_table(run, time.monotonic() - start))
+            state = str(run.state or "")
+            if state in TERMINAL_STATES:
+                break
+            time.sleep(poll_seconds)
+    if state not in ("SUCCEEDED", "SKIPPED"):
+        reason = f": {run.error.message}" if run.error and run.error.message else ""
+        raise Synk8sError(f"run {run_id} ended {state}{reason}; see `synk8s runs logs {run_id}`")
+    typer.echo(f"run {run_id} {state}")

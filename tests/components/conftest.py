@@ -1,5 +1,8 @@
 """Fixtures for the KFP layer.
 
+``FakeArtifact`` (fixture ``artifact``) stands in for the ``dsl.Metrics`` and ``dsl.Markdown``
+outputs when a test calls a component's ``python_func`` directly: a file path and the metrics logged.
+
 ``kfp_api`` is a real HTTP server on 127.0.0.1 that answers the v2beta1 endpoints ``kfp.Client``
 calls when it submits and inspects runs (healthz, experiments, runs, recurring runs) and records
 every request, so tests can read back what ``synk8s submit`` sent. The same server answers the
@@ -17,6 +20,29 @@ import pytest
 
 API = "/apis/v2beta1"
 CREATED = "2026-01-01T00:00:00Z"
+
+
+class FakeArtifact:
+    """A component output artifact without KFP: ``path`` to write to and ``metadata`` of ``log_metric``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.metadata: dict[str, Any] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value
+
+    def read(self) -> str:
+        with open(self.path, encoding="utf-8") as handle:
+            return handle.read()
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    """``artifact(name)``: a new :class:`FakeArtifact` whose file is ``<tmp>/artifacts/<name>``."""
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    return lambda name: FakeArtifact(str(folder / name))
 
 
 @dataclass

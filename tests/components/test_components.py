@@ -1,0 +1,104 @@
+"""Every component's ``python_func`` on tiny data, with fake Metrics and Markdown artifacts.
+
+The components run in the order the pipeline wires them, each taking the outputs the previous ones
+returned, so the adapters rendered from the stage table are exercised without kfp.local.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synk8s import config
+from synk8s.components.params import pipeline_arguments
+from synk8s.components.stages import make_components
+from synk8s.errors import MissingDataError
+from synk8s.stages.table import TABLE, run_dir, stage_dir
+
+pytestmark = pytest.mark.timeout(120)
+
+OVERRIDES = [
+    "dataset.name=cifar10",
+    "prompts.mode=B",
+    "generate.images_per_class=2",
+    "generate.num_shards=2",
+    "filter.threshold=0.0",  # keep every image: tune needs two per class to validate on
+    "tune.epochs=1",
+]
+
+
+def _declared_outputs_exist(name: str, folder: str) -> None:
+    for pattern in [*TABLE.get(name).outputs, "manifest.json"]:
+        assert list(Path(folder).glob(pattern)), f"{name}: nothing matches {pattern} in {folder}"
+
+
+def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
+    monkeypatch.delenv("KFP_POD_NAME", raising=False)
+    cfg = config.load("tiny", [*OVERRIDES, f"store.root={tmp_path / 'store'}"])
+    comps = make_components(cfg)
+    planned = comps.plan.python_func(**pipeline_arguments(cfg))
+    run = planned.run_dir
+    assert run == run_dir(cfg)
+    common = {"config_json": planned.config_json, "run_dir": run}
+
+    metrics = artifact("prompts")
+    prompts = comps.stages["prompts"].python_func(**common, metrics=metrics)
+    assert prompts == stage_dir(run, "prompts", cfg)
+    written = Path(prompts, "prompts.jsonl").read_text().splitlines()
+    assert metrics.metadata["prompts"] == len(written) >= 10 and metrics.metadata["classes"] == 10
+
+    items = comps.shard_lists["generate"].python_func(**common, prompts=prompts)
+    assert [item["shard"] for item in items] == [0, 1] and {item["prompts"] for item in items} == {prompts}
+    shard_metrics = [artifact(f"generate-{item['shard']}") for item in items]
+    shards = [comps.stages["generate"].python_func(**item, metrics=m) for item, m in zip(items, shard_metrics)]
+    images = stage_dir(run, "generate", cfg)
+    assert shards == [images, images]
+    assert [m.metadata["images"] for m in shard_metrics] == [10, 10]
+    assert len(list(Path(images).glob("shard-*-of-0002/*.tar"))) == 2
+
+    with pytest.raises(MissingDataError, match="got 1 finished generate shards, expected 2"):
+        comps.collects["generate"].python_func(**common, shards=shards[:1], metrics=artifact("short"))
+    metrics = artifact("collect")
+    assert comps.collects["generate"].python_func(**common, shards=shards, metrics=metrics) == images
+    assert metrics.metadata["images"] == 20 and metrics.metadata["tars"] == 2
+    _declared_outputs_exist("generate", images)
+
+    metrics = artifact("filter")
+    selection = comps.stages["filter"].python_func(**common, images=images, metrics=metrics)
+    assert (metrics.metadata["generated"], metrics.metadata["kept"]) == (20, 20)
+    features = comps.stages["features"].python_func(**common, images=images, metrics=artifact("features"))
+    metrics = artifact("tune")
+    head = comps.stages["tune"].python_func(**common, features=features, selection=selection, metrics=metrics)
+    assert metrics.metadata["train"] + metrics.metadata["val"] == 20 and metrics.metadata["epochs"] == 1
+
+    metrics, report = artifact("evaluate"), artifact("report")
+    report_uri = comps.stages["evaluate"].python_func(
+        **common, features=features, head=head, images=images, selection=selection, metrics=metrics, report=report
+    )
+    evaluate = stage_dir(run, "evaluate", cfg)
+    assert report_uri == str(Path(evaluate) / "report.json")
+    summary = json.loads(Path(report_uri).read_text())
+    assert summary["counts"] == {"prompts": len(written), "generated": 20, "kept": 20, "test": metrics.metadata["test"]}
+    assert summary["tuned_top1"] == metrics.metadata["tuned_top1"]
+    assert set(summary["seconds"]) == {"prompts", "generate", "filter", "features", "tune", "evaluate"}
+    markdown = report.read()
+    assert markdown.startswith("# synk8s evaluation: cifar10") and "(data:image/png;base64,iVBORw0KGgo" in markdown
+
+    for name, folder in (("prompts", prompts), ("filter", selection), ("features", features), ("tune", head),
+                         ("evaluate", evaluate)):  # fmt: skip
+        assert folder == stage_dir(run, name, cfg)
+        _declared_outputs_exist(name, folder)
+
+
+def test_a_stage_component_without_its_input_names_the_stage_to_run(tmp_path, artifact):
+    cfg = config.load("tiny", [*OVERRIDES, f"store.root={tmp_path}"])
+    comps = make_components(cfg)
+    run = run_dir(cfg)
+    with pytest.raises(MissingDataError, match="run `synk8s stage features` first"):
+        comps.stages["tune"].python_func(
+            config_json=cfg.model_dump_json(),
+            run_dir=run,
+            features=stage_dir(run, "features", cfg),
+            selection=stage_dir(run, "filter", cfg),
+            metrics=artifact("tune"),
+        )

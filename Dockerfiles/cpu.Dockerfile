@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# CPU image for the light synk8s pipeline components (prompts, evaluation, bookkeeping):
-# synk8s + kfp with CPU-only torch 2.14.1 from the PyTorch CPU index. Runs as the non-root user
-# synk8s (uid 1000).
+# CPU image for the light synk8s pipeline components (prompts, evaluation, bookkeeping): synk8s +
+# kfp + torch 2.14.1, every package installed from the hashed lock Dockerfiles/requirements.lock
+# (the same lock and so the same packages as the GPU image: torch is the CUDA 13.0 build, which
+# runs on the CPU when there is no GPU). Runs as the non-root user synk8s (uid 1000).
 #
 # Build from the repository root; SYNK8S_VERSION must equal synk8s.__version__:
 #   docker buildx build -f Dockerfiles/cpu.Dockerfile --build-arg SYNK8S_VERSION=0.1.0 \
@@ -26,11 +27,16 @@ LABEL org.opencontainers.image.title="synk8s-cpu" \
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1
+# Hash-checking mode: every package (pip, torch and the CUDA libraries included) must match a
+# hash in the lock, and nothing outside the lock is installed (--no-deps; pip check below).
+COPY Dockerfiles/requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
 
 COPY --from=builder /wheels /tmp/wheels
-RUN pip install "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
+RUN pip install --no-deps "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
     && rm -rf /tmp/wheels \
+    && pip check \
     && python -c "import kfp, synk8s, torch; assert synk8s.__version__ == '${SYNK8S_VERSION}'; assert torch.__version__.startswith('2.14.1')"
 
 # A numeric USER lets the kubelet verify runAsNonRoot.

@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # GPU image for synk8s pipeline components: synk8s + kfp on the CUDA 13.0 runtime, with torch
-# 2.14.1 / torchvision 0.29.1 (their default PyPI wheels are built for CUDA 13.0; nodes need an
-# NVIDIA driver that supports CUDA 13). Runs as the non-root user synk8s (uid 1000).
+# 2.14.1 / torchvision 0.29.1 (their PyPI wheels are built for CUDA 13.0; nodes need an NVIDIA
+# driver that supports CUDA 13). Every package comes from the hashed lock
+# Dockerfiles/requirements.lock (regenerate it with Dockerfiles/lock.sh). Runs as the non-root user
+# synk8s (uid 1000).
 #
 # Build from the repository root; SYNK8S_VERSION must equal synk8s.__version__:
 #   docker buildx build -f Dockerfiles/gpu.Dockerfile --build-arg SYNK8S_VERSION=0.1.0 \
@@ -24,6 +26,9 @@ LABEL org.opencontainers.image.title="synk8s-gpu" \
       org.opencontainers.image.version="${SYNK8S_VERSION}"
 
 ENV DEBIAN_FRONTEND=noninteractive
+# Ubuntu's archive keeps only the newest build of each package, so an exact version pin would break
+# the build at the next security update; the packages come from the pinned base image's release.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -33,13 +38,17 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
-RUN python3.11 -m venv /opt/venv \
-    && pip install pip==25.2 \
-    && pip install torch==2.14.1 torchvision==0.29.1
+RUN python3.11 -m venv /opt/venv
+# Hash-checking mode: every package (pip, torch and the CUDA libraries included) must match a
+# hash in the lock, and nothing outside the lock is installed (--no-deps; pip check below).
+COPY Dockerfiles/requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
 
 COPY --from=builder /wheels /tmp/wheels
-RUN pip install "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
+RUN pip install --no-deps "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
     && rm -rf /tmp/wheels \
+    && pip check \
     && python -c "import kfp, synk8s, torch; assert synk8s.__version__ == '${SYNK8S_VERSION}'; assert torch.__version__.startswith('2.14.1')"
 
 # A numeric USER lets the kubelet verify runAsNonRoot.

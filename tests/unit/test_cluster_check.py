@@ -40,12 +40,30 @@ def _cpu_node(name):
 
 
 def _secret(namespace, **values):
-    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
-    return k8s.V1Secret(metadata=_meta("synk8s-s3-credentials", namespace), data=data)
+    return _secret_named("synk8s-s3-credentials", namespace, **values)
 
 
 def _good_secret(namespace="synk8s"):
     return _secret(namespace, AWS_ACCESS_KEY_ID="synk8s-access", AWS_SECRET_ACCESS_KEY=SECRET_VALUE)
+
+
+def _root_secret(namespace="synk8s", user="minio-root"):
+    return _secret_named(
+        "synk8s-minio-root", namespace, MINIO_ROOT_USER=user, MINIO_ROOT_PASSWORD=SECRET_VALUE + "-root"
+    )
+
+
+def _secret_named(name, namespace, **values):
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
+    return k8s.V1Secret(metadata=_meta(name, namespace), data=data)
+
+
+def _api_policy(cidr="10.0.0.1/32"):
+    rule = k8s.V1NetworkPolicyEgressRule(to=[k8s.V1NetworkPolicyPeer(ip_block=k8s.V1IPBlock(cidr=cidr))])
+    return k8s.V1NetworkPolicy(
+        metadata=_meta("synk8s-egress-kube-api", "synk8s"),
+        spec=k8s.V1NetworkPolicySpec(pod_selector=k8s.V1LabelSelector(), egress=[rule]),
+    )
 
 
 def _launcher(namespace="synk8s"):
@@ -72,8 +90,9 @@ def _complete():
                 subsets=[k8s.V1EndpointSubset(addresses=[k8s.V1EndpointAddress(ip="10.0.0.7")])],
             )
         ],
-        secrets=[_good_secret()],
+        secrets=[_root_secret(), _good_secret()],
         config_maps=[_launcher()],
+        network_policies=[_api_policy()],
     )
 
 
@@ -92,8 +111,11 @@ def test_complete_cluster_passes_every_check():
         "MinIO service",
         "MinIO endpoints",
         "KFP API",
+        "Secret synk8s-minio-root in synk8s",
         "Secret synk8s-s3-credentials in synk8s",
+        "pipeline MinIO user",
         "ConfigMap kfp-launcher in synk8s",
+        "NetworkPolicy synk8s-egress-kube-api",
     ]
     assert "4 GPUs" in results[0].detail
     assert all(r.hint == "" for r in results)
@@ -144,24 +166,59 @@ def _without(**changes):
         pytest.param(_without(services=_complete().services[:1]), ["KFP API"], "Kubeflow Pipelines", id="no-kfp-api"),
         pytest.param(
             _without(secrets=[]),
-            ["Secret synk8s-s3-credentials in synk8s"],
+            ["Secret synk8s-minio-root in synk8s", "Secret synk8s-s3-credentials in synk8s"],
             "create secret generic synk8s-s3-credentials",
-            id="no-secret",
+            id="no-secrets",
         ),
         pytest.param(
-            _without(secrets=[_secret("synk8s", AWS_ACCESS_KEY_ID="synk8s-access")]),
+            _without(secrets=[_good_secret()]),
+            ["Secret synk8s-minio-root in synk8s"],
+            "--from-literal=MINIO_ROOT_PASSWORD",
+            id="no-root-secret",
+        ),
+        pytest.param(
+            _without(secrets=[_root_secret(user="CHANGE_ME"), _good_secret()]),
+            ["Secret synk8s-minio-root in synk8s"],
+            "delete secret synk8s-minio-root",
+            id="root-secret-holds-placeholder",
+        ),
+        pytest.param(
+            _without(secrets=[_root_secret(user="synk8s-access"), _good_secret()]),
+            ["pipeline MinIO user"],
+            "rerun the bucket Job",
+            id="pipelines-use-the-root-user",
+        ),
+        pytest.param(
+            _without(network_policies=[_api_policy("192.0.2.1/32")]),
+            ["NetworkPolicy synk8s-egress-kube-api"],
+            "kubernetes.io/service-name=kubernetes",
+            id="api-egress-placeholder",
+        ),
+        pytest.param(
+            _without(network_policies=[]),
+            ["NetworkPolicy synk8s-egress-kube-api"],
+            "kubectl apply -k",
+            id="no-api-egress-policy",
+        ),
+        pytest.param(
+            _without(secrets=[_root_secret(), _secret("synk8s", AWS_ACCESS_KEY_ID="synk8s-access")]),
             ["Secret synk8s-s3-credentials in synk8s"],
             "--from-literal=AWS_SECRET_ACCESS_KEY",
             id="secret-lacks-key",
         ),
         pytest.param(
-            _without(secrets=[_secret("synk8s", AWS_ACCESS_KEY_ID="CHANGE_ME", AWS_SECRET_ACCESS_KEY="CHANGE_ME")]),
+            _without(
+                secrets=[
+                    _root_secret(),
+                    _secret("synk8s", AWS_ACCESS_KEY_ID="CHANGE_ME", AWS_SECRET_ACCESS_KEY="CHANGE_ME"),
+                ]
+            ),
             ["Secret synk8s-s3-credentials in synk8s"],
             "delete secret",
             id="secret-holds-placeholders",
         ),
         pytest.param(
-            _without(secrets=[_good_secret("other")]),
+            _without(secrets=[_root_secret(), _good_secret("other")]),
             ["Secret synk8s-s3-credentials in synk8s"],
             "-n synk8s create secret",
             id="secret-in-wrong-namespace",
@@ -204,13 +261,19 @@ def test_separate_run_namespace_needs_its_own_secret_and_launcher():
 
 
 def test_report_never_shows_secret_values():
-    snapshot = _without(secrets=[_good_secret(), _secret("kubeflow", AWS_ACCESS_KEY_ID=SECRET_VALUE)])
+    snapshot = _without(
+        secrets=[
+            _root_secret(user="synk8s-access"),
+            _good_secret(),
+            _secret("kubeflow", AWS_ACCESS_KEY_ID=SECRET_VALUE),
+        ]
+    )
     results = cluster.run_checks(snapshot, run_namespace="kubeflow")
     console = Console(record=True, width=300)
     console.print(report_table(results))
     text = console.export_text()
     assert "MISSING" in text and "OK" in text
-    assert SECRET_VALUE not in text
+    assert SECRET_VALUE not in text and "synk8s-access" not in text
     assert base64.b64encode(SECRET_VALUE.encode()).decode() not in text
 
 

@@ -49,6 +49,18 @@ def test_secrets_appear_only_as_expressions(name):
         assert not any("secrets." in condition for condition in conditions)  # not allowed in `if:`
 
 
+@pytest.mark.parametrize("name", ["ci.yml", "reproduce.yml"])
+def test_actions_are_pinned_by_commit_and_checkout_keeps_no_credentials(name):
+    lines = [line.strip() for line in (WORKFLOWS / name).read_text().splitlines() if "uses:" in line]
+    assert lines
+    for line in lines:
+        # `owner/action@<40 hex digits>  # vX.Y.Z`: a tag can be moved, a commit cannot.
+        assert re.fullmatch(r"- uses: [\w.-]+/[\w.-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), f"{name}: {line}"
+    for step in steps(load(name)):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+
+
 def test_ci_runs_the_suite_on_push_and_pull_request():
     workflow = load("ci.yml")
     assert set(workflow["on"]) == {"push", "pull_request"}
@@ -63,7 +75,7 @@ def test_ci_runs_the_suite_on_push_and_pull_request():
 def test_reproduce_runs_weekly_and_on_version_tags():
     triggers = load("reproduce.yml")["on"]
     (schedule,) = triggers["schedule"]
-    minute, hour, day, month, weekday = schedule["cron"].split()
+    _minute, _hour, day, month, weekday = schedule["cron"].split()
     assert (day, month) == ("*", "*") and weekday.isdigit()  # once a week
     assert triggers["push"]["tags"] == ["v*"]
 

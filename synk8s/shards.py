@@ -191,15 +191,17 @@ def _verified(record: TarRecord, limit: int | None) -> Iterator[Sample]:
         raise _Damaged("has no recorded SHA-256")
     pending: Sample | None = None
     count = 0
+    stopped = False  # True when ``limit`` ended the parse before the end of the tar
     with storage.open_read(record.uri) as raw:
         f = _HashingReader(raw)
         try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=f, mode="r|") as tar:
                 for sample in _members(tar, record.uri):
                     if pending is not None:
                         yield pending
                     pending, count = sample, count + 1
                     if count == limit:
+                        stopped = True
                         break
             f.drain()
         except tarfile.TarError as exc:
@@ -207,7 +209,7 @@ def _verified(record: TarRecord, limit: int | None) -> Iterator[Sample]:
         found = f.hexdigest()
     if found != record.sha256:
         raise _Damaged(f"has SHA-256 {found}, but {record.sha256} was recorded")
-    if limit is None and count != record.count:
+    if not stopped and count != record.count:
         raise _Damaged(f"holds {count} samples, but {record.count} were recorded")
     if pending is not None:
         yield pending

@@ -15,8 +15,9 @@ Each shard writes tars of ``generate.samples_per_tar`` images to
 ``<out>/shard-{i:04d}-of-{n:04d}/{t:05d}.tar``. A tar is written atomically (see
 :func:`synk8s.storage.writer`), so a tar that exists was complete when written: a rerun after a crash
 or a kill keeps the tars that still match the SHA-256 the shard manifest recorded (before that manifest
-exists: that read back whole with the right sample count) and regenerates missing or damaged ones. ``plan.json`` in the shard folder records what the
-shard makes; a rerun with different settings into the same folder is refused instead of mixing images.
+exists: that read back whole with the right sample count) and regenerates missing or damaged ones.
+``plan.json`` in the shard folder records what the shard makes; a rerun with different settings into
+the same folder is refused instead of mixing images.
 The shard manifest ``<out>/shard-{i:04d}-of-{n:04d}.json`` is written last. :func:`collect` checks every
 shard finished and every tar still matches its recorded SHA-256 (tars the store has no hash for are
 read and hashed), and writes ``<out>/manifest.json``, which :func:`synk8s.shards.iter_samples` reads.

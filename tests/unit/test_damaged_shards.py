@@ -92,7 +92,8 @@ def overwrite_outside(uri: str, data: bytes) -> None:
     """Replace an object as another program would: a plain file write, or an S3 PUT without synk8s metadata."""
     if storage.is_remote(uri):
         bucket, key = uri[len("s3://") :].split("/", 1)
-        storage.s3.store().client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(data), length=len(data))
+        client = storage.s3.store().client
+        client.put_object(bucket_name=bucket, object_name=key, data=io.BytesIO(data), length=len(data))
     else:
         Path(uri).write_bytes(data)
 

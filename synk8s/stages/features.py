@@ -232,7 +232,7 @@ def _cached_or_encode(
     """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label)).
 
     The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
-    images; a cached entry of another size is encoded again.
+    images; a cached entry of another size, or one that does not read back, is encoded again.
     """
     import torch
     from safetensors.torch import save
@@ -243,11 +243,17 @@ def _cached_or_encode(
     key = cache_key(parts)
     uri = cache_uri(cfg, key, ".safetensors")
     if storage.exists(uri):
-        cached = _read_cached(uri, key)
-        if len(cached.labels) == total:
-            logger.info("%s: feature cache hit %s", desc, uri)
-            return cached
-        logger.warning("%s: %s holds %d images, not %d; encoding again", desc, uri, len(cached.labels), total)
+        from safetensors import SafetensorError
+
+        try:
+            cached = _read_cached(uri, key)
+        except (SafetensorError, KeyError, storage.ObjectNotFoundError) as error:
+            logger.warning("%s: %s does not read back (%s); encoding again", desc, uri, error)
+        else:
+            if len(cached.labels) == total:
+                logger.info("%s: feature cache hit %s", desc, uri)
+                return cached
+            logger.warning("%s: %s holds %d images, not %d; encoding again", desc, uri, len(cached.labels), total)
 
     sample_keys: list[str] = []
     labels: list[int] = []

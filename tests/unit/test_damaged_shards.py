@@ -132,7 +132,7 @@ def test_a_damaged_tar_never_reaches_features_filter_or_the_cache(images, made, 
     assert result.generated == IMAGES
 
 
-def test_a_short_cache_entry_is_encoded_again(made, clip, tmp_path):
+def test_a_short_or_cut_cache_entry_is_encoded_again(made, clip, tmp_path):
     from safetensors.torch import load, save
 
     cfg = _cfg(tmp_path)
@@ -143,6 +143,9 @@ def test_a_short_cache_entry_is_encoded_again(made, clip, tmp_path):
     again = features.synthetic_features(cfg, images, bundle=clip, progress=False)
     assert not again.from_cache and len(again.labels) == IMAGES
     assert len(load(storage.get_bytes(first.uri))["labels"]) == IMAGES
+    storage.put_bytes(first.uri, storage.get_bytes(first.uri)[:100])  # a cut entry is a miss, not a traceback
+    third = features.synthetic_features(cfg, images, bundle=clip, progress=False)
+    assert not third.from_cache and len(load(storage.get_bytes(first.uri))["labels"]) == IMAGES
 
 
 def test_limited_reads_still_check_the_whole_tar(images, made):

@@ -27,6 +27,16 @@ from synk8s.errors import UsageError
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
 
+def _checked_root(key: str, uri: str) -> str:
+    """``uri`` if it is a folder or ``s3://bucket[/prefix]``; otherwise a one-line UsageError naming ``key``."""
+    from synk8s.storage import check_root
+
+    try:
+        return check_root(uri)
+    except UsageError as err:
+        raise UsageError(f"{key}: {err}") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -61,6 +71,11 @@ class ModelsConfig(_Section):
     le: str
     backbone: str
     cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_uri(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_root("models.cache", value)
 
     @field_validator("generator", "clip", "le", "backbone")
     @classmethod
@@ -172,6 +187,11 @@ class StoreConfig(_Section):
     """Where artifacts go: a local folder or s3://bucket/prefix."""
 
     root: str = Field(min_length=1)
+
+    @field_validator("root")
+    @classmethod
+    def _root_uri(cls, value: str) -> str:
+        return _checked_root("store.root", value)
 
 
 class ClusterConfig(_Section):

@@ -24,3 +24,7 @@ class StoreError(Synk8sError):
 
 class MissingDataError(Synk8sError):
     """Files a stage or dataset loader needs are not where they should be."""
+
+
+class IntegrityError(StoreError):
+    """Stored data differs from what was recorded when it was written (truncated, damaged or replaced)."""

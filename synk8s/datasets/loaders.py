@@ -43,14 +43,21 @@ _READERS: dict[str, Callable[[DatasetInfo, str, Path], readers.SplitFiles]] = {
 
 
 class _PathImages:
-    """Opens image ``i`` from a list of files (picklable, so DataLoader workers can use it)."""
+    """Opens image ``i`` from a list of files (picklable, so DataLoader workers can use it).
 
-    def __init__(self, paths: Sequence[Path]):
+    A file that does not decode raises MissingDataError naming it and ``fix``.
+    """
+
+    def __init__(self, paths: Sequence[Path], fix: str):
         self.paths = list(paths)
+        self.fix = fix
 
     def __call__(self, i: int) -> Image.Image:
-        with Image.open(self.paths[i]) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(self.paths[i]) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # UnidentifiedImageError is an OSError
+            raise MissingDataError(f"{self.paths[i]} is not a readable image ({error}); {self.fix}") from None
 
 
 class _ArrayImages:
@@ -81,7 +88,7 @@ class ClassificationData(Sequence):
         if files.array is not None:
             self._images: Callable[[int], Image.Image] = _ArrayImages(files.array)
         else:
-            self._images = _PathImages(files.ident_files)
+            self._images = _PathImages(files.ident_files, f"replace it with the file from {info.homepage}")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -146,4 +153,17 @@ def load(name: str, split: str, root: str | os.PathLike) -> ClassificationData:
             f"{name} {split} split under {root_path / info.base_dir} could not be read ({error}); "
             f"expected {info.data_layout}"
         ) from error
+    _check_labels(info, split, root_path, files)
     return ClassificationData(info, split, root_path, files)
+
+
+def _check_labels(info: DatasetInfo, split: str, root: Path, files: readers.SplitFiles) -> None:
+    """Raise MissingDataError naming the first sample whose label is outside ``[0, num_classes)``."""
+    bad = next((i for i, label in enumerate(files.labels) if not 0 <= label < info.num_classes), None)
+    if bad is None:
+        return
+    sample = files.ident_files[bad] if files.array is None else f"sample {bad}"
+    raise MissingDataError(
+        f"{info.name} {split}: {sample} has label {files.labels[bad]}, outside 0..{info.num_classes - 1}; "
+        f"the label files under {root / info.base_dir} do not match {info.title}: re-extract it from {info.homepage}"
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synk8s.datasets.pickles import load_restricted
 from synk8s.datasets.registry import DatasetInfo, raw_names
 from synk8s.errors import MissingDataError
 
@@ -68,19 +69,23 @@ def _mismatch(info: DatasetInfo, where: Path, detail: str) -> MissingDataError:
 
 
 def _check_classes(info: DatasetInfo, found: Sequence[str], where: Path) -> None:
-    expected = raw_names(info.name)
-    if list(found) != list(expected):
+    expected = list(raw_names(info.name))
+    if len(found) != len(expected):
         raise _mismatch(info, where, f"{len(found)} classes listed, {len(expected)} expected")
+    differ = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), None)
+    if differ is not None:
+        raise _mismatch(info, where, f"class {differ} is {found[differ]!r}, expected {expected[differ]!r}")
 
 
 def _label_map(info: DatasetInfo, found: Sequence[str], where: Path) -> list[int]:
-    """Registry label of each class name in ``found`` (a reader's own class order)."""
+    """Registry label of each class name in ``found`` (a reader's own class order); every class must be there."""
     index = {name: i for i, name in enumerate(raw_names(info.name))}
     unknown = [name for name in found if name not in index]
     if unknown:
         raise _mismatch(info, where, f"unknown class {unknown[0]!r}")
-    if len(found) < len(index):
-        log.warning("%s: only %d of %d classes under %s", info.name, len(found), len(index), where)
+    absent = [name for name in index if name not in set(found)]
+    if absent:
+        raise _mismatch(info, where, f"{len(absent)} of {len(index)} classes missing, e.g. {absent[0]!r}")
     return [index[name] for name in found]
 
 
@@ -97,22 +102,49 @@ def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _cifar_pickle(info: DatasetInfo, path: Path, *keys: str) -> dict:
+    """A CIFAR batch or meta dict holding ``keys``, unpickled without running foreign code."""
+    try:
+        with open(path, "rb") as f:
+            entry = load_restricted(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise _mismatch(info, path, f"not a readable CIFAR pickle: {error or type(error).__name__}") from None
+    absent = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+    if absent:
+        raise _mismatch(info, path, f"no {absent[0]!r} entry")
+    return entry
+
+
+def _cifar_batch(info: DatasetInfo, path: Path, labels_key: str) -> tuple[np.ndarray, list[int]]:
+    """Pixels (N, 3, 32, 32) uint8 and labels of one batch file, checked against each other and the class count."""
+    entry = _cifar_pickle(info, path, "data", labels_key)
+    try:
+        pixels = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = [int(label) for label in entry[labels_key]]
+    except (ValueError, TypeError) as error:
+        raise _mismatch(info, path, f"data is not rows of 32x32 RGB pixels and integer labels: {error}") from None
+    if len(labels) != len(pixels):
+        raise _mismatch(info, path, f"{len(pixels)} images but {len(labels)} labels")
+    bad = next((label for label in labels if not 0 <= label < info.num_classes), None)
+    if bad is not None:
+        raise _mismatch(info, path, f"label {bad} outside 0..{info.num_classes - 1}")
+    return pixels, labels
+
+
 def cifar(info: DatasetInfo, split: str, root: Path) -> SplitFiles:
-    """CIFAR-10/100 python batches (the layout torchvision's CIFAR10/CIFAR100 read)."""
+    """CIFAR-10/100 python batches (the layout torchvision's CIFAR10/CIFAR100 read), unpickled restrictedly."""
     if info.name == "cifar10":
         batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         meta, names_key, labels_key = "batches.meta", "label_names", "labels"
     else:
         batches, meta, names_key, labels_key = [split], "meta", "fine_label_names", "fine_labels"
     base = require(info, split, root, meta, *batches)
-    with open(base / meta, "rb") as f:
-        _check_classes(info, pickle.load(f, encoding="latin1")[names_key], base / meta)
+    _check_classes(info, _cifar_pickle(info, base / meta, names_key)[names_key], base / meta)
     arrays, labels = [], []
     for batch in batches:
-        with open(base / batch, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(int(label) for label in entry[labels_key])
+        pixels, batch_labels = _cifar_batch(info, base / batch, labels_key)
+        arrays.append(pixels)
+        labels.extend(batch_labels)
     array = np.concatenate(arrays).transpose(0, 2, 3, 1)  # (N, 3, 32, 32) -> (N, 32, 32, 3)
     return SplitFiles(labels, [base / b for b in batches], np.ascontiguousarray(array))
 

@@ -177,12 +177,10 @@ def _grid_png(images: str, labels: torch.Tensor, kept: torch.Tensor, classnames:
     found: dict[int, Image.Image] = {}
     if wanted:
         last = max(wanted)
-        samples = tqdm(iter_samples(images), total=last + 1, desc="grid", unit="img", disable=not progress)
-        for i, (_, image, _) in enumerate(samples):
+        samples = iter_samples(images, limit=last + 1)  # the tar of the last one is still checked whole
+        for i, (_, image, _) in enumerate(tqdm(samples, total=last + 1, desc="grid", unit="img", disable=not progress)):
             if i in wanted:
                 found[i] = image
-            if i >= last:
-                break
     grid = render_grid([(classnames[c], [found[i] for i in k], [found[i] for i in d]) for c, (k, d) in rows.items()])
     buf = io.BytesIO()
     grid.save(buf, format="PNG", compress_level=6, optimize=False)
@@ -306,11 +304,12 @@ def run(
     }
     logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
 
-    # 3. Outputs.
+    # 3. Outputs (the grid's tars are read and checked before anything is written).
+    grid = _grid_png(images, synth_labels, sel["kept"].long(), list(info.classes), progress)
     metrics_uri = storage.join(out, "metrics.json")
     storage.put_json(metrics_uri, metrics)
     grid_uri = storage.join(out, "grid.png")
-    storage.put_bytes(grid_uri, _grid_png(images, synth_labels, sel["kept"].long(), list(info.classes), progress))
+    storage.put_bytes(grid_uri, grid)
     report_uri = storage.join(out, "report.md")
     storage.put_bytes(report_uri, render_report(metrics).encode())
     seconds = time.perf_counter() - started

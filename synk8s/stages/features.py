@@ -5,7 +5,9 @@ cache ``<store.root>/cache/features/<key>.safetensors`` (tensors ``features`` (N
 L2-normalised, and ``labels`` (N,) int64) with ``<key>.json`` beside it (what went into the key,
 and the sample keys). The key is the SHA-256 of the CLIP identity, the preprocessing, the compute
 precision and the data identity (the tar SHA-256s of a generation output, or the dataset's own
-identity), so a changed model or changed images never read stale features.
+identity), so a changed model or changed images never read stale features. The tars are checked
+against their recorded SHA-256 while they stream, and an entry is written only once every expected
+image was encoded, so a damaged tar never leaves a short feature set in the cache.
 
     cfg = config.load("tiny")
     result = features.run(cfg, images="runs/x/images", out="runs/x/features")
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError, UsageError
+from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.runs import read_manifest
 from synk8s.stages.spec import Resources, StageSpec
 
@@ -229,7 +231,11 @@ def _cached_or_encode(
     desc: str,
     progress: bool,
 ) -> FeatureSet:
-    """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label))."""
+    """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label)).
+
+    The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
+    images; a cached entry of another size, or one that does not read back, is encoded again.
+    """
     import torch
     from safetensors.torch import save
 
@@ -239,8 +245,17 @@ def _cached_or_encode(
     key = cache_key(parts)
     uri = cache_uri(cfg, key, ".safetensors")
     if storage.exists(uri):
-        logger.info("%s: feature cache hit %s", desc, uri)
-        return _read_cached(uri, key)
+        from safetensors import SafetensorError
+
+        try:
+            cached = _read_cached(uri, key)
+        except (SafetensorError, KeyError, storage.ObjectNotFoundError) as error:
+            logger.warning("%s: %s does not read back (%s); encoding again", desc, uri, error)
+        else:
+            if len(cached.labels) == total:
+                logger.info("%s: feature cache hit %s", desc, uri)
+                return cached
+            logger.warning("%s: %s holds %d images, not %d; encoding again", desc, uri, len(cached.labels), total)
 
     sample_keys: list[str] = []
     labels: list[int] = []
@@ -255,6 +270,8 @@ def _cached_or_encode(
     feats = encode_images(
         bundle, images(), batch_size=cfg.features.batch_size, dtype=dtype, total=total, desc=desc, progress=progress
     )
+    if len(labels) != total:
+        raise IntegrityError(f"{desc}: encoded {len(labels)} images where {total} were expected; nothing cached")
     label_tensor = torch.tensor(labels, dtype=torch.int64)  # (N,)
     # The JSON goes first: a visible .safetensors object means the entry is complete.
     entry = {"key": key, "parts": parts, "count": len(labels), "sample_keys": sample_keys}
@@ -285,6 +302,7 @@ def synthetic_features(
 
     Raises:
         MissingDataError: ``images`` has no collected generation output.
+        IntegrityError: a tar differs from the manifest; nothing is cached then.
     """
     from synk8s.shards import iter_samples, manifest_tars
 

@@ -13,11 +13,14 @@ the bytes an uninterrupted run writes.
 
 Each shard writes tars of ``generate.samples_per_tar`` images to
 ``<out>/shard-{i:04d}-of-{n:04d}/{t:05d}.tar``. A tar is written atomically (see
-:func:`synk8s.storage.writer`), so a tar that exists is complete: a rerun after a crash or a kill skips
-existing tars and regenerates only the missing ones. ``plan.json`` in the shard folder records what the
-shard makes; a rerun with different settings into the same folder is refused instead of mixing images.
+:func:`synk8s.storage.writer`), so a tar that exists was complete when written: a rerun after a crash
+or a kill keeps the tars that still match the SHA-256 the shard manifest recorded (before that manifest
+exists: that read back whole with the right sample count) and regenerates missing or damaged ones.
+``plan.json`` in the shard folder records what the shard makes; a rerun with different settings into
+the same folder is refused instead of mixing images.
 The shard manifest ``<out>/shard-{i:04d}-of-{n:04d}.json`` is written last. :func:`collect` checks every
-shard finished and writes ``<out>/manifest.json``, which :func:`synk8s.shards.iter_samples` reads.
+shard finished and every tar still matches its recorded SHA-256 (tars the store has no hash for are
+read and hashed), and writes ``<out>/manifest.json``, which :func:`synk8s.shards.iter_samples` reads.
 
 Run one shard per GPU task::
 
@@ -27,7 +30,6 @@ Run one shard per GPU task::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import shards, storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError, StoreError, UsageError
+from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.prompts import read_prompts
@@ -165,7 +167,7 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
 def shard_items(items: Sequence[WorkItem], shard: int, num_shards: int) -> list[WorkItem]:
     """The items of one shard: every ``num_shards``-th item starting at ``shard``."""
     if num_shards < 1:
-        raise UsageError(f"num_shards must be at least 1, got {num_shards}")
+        raise UsageError(f"--num-shards (generate.num_shards) must be at least 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise UsageError(f"shard must be in [0, {num_shards - 1}], got {shard}")
     return list(items[shard::num_shards])
@@ -325,8 +327,9 @@ def run(
     per_tar = cfg.generate.samples_per_tar
     chunks = [items[i : i + per_tar] for i in range(0, len(items), per_tar)]
     uris = [storage.join(out, tar_path(shard, num_shards, t)) for t in range(len(chunks))]
-    missing = [t for t, uri in enumerate(uris) if not storage.exists(uri)]
     manifest_uri = storage.join(out, f"{shard_name(shard, num_shards)}.json")
+    recorded = _recorded_hashes(out, manifest_uri)
+    missing = [t for t, uri in enumerate(uris) if _unusable(uri, len(chunks[t]), recorded.get(uri))]
     if not missing and storage.exists(manifest_uri):
         log.info("shard %d/%d is complete in %s; nothing to do", shard, num_shards, out)
         return _result(shard, num_shards, len(items), 0, len(chunks), len(chunks), manifest_uri, start)
@@ -385,6 +388,26 @@ def run(
     )
 
 
+def _recorded_hashes(out: str, manifest_uri: str) -> dict[str, str | None]:
+    """Tar URI -> SHA-256 as a shard manifest records them; empty when it is absent or unreadable."""
+    if not storage.exists(manifest_uri):
+        return {}
+    try:
+        tars = json.loads(storage.get_bytes(manifest_uri))["tars"]
+        return {storage.join(out, t["path"]): t.get("sha256") for t in tars}
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s does not parse; checking the tars by reading them", manifest_uri)
+        return {}
+
+
+def _unusable(uri: str, count: int, sha256: str | None) -> bool:
+    """True when the tar at ``uri`` must be made (again): missing, or not what was recorded."""
+    problem = shards.tar_problem(uri, count, sha256)
+    if problem not in (None, shards.MISSING):
+        log.warning("%s %s; generating it again", uri, problem)
+    return problem is not None
+
+
 def _revisions(shard_manifests: list[dict], requested: str | None) -> str | list[str] | None:
     """The weights revision the shards loaded: one value, or all of them if the hub moved between shards."""
     found = sorted({m.get("revision") or requested for m in shard_manifests}, key=str)
@@ -422,13 +445,15 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
 
     Raises:
         MissingDataError: a shard has not finished (its manifest or a tar is missing).
-        StoreError: a tar's content differs from what its shard recorded.
-        UsageError: shards were made with different settings.
+        IntegrityError: a tar differs from what its shard recorded (truncated, damaged or replaced).
+        UsageError: ``num_shards`` is below 1, or shards were made with different settings.
     """
     from synk8s import datasets
 
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
+    if num_shards < 1:
+        raise UsageError(f"--num-shards (generate.num_shards) must be at least 1, got {num_shards}")
     shard_manifests = []
     unfinished = []
     for i in range(num_shards):
@@ -457,17 +482,18 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
             per_class[int(c)] += n
         for tar in m["tars"]:
             uri = storage.join(out, tar["path"])
-            if not storage.exists(uri):
-                raise MissingDataError(f"{uri} is listed by shard {m['shard']} but missing; rerun that shard")
-            found = storage.stat(uri).sha256
-            if found is not None and found != tar["sha256"]:
-                raise StoreError(f"{uri} changed after shard {m['shard']} wrote it; rerun that shard")
+            sha256 = tar.get("sha256")
+            problem = shards.tar_problem(uri, tar["count"], sha256) if sha256 else "has no recorded SHA-256"
+            if problem is not None:
+                rerun = f"rerun `synk8s stage generate --shard {m['shard']} --num-shards {num_shards}`"
+                error = MissingDataError if problem == shards.MISSING else IntegrityError
+                raise error(f"{uri}, listed by shard {m['shard']}, {problem}; {rerun} to make it again, then collect")
             tars.append({**tar, "uri": uri})
     total = sum(per_class)
     # Cost per image: generation time (model load excluded) over the images the shards' last calls made.
     generated = sum(m["generated"] for m in shard_manifests)
     generate_seconds = sum(m["generate_seconds"] for m in shard_manifests)
-    scheduler = _scheduler_of(tars[0]["uri"]) if tars else None
+    scheduler = _scheduler_of(tars[0]) if tars else None
     seconds = time.perf_counter() - start
     manifest_uri = write_manifest(
         out,
@@ -496,11 +522,11 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
     )
 
 
-def _scheduler_of(tar_uri: str) -> str | None:
-    """The scheduler recorded in the first sample of a tar."""
-    with contextlib.closing(shards.iter_tar(tar_uri)) as samples:
-        for _key, members in samples:
-            return json.loads(dict(members)["json"])["scheduler"]
+def _scheduler_of(tar: dict[str, Any]) -> str | None:
+    """The scheduler recorded in the first sample of a tar (the whole tar is read and checked)."""
+    record = shards.TarRecord(uri=tar["uri"], count=tar["count"], sha256=tar["sha256"])
+    for _key, members in shards.iter_tar(record, limit=1):
+        return json.loads(dict(members)["json"])["scheduler"]
     return None
 
 

@@ -9,7 +9,9 @@ URIs:
     * a local path: ``/data/run1/prompts.jsonl``, ``./out/x.json``, ``file:///data/run1``;
     * an S3 object or prefix: ``s3://bucket/prefix/key``.
 
-An empty URI is refused (UsageError), so an unset store root never writes under ``/``.
+An empty URI is refused (UsageError), so an unset store root never writes under ``/``, and so is
+one that starts with ``s3:`` but is not ``s3://bucket[/key]`` with a valid bucket name (``s3:/b``,
+``s3:b`` and ``s3://`` would otherwise be folders). :func:`check_root` checks a root up front.
 A prefix URI (used by :func:`list`) names a folder: ``s3://b/a`` lists the keys under ``a/``,
 never ``ab``.
 
@@ -29,6 +31,7 @@ Guarantees:
 Environment variables (S3 only; read on each call, clients cached per configuration):
     SYNK8S_S3_ENDPOINT: URL of the S3 server, e.g. ``http://127.0.0.1:9000`` or
         ``https://minio.example:9000``. The scheme decides TLS. Default ``https://s3.amazonaws.com``.
+        A user name or password in it (``http://user:pw@host``) is refused, never echoed.
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: credentials (``MINIO_ACCESS_KEY`` and
         ``MINIO_SECRET_KEY`` are accepted instead). ``AWS_SESSION_TOKEN`` is used when set.
     SYNK8S_S3_REGION: region name; optional (discovered per bucket when unset).
@@ -66,7 +69,7 @@ from synk8s.storage import s3
 from synk8s.storage.local import LocalStore
 from synk8s.storage.objects import CHUNK, ObjectInfo, ObjectNotFoundError
 from synk8s.storage.s3 import CREDENTIALS_MISSING, DEFAULT_ENDPOINT, ENDPOINT_ENV
-from synk8s.storage.uri import is_remote, join, scheme, split_s3, to_path
+from synk8s.storage.uri import check_root, is_remote, join, scheme, split_s3, to_path
 
 __all__ = [
     "CREDENTIALS_MISSING",
@@ -74,6 +77,7 @@ __all__ = [
     "ENDPOINT_ENV",
     "ObjectInfo",
     "ObjectNotFoundError",
+    "check_root",
     "clear_cache",
     "copy",
     "delete",

@@ -47,9 +47,17 @@ _STAT_THREADS = 8  # concurrent HEAD requests when listing an S3 prefix
 
 @dataclasses.dataclass(frozen=True)
 class S3Settings:
-    """S3 connection settings read from the environment (secrets hidden from repr)."""
+    """S3 connection settings read from the environment (secrets hidden from repr).
+
+    Attributes:
+        endpoint: ``scheme://host[:port]``, lower-case scheme, no path.
+        host: ``host[:port]`` as the S3 client takes it.
+        secure: True for ``https``.
+    """
 
     endpoint: str
+    host: str
+    secure: bool
     access_key: str = dataclasses.field(repr=False)
     secret_key: str = dataclasses.field(repr=False)
     session_token: str | None = dataclasses.field(repr=False)
@@ -57,22 +65,43 @@ class S3Settings:
     ca_bundle: str | None
     insecure: bool
 
-    @property
-    def host(self) -> str:
-        return urllib.parse.urlsplit(self.endpoint).netloc
 
-    @property
-    def secure(self) -> bool:
-        return self.endpoint.lower().startswith("https://")
+def parse_endpoint(text: str) -> tuple[str, str, bool]:
+    """Parse an S3 endpoint URL once; every problem is a one-line StoreError.
+
+    Args:
+        text: e.g. ``http://127.0.0.1:9000``, ``https://minio.example`` or ``http://[::1]:9000``.
+
+    Returns:
+        ``(endpoint, host, secure)``: ``scheme://host[:port]``, ``host[:port]`` and whether TLS is on.
+
+    Raises:
+        StoreError: not ``http(s)://host[:port]``, a bad port, a path, query or fragment, or a
+            user name or password in the URL (refused, and never echoed).
+    """
+    shape = f"{ENDPOINT_ENV} must look like http://host:port or https://host (no path)"
+    if "@" in text:
+        raise StoreError(
+            f"{ENDPOINT_ENV} holds a user name or password (the part before '@'); remove it and set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+        )
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise StoreError(f"{shape}, got '{text}' ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise StoreError(f"{shape}, got '{text}'")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise StoreError(f"{shape}, got '{text}'")
+    if port == 0 or parts.netloc.endswith(":"):
+        raise StoreError(f"{shape}, got '{text}' (the port must be in 1-65535)")
+    return f"{parts.scheme.lower()}://{parts.netloc}", parts.netloc, parts.scheme.lower() == "https"
 
 
 def s3_settings() -> S3Settings:
     """Read and check the S3 environment variables."""
-    endpoint = os.environ.get(ENDPOINT_ENV, "").strip() or DEFAULT_ENDPOINT
-    parts = urllib.parse.urlsplit(endpoint)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise StoreError(f"{ENDPOINT_ENV} must look like http://host:port or https://host (no path), got '{endpoint}'")
-    endpoint = f"{parts.scheme.lower()}://{parts.netloc}"
+    endpoint, host, secure = parse_endpoint(os.environ.get(ENDPOINT_ENV, "").strip() or DEFAULT_ENDPOINT)
     access_key = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("MINIO_ACCESS_KEY")
     secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY") or os.environ.get("MINIO_SECRET_KEY")
     if not access_key or not secret_key:
@@ -82,6 +111,8 @@ def s3_settings() -> S3Settings:
         raise StoreError(f"SYNK8S_S3_CA_BUNDLE points to {ca_bundle}, which is not a file; give a PEM CA file")
     return S3Settings(
         endpoint=endpoint,
+        host=host,
+        secure=secure,
         access_key=access_key,
         secret_key=secret_key,
         session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
@@ -121,15 +152,18 @@ class S3Store:
             cert_reqs="CERT_NONE" if settings.insecure else "CERT_REQUIRED",
             ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
-        self.client = Minio(
-            endpoint=settings.host,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
-            session_token=settings.session_token,
-            secure=settings.secure,
-            region=settings.region,
-            http_client=http,
-        )
+        try:
+            self.client = Minio(
+                endpoint=settings.host,
+                access_key=settings.access_key,
+                secret_key=settings.secret_key,
+                session_token=settings.session_token,
+                secure=settings.secure,
+                region=settings.region,
+                http_client=http,
+            )
+        except ValueError as exc:  # minio's own endpoint checks
+            raise StoreError(f"the S3 client refuses the endpoint {self.endpoint} ({exc}); fix {ENDPOINT_ENV}") from exc
 
     @contextlib.contextmanager
     def _errors(self, uri: str) -> Iterator[None]:

@@ -9,12 +9,22 @@ from synk8s.errors import UsageError
 
 EMPTY_URI = "empty store URI; pass a folder or s3://bucket/prefix"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a
+# letter or digit, no ".." and not an IPv4 address.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
 def scheme(uri: str) -> str:
-    """Return ``"s3"`` or ``"file"``; raise UsageError for an empty URI or any other scheme."""
+    """Return ``"s3"`` or ``"file"``; raise UsageError for an empty URI or any other scheme.
+
+    A URI that starts with ``s3:`` but not ``s3://`` (``s3:/b/x``, ``s3:b``) is refused rather
+    than taken for a local folder named ``s3:``.
+    """
     if not uri.strip():
         raise UsageError(EMPTY_URI)
+    if uri[:3].lower() == "s3:" and uri[3:5] != "//":
+        raise UsageError(f"malformed S3 URI {uri!r}; write s3://bucket/prefix")
     match = _SCHEME.match(uri)
     if match is None:
         return "file"
@@ -60,12 +70,32 @@ def to_path(uri: str) -> Path:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into bucket and key (key may be empty)."""
+    """Split ``s3://bucket/key`` into bucket and key (key may be empty).
+
+    Raises:
+        UsageError: no bucket, or a bucket name S3 does not allow.
+    """
     rest = uri[len("s3://") :]
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise UsageError(f"S3 URI needs a bucket: s3://bucket/key, got {uri}")
+    if not _BUCKET.match(bucket) or ".." in bucket or _IPV4.match(bucket):
+        raise UsageError(
+            f"invalid bucket name {bucket!r} in {uri}: use 3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
     return bucket, key
+
+
+def check_root(uri: str) -> str:
+    """Check a folder or ``s3://bucket[/prefix]`` root (scheme and bucket name); return it unchanged.
+
+    Raises:
+        UsageError: empty, an unsupported scheme, a malformed ``s3:`` URI or a bad bucket name.
+    """
+    if scheme(uri) == "s3":
+        split_s3(uri)
+    return uri
 
 
 def object_key(uri: str) -> tuple[str, str]:

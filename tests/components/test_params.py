@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(60)
     [
         ("paper", []),
         ("tiny", []),
-        ("tiny", ["dataset.name=cifar10", "generate.images_per_class=3", "store.root=s3://b/runs"]),
+        ("tiny", ["dataset.name=cifar10", "generate.images_per_class=3", "store.root=s3://bkt/runs"]),
         ("tiny", ["tune.epochs=2", "filter.threshold=0.2", "filter.keep_per_class=null", "prompts.mode=B"]),
         ("paper", ["cluster.gpu_node_selector={pool: a100, zone: b}", "fewshot.guidance_strength={1: 0.6}"]),
         (

@@ -52,7 +52,7 @@ def test_run_and_stage_folder_names_do_not_move(profile):
 
 def test_store_and_cluster_settings_do_not_rename_folders():
     base = config.load("tiny", ["dataset.name=cifar10"])
-    moved = config.load("tiny", ["dataset.name=cifar10", "store.root=s3://b/p", "cluster.namespace=other"])
+    moved = config.load("tiny", ["dataset.name=cifar10", "store.root=s3://bkt/p", "cluster.namespace=other"])
     assert default_run_id(moved) == default_run_id(base)
     assert [stage_dir("r", n, moved) for n in TABLE.names] == [stage_dir("r", n, base) for n in TABLE.names]
 

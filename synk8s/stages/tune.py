@@ -297,7 +297,7 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
     weight, bias = load_text_head(features)  # (K, D), (K,)
     sel = load_selection(selection)
     kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
-    _check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
     x, y = feats[kept], labels[kept]  # (M, D), (M,)
 
     # 2. Stratified validation split of the kept images, saved.
@@ -386,7 +386,7 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
     )
 
 
-def _check_inputs(
+def check_inputs(
     feats: torch.Tensor,
     labels: torch.Tensor,
     weight: torch.Tensor,

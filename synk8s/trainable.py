@@ -133,7 +133,9 @@ def set_mode(visual: torch.nn.Module, *, training: bool, freeze_bn: bool) -> Non
             module.train()
 
 
-def parameter_counts(visual: torch.nn.Module, params: Iterable[torch.nn.Parameter], *, head_numel: int) -> dict[str, Any]:
+def parameter_counts(
+    visual: torch.nn.Module, params: Iterable[torch.nn.Parameter], *, head_numel: int
+) -> dict[str, Any]:
     """How many parameters train, against the classifier model (image tower + head).
 
     Args:

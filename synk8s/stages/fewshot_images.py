@@ -24,6 +24,10 @@ from synk8s.stages.fewshot_fit import Source
 if TYPE_CHECKING:
     from PIL import Image
 
+    from synk8s.config import ExperimentConfig
+    from synk8s.stages.fewshot_fit import Outcome
+    from synk8s.stages.fewshot_tune import Inputs
+
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -62,7 +66,9 @@ class ClipClassifier(torch.nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) preprocessed images -> (B, K) logits."""
         param = next(self.visual.parameters())
-        features = torch.nn.functional.normalize(self.visual(pixels.to(param.device, param.dtype)).float(), dim=-1)  # (B, D)
+        features = torch.nn.functional.normalize(
+            self.visual(pixels.to(param.device, param.dtype)).float(), dim=-1
+        )  # (B, D)
         return self.head(features)
 
 
@@ -139,7 +145,9 @@ def load_encoder_state(visual: torch.nn.Module, state: dict[str, torch.Tensor]) 
     update = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
     unknown = sorted(set(update) - set(own))
     if unknown:
-        raise MissingDataError(f"tuned encoder tensors {unknown[:3]} do not fit models.clip; use the CLIP they came from")
+        raise MissingDataError(
+            f"tuned encoder tensors {unknown[:3]} do not fit models.clip; use the CLIP they came from"
+        )
     visual.load_state_dict(update, strict=False)
 
 
@@ -154,3 +162,73 @@ def top1_on_images(
             predicted = model(pixels).argmax(dim=-1).cpu()
             correct += int((predicted == labels[start : start + batch_size]).sum())
     return correct / len(images)
+
+
+def fit_on_images(
+    cfg: ExperimentConfig, inputs: Inputs, images: str, device: str, progress: bool
+) -> dict[str, Outcome]:
+    """Train CT w. init and CT w. Syn with the image tower in the loop, each from the pretrained tower.
+
+    Args:
+        cfg: the run's config (``fewshot``, ``tune`` including ``trainable``, ``seed``).
+        inputs: from :func:`synk8s.stages.fewshot_tune.read_inputs`.
+        images: the generation output the synthetic features were computed from.
+        device: where the model runs.
+        progress: show progress bars.
+
+    Returns:
+        ``{"ct_init": Outcome, "ct_syn": Outcome}``; each state holds the head's ``weight`` and ``bias``
+        and the tower's trained tensors (and BN buffers when BN is unfrozen) as ``visual.*``.
+    """
+    from synk8s import trainable
+    from synk8s.seeds import derive_seed
+    from synk8s.stages.features import load_clip_for
+    from synk8s.stages.fewshot_fit import fit, phases
+    from synk8s.stages.fewshot_tune import VARIANTS, hyper_of
+    from synk8s.stages.split import shot_images
+
+    real_images = shot_images(cfg, inputs.split)
+    real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
+    rows = torch.cat([inputs.train_rows, inputs.val_rows])
+    pictures = synthetic_images(images, rows, expected=len(inputs.labels))
+    train_pics, val_pics = pictures[: len(inputs.train_rows)], pictures[len(inputs.train_rows) :]
+    fs = cfg.fewshot
+    outcomes = {}
+    for variant in VARIANTS:
+        bundle = load_clip_for(cfg)  # a fresh pretrained tower for each head
+        model = ClipClassifier(bundle.model.visual, inputs.weight, inputs.bias, freeze_bn=fs.freeze_bn)
+        names = trainable.trainable_names(model.visual, cfg.tune.trainable, freeze_bn=fs.freeze_bn)
+        params = [
+            *model.head.parameters(),
+            *trainable.prepare(model.visual, cfg.tune.trainable, freeze_bn=fs.freeze_bn),
+        ]
+        real = image_source([im for im, _ in real_images], real_y, None, bundle.preprocess, device)
+        syn = image_source(
+            train_pics,
+            inputs.labels[inputs.train_rows],
+            inputs.teacher_rows(inputs.train_rows),
+            bundle.preprocess,
+            device,
+        )
+        y_val = inputs.labels[inputs.val_rows]
+
+        def validate(model=model, preprocess=bundle.preprocess, y_val=y_val) -> float:
+            return top1_on_images(model, val_pics, y_val, preprocess, cfg.features.batch_size)
+
+        def snapshot(model=model, names=names) -> dict[str, torch.Tensor]:
+            head = {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
+            return {**head, **encoder_state(model.visual, names, freeze_bn=fs.freeze_bn)}
+
+        outcomes[variant] = fit(
+            model,
+            params,
+            real=real,
+            syn=syn if variant == "ct_syn" else None,
+            plan=phases(fs.schedule if variant == "ct_syn" else None, epochs=fs.epochs, real_epochs=fs.real_epochs),
+            hyper=hyper_of(cfg),
+            validate=validate,
+            snapshot=snapshot,
+            seed=derive_seed(cfg.seed, "fewshot", variant, "order"),
+            progress=progress,
+        )
+    return outcomes

@@ -12,7 +12,7 @@ held out as the validation set of both heads; every real shot trains. The test s
 
 With ``tune.trainable: head`` and ``fewshot.freeze_bn: true`` (the paper's setting) the encoder is fixed
 in eval mode, so training runs on cached CLIP features. Any other setting trains on images through the
-tower (:mod:`synk8s.stages.fewshot_images`), and ``results.json`` says ``"inputs": "images"``.
+tower (:func:`synk8s.stages.fewshot_images.fit_on_images`), and ``results.json`` says ``"inputs": "images"``.
 
     result = fewshot_tune.run(cfg, split="runs/x/split", features="runs/x/features",
                               selection="runs/x/filter", images="runs/x/images", out="runs/x/fewshot-tune")
@@ -101,6 +101,12 @@ class Inputs:
     bias: torch.Tensor  # (K,)
     val_seed: int
 
+    def teacher_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, K) teacher logits of kept rows ``rows`` (R,)."""
+        import torch
+
+        return torch.stack([self.teacher[int(r)] for r in rows])
+
 
 def uses_images(cfg: ExperimentConfig) -> bool:
     """Whether the encoder must run on images: anything but a frozen-BN, head-only run."""
@@ -167,12 +173,6 @@ def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: 
     )
 
 
-def _teacher(inputs: Inputs, rows: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return torch.stack([inputs.teacher[int(r)] for r in rows])  # (R, K)
-
-
 def tensor_source(x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, device: str) -> Source:
     """A :class:`~synk8s.stages.fewshot_fit.Source` over in-memory features."""
     from synk8s.stages.fewshot_fit import Source
@@ -187,8 +187,21 @@ def tensor_source(x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None
     return Source(size=len(y), fetch=fetch)
 
 
-def fit_on_features(cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor, device: str, progress: bool):
-    """Both heads on cached features; returns {variant: Outcome}."""
+def fit_on_features(
+    cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor, device: str, progress: bool
+) -> dict[str, Outcome]:
+    """Train CT w. init and CT w. Syn on cached features, each from the text head.
+
+    Args:
+        cfg: the run's config (``fewshot``, ``tune``, ``seed``).
+        inputs: from :func:`read_inputs`.
+        real_x: (N x M, D) L2-normalised features of the real shots, in split order.
+        device: where the head and features live while training.
+        progress: show progress bars.
+
+    Returns:
+        ``{"ct_init": Outcome, "ct_syn": Outcome}``; each state holds ``weight`` (K, D) and ``bias`` (K,).
+    """
     import torch
 
     from synk8s.stages.fewshot_fit import fit, phases
@@ -197,7 +210,7 @@ def fit_on_features(cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor,
     real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
     real = tensor_source(real_x, real_y, None, device)
     rows = inputs.train_rows
-    syn = tensor_source(inputs.feats[rows], inputs.labels[rows], _teacher(inputs, rows), device)
+    syn = tensor_source(inputs.feats[rows], inputs.labels[rows], inputs.teacher_rows(rows), device)
     x_val, y_val = inputs.feats[inputs.val_rows].to(device), inputs.labels[inputs.val_rows].to(device)
     outcomes = {}
     for variant in VARIANTS:
@@ -229,62 +242,14 @@ def fit_on_features(cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor,
     return outcomes
 
 
-def fit_on_images(cfg: ExperimentConfig, inputs: Inputs, images: str, device: str, progress: bool):
-    """Both heads with the tower in the loop; each starts from the pretrained tower. Returns {variant: Outcome}."""
-    import torch
-
-    from synk8s import trainable
-    from synk8s.stages.features import load_clip_for
-    from synk8s.stages.fewshot_fit import fit, phases
-    from synk8s.stages.fewshot_images import (
-        ClipClassifier, encoder_state, image_source, synthetic_images, top1_on_images,
-    )  # fmt: skip
-    from synk8s.stages.split import shot_images
-
-    real_images = shot_images(cfg, inputs.split)
-    real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
-    rows = torch.cat([inputs.train_rows, inputs.val_rows])
-    pictures = synthetic_images(images, rows, expected=len(inputs.labels))
-    train_pics, val_pics = pictures[: len(inputs.train_rows)], pictures[len(inputs.train_rows) :]
-    outcomes = {}
-    for variant in VARIANTS:
-        bundle = load_clip_for(cfg)  # a fresh pretrained tower for each head
-        fs = cfg.fewshot
-        model = ClipClassifier(bundle.model.visual, inputs.weight, inputs.bias, freeze_bn=fs.freeze_bn)
-        names = trainable.trainable_names(model.visual, cfg.tune.trainable, freeze_bn=fs.freeze_bn)
-        params = [*model.head.parameters(), *trainable.prepare(model.visual, cfg.tune.trainable, freeze_bn=fs.freeze_bn)]
-        real = image_source([im for im, _ in real_images], real_y, None, bundle.preprocess, device)
-        syn = image_source(
-            train_pics, inputs.labels[inputs.train_rows], _teacher(inputs, inputs.train_rows), bundle.preprocess, device
-        )
-        y_val = inputs.labels[inputs.val_rows]
-
-        def validate(model=model, preprocess=bundle.preprocess) -> float:
-            return top1_on_images(model, val_pics, y_val, preprocess, cfg.features.batch_size)
-
-        def snapshot(model=model, names=names) -> dict[str, torch.Tensor]:
-            head = {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
-            return {**head, **encoder_state(model.visual, names, freeze_bn=fs.freeze_bn)}
-
-        outcomes[variant] = fit(
-            model,
-            params,
-            real=real,
-            syn=syn if variant == "ct_syn" else None,
-            plan=phases(fs.schedule if variant == "ct_syn" else None, epochs=fs.epochs, real_epochs=fs.real_epochs),
-            hyper=hyper_of(cfg),
-            validate=validate,
-            snapshot=snapshot,
-            seed=derive_seed(cfg.seed, "fewshot", variant, "order"),
-            progress=progress,
-        )
-    return outcomes
-
-
 def parameter_share(cfg: ExperimentConfig, visual: torch.nn.Module, num_classes: int, dim: int) -> dict[str, Any]:
     """Exact counts of the parameters that train at ``tune.trainable`` with ``fewshot.freeze_bn``, head included.
 
-    Leaves ``requires_grad`` of ``visual`` as it found it.
+    Args:
+        cfg: the run's config.
+        visual: the CLIP image tower (only counted, not changed).
+        num_classes: K.
+        dim: D, the feature dimension.
     """
     from synk8s import trainable
 
@@ -334,6 +299,8 @@ def run(
     share = parameter_share(cfg, bundle.model.visual, k, d)
     if uses_images(cfg):
         kind = "images"
+        from synk8s.stages.fewshot_images import fit_on_images
+
         outcomes = fit_on_images(cfg, inputs, images, device, progress)
     else:
         kind = "features"

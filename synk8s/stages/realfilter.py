@@ -133,9 +133,7 @@ def class_stats(
                 "dropped": int(dropped.sum()),
                 "mean_nearest_same": float(same_c.mean()) if len(same_c) and torch.isfinite(same_c).all() else None,
                 "mean_nearest_other": float(other_c.mean()) if len(other_c) and torch.isfinite(other_c).all() else None,
-                "dropped_nearest_to": [
-                    {"class_index": k, "class_name": classnames[k], "count": n} for k, n in nearest
-                ],
+                "dropped_nearest_to": [{"class_index": k, "class_name": classnames[k], "count": n} for k, n in nearest],
             }
         )
     return stats

@@ -192,7 +192,9 @@ def _from_body(body: dict[str, Any]) -> FewShotSplit:
         data_ident=body["data_ident"],
         shots=int(body["shots"]),
         seed=int(body["seed"]),
-        entries=tuple(Shot(int(e["index"]), int(e["label"]), e["sample_id"], e["pixel_sha256"]) for e in body["entries"]),
+        entries=tuple(
+            Shot(int(e["index"]), int(e["label"]), e["sample_id"], e["pixel_sha256"]) for e in body["entries"]
+        ),
         digest=body["digest"],
     )
 
@@ -314,7 +316,9 @@ def _load_data(cfg: ExperimentConfig, split: FewShotSplit, root: str | None) -> 
     return data
 
 
-def shot_images(cfg: ExperimentConfig, split: FewShotSplit, *, root: str | None = None) -> list[tuple[Image.Image, int]]:
+def shot_images(
+    cfg: ExperimentConfig, split: FewShotSplit, *, root: str | None = None
+) -> list[tuple[Image.Image, int]]:
     """The split's real images and labels, in split order, checked against their saved pixel digests.
 
     Args:

@@ -8,7 +8,7 @@ import torch
 
 from synk8s import config
 from synk8s.stages import fewshot_fit, fewshot_tune
-from synk8s.stages.fewshot_fit import Hyper, Phase, Source
+from synk8s.stages.fewshot_fit import Hyper, Source
 from synk8s.stages.split import FewShotSplit, Shot
 from synk8s.stages.tune import top1
 
@@ -122,7 +122,9 @@ def test_synthetic_data_with_class_signal_beats_real_shots_alone_at_one_shot():
     syn, syn_y = draw(per_class, 0.3)
     real, real_y = draw(1, 0.5)  # one noisy shot per class
     test, test_y = draw(100, 0.3)
-    split = FewShotSplit("cifar10", "train", "x", 1, 0, tuple(Shot(i, int(c), f"i{i}", "") for i, c in enumerate(real_y)), "d")
+    split = FewShotSplit(
+        "cifar10", "train", "x", 1, 0, tuple(Shot(i, int(c), f"i{i}", "") for i, c in enumerate(real_y)), "d"
+    )
     rows = torch.arange(len(syn_y))
     val = rows[rows % per_class < 10]  # 10 per class held out
     inputs = fewshot_tune.Inputs(

@@ -46,7 +46,7 @@ def test_tuning_never_reads_the_test_set_and_repeats_exactly(chain, tmp_path):
     storage.put_json(listing_uri, {**listing, "test": str(tmp_path / "absent.safetensors")})
     try:
         first = _tune(cfg, folders, tmp_path / "a")
-        second = _tune(cfg, folders, tmp_path / "b")
+        _tune(cfg, folders, tmp_path / "b")
     finally:
         storage.put_json(listing_uri, listing)
     kept = len(load_selection(folders["filter"])["kept"])
@@ -63,7 +63,9 @@ def test_tuning_never_reads_the_test_set_and_repeats_exactly(chain, tmp_path):
     val = storage.get_json(str(tmp_path / "a" / "val.json"))
     assert not set(val["train"]) & set(val["val"])
 
-    evaluated = fewshot_evaluate.run(cfg, features=folders["features"], tuned=str(tmp_path / "a"), out=str(tmp_path / "e"))
+    evaluated = fewshot_evaluate.run(
+        cfg, features=folders["features"], tuned=str(tmp_path / "a"), out=str(tmp_path / "e")
+    )
     metrics = storage.get_json(evaluated.metrics)
     assert evaluated.test == 20 and evaluated.standin
     assert set(metrics["top1"]) == {"zeroshot", "ct_init", "ct_syn"}
@@ -77,7 +79,9 @@ def test_unfrozen_bn_trains_on_images_and_evaluates_with_the_tuned_tower(chain, 
     tensors = load(storage.get_bytes(result.ct_syn))
     assert any(name.endswith("bn1.running_mean") for name in tensors) and "weight" in tensors
     assert storage.get_json(result.results)["trainable"]["freeze_bn"] is False
-    evaluated = fewshot_evaluate.run(cfg, features=folders["features"], tuned=str(tmp_path / "t"), out=str(tmp_path / "e"))
+    evaluated = fewshot_evaluate.run(
+        cfg, features=folders["features"], tuned=str(tmp_path / "t"), out=str(tmp_path / "e")
+    )
     assert evaluated.test == 20
 
 

@@ -80,7 +80,11 @@ def test_images_name_their_real_source_and_strength(upstream):
     seen = []
     for key, image, meta in shards.iter_samples(str(upstream / "reference")):
         source = shots[meta["source"]["index"]]
-        assert meta["source"] == {"index": source.index, "sample_id": source.sample_id, "pixel_sha256": source.pixel_sha256}
+        assert meta["source"] == {
+            "index": source.index,
+            "sample_id": source.sample_id,
+            "pixel_sha256": source.pixel_sha256,
+        }
         assert meta["class_index"] == source.label and meta["strength"] == 0.5 and image.size == (32, 32)
         assert key == f"c{source.label:04d}-r{source.index:07d}-s{meta['sample_index']:04d}"
         seen.append(key)
@@ -91,7 +95,9 @@ def test_images_name_their_real_source_and_strength(upstream):
 def test_rerun_with_another_strength_into_the_same_folder_is_refused(upstream):
     cfg = _cfg(upstream, "fewshot.guidance_strength={1: 0.9}")
     with pytest.raises(UsageError, match="made with other settings"):
-        guided.run(cfg, split=str(upstream / "split"), prompts=str(upstream / "prompts"), out=str(upstream / "reference"))
+        guided.run(
+            cfg, split=str(upstream / "split"), prompts=str(upstream / "prompts"), out=str(upstream / "reference")
+        )
 
 
 _CHILD = """
@@ -110,7 +116,15 @@ def _tar_bytes(out: Path) -> dict[str, bytes]:
 def test_killed_run_resumes_without_losing_or_doubling_images(upstream, tmp_path):
     cfg, out = _cfg(upstream), tmp_path / "killed"
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, cfg.model_dump_json(), str(upstream / "split"), str(upstream / "prompts"), str(out)],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            cfg.model_dump_json(),
+            str(upstream / "split"),
+            str(upstream / "prompts"),
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -31,7 +31,7 @@ def test_levels_nest_and_frozen_bn_keeps_bn_parameters_out(tower):
     visual = _tower(tower)
     names = {lvl: set(trainable.trainable_names(visual, lvl, freeze_bn=True)) for lvl in trainable.LEVELS}
     assert names["head"] == set()
-    for smaller, larger in zip(trainable.LEVELS, trainable.LEVELS[1:]):
+    for smaller, larger in zip(trainable.LEVELS, trainable.LEVELS[1:], strict=False):
         assert names[smaller] < names[larger], (smaller, larger)
     bn = {n for n, _ in visual.named_parameters()} - set(trainable.trainable_names(visual, "all", freeze_bn=True))
     if tower == "resnet":
@@ -44,8 +44,14 @@ def test_levels_nest_and_frozen_bn_keeps_bn_parameters_out(tower):
         unfrozen = set(trainable.trainable_names(visual, "head", freeze_bn=False))
         assert unfrozen == bn  # unfrozen BN trains every BN affine parameter, even at the head level
     else:
-        assert bn == set() and "proj" in names["proj"] and "transformer.resblocks.7.attn.in_proj_weight" in names["last-block"]
-        blocks = {n.split(".")[2] for lvl in ("last-block", "last-stage") for n in names[lvl] if n.startswith("transformer.")}
+        assert (
+            bn == set()
+            and "proj" in names["proj"]
+            and "transformer.resblocks.7.attn.in_proj_weight" in names["last-block"]
+        )
+        blocks = {
+            n.split(".")[2] for lvl in ("last-block", "last-stage") for n in names[lvl] if n.startswith("transformer.")
+        }
         assert blocks == {"6", "7"} and not any(n.startswith("transformer.resblocks.6.") for n in names["last-block"])
     params = trainable.prepare(visual, "proj", freeze_bn=True)
     assert {id(p) for p in params} == {id(p) for p in visual.parameters() if p.requires_grad}

@@ -58,7 +58,7 @@ def test_strength_follows_the_shot_count():
     assert guided.per_shot(config.with_overrides(cfg, ["fewshot.images_per_class=5"]), 2) == 3
     with pytest.raises(UsageError, match="no entry for 3 shots"):
         guided.strength_for(cfg, 3)
-    tiny = config.load("tiny")  # tiny-sd samples 2 steps: 2 x 0.15 rounds down to none
+    tiny = config.load("tiny", ["fewshot.guidance_strength={16: 0.15}"])  # tiny-sd: 2 steps x 0.15 -> none
     with pytest.raises(UsageError, match="set generate.steps to at least 7"):
         guided.strength_for(tiny, 16)
 

@@ -228,10 +228,14 @@ def _steps_per_epoch(phase: Phase, hyper: Hyper, n_real: int, n_syn: int) -> int
 def _optimiser(params, phase: Phase, hyper: Hyper, n_real: int, n_syn: int):
     from synk8s import optim
 
+    if hyper.warmup_epochs >= phase.epochs:
+        raise UsageError(
+            f"tune.warmup_epochs={hyper.warmup_epochs} leaves nothing of the {phase.epochs}-epoch {phase.kind} phase; "
+            "lower it or raise fewshot.epochs / fewshot.real_epochs"
+        )
     steps = _steps_per_epoch(phase, hyper, n_real, n_syn)
     opt = optim.adamw(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
-    warmup = min(hyper.warmup_epochs * steps, phase.epochs * steps - 1)
-    return opt, optim.cosine_schedule(opt, total_steps=phase.epochs * steps, warmup_steps=warmup)
+    return opt, optim.cosine_schedule(opt, total_steps=phase.epochs * steps, warmup_steps=hyper.warmup_epochs * steps)
 
 
 def _epoch(model, params, opt, sched, phase, hyper, real, syn, real_gen, syn_gen, real_stream):

@@ -136,11 +136,13 @@ def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: 
     """Load and check the split, synthetic features, text head and selection; split off the validation rows.
 
     Raises:
-        UsageError: the split is of another dataset or shot count than the config.
+        UsageError: the split is of another dataset or shot count than the config, or a real-filter
+            selection was made with another split.
         MissingDataError: an input is missing or inconsistent, or no class has 2 kept images.
     """
     from synk8s.stages.split import load_split
-    from synk8s.stages.tune import check_inputs, load_feature_set, load_selection, load_text_head, stratified_split
+    from synk8s.runs import read_manifest
+    from synk8s.stages.tune import check_inputs, load_feature_set, load_text_head, read_tensors, stratified_split
 
     shots = load_split(split)
     if (shots.dataset, shots.shots) != (cfg.dataset.name, cfg.fewshot.shots_per_class):
@@ -150,7 +152,12 @@ def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: 
         )
     feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
     weight, bias = load_text_head(features)  # (K, D), (K,)
-    sel = load_selection(selection)
+    read_manifest(selection, "filter")
+    sel, about = read_tensors(storage.join(selection, "selection.safetensors"))
+    if about.get("split_digest", shots.digest) != shots.digest:
+        raise UsageError(
+            f"the real filter in {selection} used another split than {split}; rerun realfilter with this split"
+        )
     kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
     check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
     val_seed = derive_seed(cfg.seed, "fewshot", "val")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from synk8s import config
+from synk8s.errors import UsageError
 from synk8s.stages import fewshot_fit, fewshot_tune
 from synk8s.stages.fewshot_fit import Hyper, Source
 from synk8s.stages.split import FewShotSplit, Shot
@@ -141,3 +142,8 @@ def test_synthetic_data_with_class_signal_beats_real_shots_alone_at_one_shot():
     zero_shot = top1(test @ (10.0 * text).T, test_y)
     assert test_top1("ct_init") > zero_shot + 0.05  # the real shots help a little...
     assert test_top1("ct_syn") > test_top1("ct_init") + 0.2  # ...the synthetic data far more
+
+
+def test_warmup_longer_than_a_phase_is_refused():
+    with pytest.raises(UsageError, match="tune.warmup_epochs=2 leaves nothing of the 2-epoch mix phase"):
+        _fit(Recorder(), fewshot_fit.phases("mix", epochs=2, real_epochs=5), warmup_epochs=2)

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from synk8s import storage
-from synk8s.stages import features, filter, realfilter, split
+from synk8s import config, storage
+from synk8s.errors import UsageError
+from synk8s.stages import features, fewshot_tune, filter, realfilter, split
 from synk8s.stages.tune import load_feature_set, load_selection
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,3 +91,12 @@ def test_stage_applies_the_rule_after_cf_in_the_filter_format(tiny_images, tiny_
     stats = storage.get_json(result.stats)
     assert sum(c["dropped"] for c in stats["classes"]) == result.dropped == 30 - len(expected)
     assert all(c["mean_nearest_same"] is not None for c in stats["classes"])
+    # Tuning reads the RF selection like a filter's, and refuses one made with another split.
+    tuned = fewshot_tune.run(cfg, split=outs["split"], features=outs["features"], selection=outs["rf"],
+                             images=images, out=str(tmp_path / "tune"), progress=False)  # fmt: skip
+    assert tuned.train + tuned.val == result.kept
+    other = split.run(config.with_overrides(cfg, ["fewshot.split_seed=7"]), out=str(tmp_path / "other"), progress=False)
+    assert other.digest != split.load_split(outs["split"]).digest
+    with pytest.raises(UsageError, match="used another split"):
+        fewshot_tune.run(cfg, split=str(tmp_path / "other"), features=outs["features"], selection=outs["rf"],
+                         images=images, out=str(tmp_path / "tune2"), progress=False)  # fmt: skip

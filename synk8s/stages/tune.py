@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError
+from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 
@@ -291,6 +291,11 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
 
     started = time.perf_counter()
     tc = cfg.tune
+    if tc.trainable != "head":
+        raise UsageError(
+            f"tune.trainable={tc.trainable} trains the image tower, which only few-shot tuning does "
+            "(synk8s.stages.fewshot_tune); this stage tunes the head on cached features: set tune.trainable=head"
+        )
 
     # 1. Inputs: kept synthetic features, their labels and teacher logits, the text head.
     feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)

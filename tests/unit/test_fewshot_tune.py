@@ -6,7 +6,7 @@ from safetensors.torch import load
 from synk8s import storage
 from synk8s.errors import UsageError
 from synk8s.models import load_clip
-from synk8s.stages import features, fewshot_evaluate, fewshot_tune, filter, split
+from synk8s.stages import features, fewshot_evaluate, fewshot_tune, filter, split, tune
 from synk8s.stages.tune import load_selection
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,3 +90,9 @@ def test_a_split_of_another_shot_count_is_refused(chain, tmp_path):
     with pytest.raises(UsageError, match="1-shot, the config asks for cifar10 2-shot"):
         _tune(cfg, folders, tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+def test_zero_shot_tuning_refuses_a_trainable_tower(chain, tmp_path):
+    cfg, folders = chain("tune.trainable=proj")
+    with pytest.raises(UsageError, match="only few-shot tuning does"):
+        tune.run(cfg, features=folders["features"], selection=folders["filter"], out=str(tmp_path / "t"))

@@ -148,20 +148,29 @@ class TuneConfig(_Section):
     warmup_epochs: int = Field(ge=0)
     grad_clip: float | None = Field(gt=0.0)
     val_fraction: float = Field(gt=0.0, lt=1.0, description="synthetic data held out for model selection")
+    trainable: Literal["head", "proj", "last-block", "last-stage", "all"] = Field(
+        description="what trains besides the head (few-shot tuning; see synk8s.trainable); head = frozen encoder"
+    )
 
 
 class FewShotConfig(_Section):
-    """Few-shot settings (section 3.2): real guidance (RG), real filter (RF), mix training."""
+    """Few-shot settings (section 3.2): the saved N-way M-shot split, B / RF / RG data, CT w. Syn."""
 
-    shots: tuple[int, ...]
-    images_per_class: int = Field(ge=1)
+    shots: tuple[int, ...] = Field(description="shot counts M a sweep runs (Figure 1, Table 7)")
+    shots_per_class: int = Field(ge=1, description="M of this run: real training images per class")
+    split_seed: int = Field(ge=0, description="seed of the drawn split; the same seed gives the same split")
+    strategy: Literal["B", "RF", "RG"] = Field(description="synthetic data: B (LE+CF), RF (B + real filter), RG")
+    schedule: Literal["mix", "syn-then-real", "real-then-syn"]
+    images_per_class: int = Field(ge=1, description="RG: synthetic images per class, ceil(n / M) per real shot")
     lr: float = Field(gt=0.0)
     real_batch_size: int = Field(ge=1)
     synthetic_batch_size: int = Field(ge=1)
-    guidance_strength: dict[int, float] = Field(description="img2img strength per shot count")
-    real_filter: bool
-    freeze_bn: bool
-    mix_training: bool
+    w_real: float = Field(ge=0.0, description="mix: weight of the real-batch loss")
+    w_syn: float = Field(ge=0.0, description="mix: weight of the synthetic-batch loss")
+    epochs: int = Field(ge=1, description="passes over the synthetic training part (mix and the synthetic phase)")
+    real_epochs: int = Field(ge=1, description="passes over the real shots (CT w. init and the real phase)")
+    guidance_strength: dict[int, float] = Field(description="RG img2img strength per shot count")
+    freeze_bn: bool = Field(description="false: BN layers train (running statistics and affine) on images")
 
     @field_validator("guidance_strength")
     @classmethod
@@ -169,6 +178,13 @@ class FewShotConfig(_Section):
         for shots, strength in value.items():
             if shots < 1 or not 0.0 < strength <= 1.0:
                 raise ValueError(f"each entry must map a shot count >= 1 to a strength in (0, 1], got {shots}: {strength}")
+        return value
+
+    @field_validator("shots")
+    @classmethod
+    def _sweep(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 1:
+            raise ValueError(f"must list shot counts >= 1, got {list(value)}")
         return value
 
 

@@ -104,6 +104,19 @@ class ClassificationData(Sequence):
         i %= len(self.labels)
         return self._images(i), self.labels[i]
 
+    def sample_id(self, i: int) -> str:
+        """Which file sample ``i`` is, stable across machines and data roots.
+
+        The image file's path relative to the data root (``eurosat/2750/Forest/Forest_1.jpg``) where
+        each sample has its own file; ``<base_dir>/<split>[i]`` for formats that pack the pixels of a
+        split into batch files (CIFAR), whose contents :attr:`ident` pins.
+        """
+        if not 0 <= i < len(self.labels):
+            raise IndexError(f"index {i} out of range for {len(self.labels)} samples")
+        if isinstance(self._images, _PathImages):
+            return Path(self._ident_files[i]).relative_to(self._root).as_posix()
+        return f"{self.info.base_dir}/{self.split}[{i}]"
+
     @functools.cached_property
     def ident(self) -> str:
         """sha256 (hex) over the dataset name, split, files (relative path and size) and labels.

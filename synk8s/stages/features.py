@@ -221,7 +221,7 @@ def _read_cached(uri: str, key: str) -> FeatureSet:
     )
 
 
-def _cached_or_encode(
+def cached_or_encode(
     cfg: ExperimentConfig,
     bundle: ClipBundle,
     data: dict[str, Any],
@@ -315,7 +315,7 @@ def synthetic_features(
 
     clip = bundle or load_clip_for(cfg)
     total = sum(t.count for t in tars)
-    return _cached_or_encode(cfg, clip, data, samples, total=total, desc="synthetic features", progress=progress)
+    return cached_or_encode(cfg, clip, data, samples, total=total, desc="synthetic features", progress=progress)
 
 
 def real_features(
@@ -353,7 +353,7 @@ def real_features(
             yield None, image, int(label)
 
     clip = bundle or load_clip_for(cfg)
-    return _cached_or_encode(
+    return cached_or_encode(
         cfg, clip, data, samples, total=len(data_set), desc=f"{split} features", progress=progress
     )
 

@@ -21,6 +21,7 @@ the same folder is refused instead of mixing images.
 The shard manifest ``<out>/shard-{i:04d}-of-{n:04d}.json`` is written last. :func:`collect` checks every
 shard finished and every tar still matches its recorded SHA-256 (tars the store has no hash for are
 read and hashed), and writes ``<out>/manifest.json``, which :func:`synk8s.shards.iter_samples` reads.
+:func:`write_shard` (resume, atomic tars, shard manifest) is shared with real guidance (``guided``).
 
 Run one shard per GPU task::
 
@@ -35,7 +36,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,13 +131,10 @@ def tar_path(shard: int, num_shards: int, tar_index: int) -> str:
     return f"{shard_name(shard, num_shards)}/{tar_index:05d}.tar"
 
 
-def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes: Sequence[str]) -> list[WorkItem]:
-    """All images of the run, sorted by (class, image index within the class).
-
-    Args:
-        cfg: the run config (``seed``, ``generate.images_per_class``).
-        prompts: prompt records as written by the prompts stage.
-        classes: the dataset's class names in class-index order.
+def prompts_by_class(
+    cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes: Sequence[str]
+) -> list[list[str]]:
+    """The prompt texts of each class, in prompt-index order.
 
     Raises:
         UsageError: the prompts name classes the dataset lacks or spell them differently.
@@ -151,12 +149,28 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
                 "rerun the prompts stage with the same dataset.name"
             )
         by_class[c].append(record["prompt"])
-    items = []
     for c, class_prompts in enumerate(by_class):
         if not class_prompts:
             raise MissingDataError(
                 f"class {classes[c]!r} has no prompts; rerun prompts with a larger prompts.oversample or prompts.mode=B"
             )
+    return by_class
+
+
+def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes: Sequence[str]) -> list[WorkItem]:
+    """All images of the run, sorted by (class, image index within the class).
+
+    Args:
+        cfg: the run config (``seed``, ``generate.images_per_class``).
+        prompts: prompt records as written by the prompts stage.
+        classes: the dataset's class names in class-index order.
+
+    Raises:
+        UsageError: the prompts name classes the dataset lacks or spell them differently.
+        MissingDataError: a class has no prompt.
+    """
+    items = []
+    for c, class_prompts in enumerate(prompts_by_class(cfg, prompts, classes)):
         count = len(class_prompts)
         for j in range(cfg.generate.images_per_class):
             p, s = j % count, j // count
@@ -191,7 +205,7 @@ def sampler_settings(cfg: ExperimentConfig, device: str) -> Sampler:
     )
 
 
-def _plan(cfg: ExperimentConfig, sampler: Sampler, items: Sequence[WorkItem], shard: int, num_shards: int) -> dict:
+def shard_plan(cfg: ExperimentConfig, sampler: Sampler, items: Sequence[WorkItem], shard: int, num_shards: int) -> dict:
     """What a shard makes; equal plans give equal tars (on the same hardware)."""
     listing = "\n".join(f"{it.key}\t{it.seed}\t{it.prompt}" for it in items)
     return {
@@ -240,7 +254,8 @@ def render(pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sam
     return list(output.images)
 
 
-def _meta(item: WorkItem, sampler: Sampler, scheduler: str) -> dict[str, Any]:
+def sample_meta(item: WorkItem, sampler: Sampler, scheduler: str) -> dict[str, Any]:
+    """The provenance JSON of one generated image."""
     return {
         "class_index": item.class_index,
         "class_name": item.class_name,
@@ -271,13 +286,13 @@ def _samples(
         for item, image in zip(batch, images, strict=True):
             members = [
                 (fmt, shards.encode_image(image, fmt)),
-                ("json", shards.encode_json(_meta(item, sampler, scheduler))),
+                ("json", shards.encode_json(sample_meta(item, sampler, scheduler))),
             ]
             yield item.key, members
         progress.update(len(batch))
 
 
-def _check_plan(out: str, shard: int, num_shards: int, plan: dict[str, Any]) -> None:
+def check_plan(out: str, shard: int, num_shards: int, plan: dict[str, Any]) -> None:
     """Write the shard's plan, or refuse when the folder holds a shard made with other settings."""
     uri = storage.join(out, shard_name(shard, num_shards), PLAN_FILE)
     if storage.exists(uri):
@@ -309,8 +324,6 @@ def run(
         MissingDataError: the prompts stage has not finished, or a class has no prompt.
         UsageError: bad shard index, or ``out`` holds this shard made with other settings.
     """
-    from tqdm import tqdm
-
     from synk8s import datasets
     from synk8s.models import resolve_device
 
@@ -321,8 +334,48 @@ def run(
     items = shard_items(work_items(cfg, read_prompts(prompts), classes), shard, num_shards)
     device = resolve_device(cfg.device)
     sampler = sampler_settings(cfg, device)
-    plan = _plan(cfg, sampler, items, shard, num_shards)
-    _check_plan(out, shard, num_shards, plan)
+    plan = shard_plan(cfg, sampler, items, shard, num_shards)
+    check_plan(out, shard, num_shards, plan)
+
+    def samples(pipe: Any, chunk: Sequence[WorkItem], sampler: Sampler, progress: Any) -> Iterator[shards.Sample]:
+        return _samples(pipe, chunk, sampler, cfg, progress)
+
+    return write_shard(
+        cfg, out=out, shard=shard, num_shards=num_shards, items=items, plan=plan, sampler=sampler, samples=samples,
+        start=start,
+    )  # fmt: skip
+
+
+def write_shard(
+    cfg: ExperimentConfig,
+    *,
+    out: str,
+    shard: int,
+    num_shards: int,
+    items: Sequence[Any],
+    plan: dict[str, Any],
+    sampler: Sampler,
+    samples: Callable[[Any, Sequence[Any], Sampler, Any], Iterator[shards.Sample]],
+    img2img: bool = False,
+    start: float,
+) -> GenerateResult:
+    """Write the missing tars of one planned shard, then its manifest; skip tars that exist.
+
+    Shared by text-to-image generation and real guidance (:mod:`synk8s.stages.guided`).
+
+    Args:
+        cfg: the run config (``models``, ``generate.samples_per_tar``, ``seed``).
+        out: the stage output folder URI.
+        shard: the shard index.
+        num_shards: how many shards the work is split into.
+        items: the shard's work items in order; each has ``class_index``.
+        plan: the shard's plan (already checked against ``out`` with :func:`check_plan`).
+        sampler: sampler settings (its ``device`` is where the generator is loaded).
+        samples: ``(pipe, items of one tar, sampler, progress bar) -> tar samples`` in item order.
+        img2img: load the image-to-image variant of the generator.
+        start: ``time.perf_counter()`` when the call began.
+    """
+    from tqdm import tqdm
 
     per_tar = cfg.generate.samples_per_tar
     chunks = [items[i : i + per_tar] for i in range(0, len(items), per_tar)]
@@ -338,6 +391,7 @@ def run(
     log.info(
         "shard %d/%d: %d images in %d tars, %d tars to make", shard, num_shards, len(items), len(chunks), len(missing)
     )
+    device = sampler.device
     load_seconds = generate_seconds = 0.0
     if missing:
         from synk8s.models import load_generator, loaded_revision, resolve_dtype
@@ -348,6 +402,7 @@ def run(
             device=device,
             dtype=resolve_dtype(cfg.generate.dtype, device),
             cache=cfg.models.cache,
+            img2img=img2img,
             seed=cfg.seed,
         )
         # Provenance names the weights actually loaded (a hub commit), not the revision asked for.
@@ -356,7 +411,7 @@ def run(
         with tqdm(total=generated, desc=f"generate {shard_name(shard, num_shards)}", unit="img") as progress:
             for t in missing:
                 with storage.writer(uris[t]) as f:
-                    shards.write_tar(f, _samples(pipe, chunks[t], sampler, cfg, progress))
+                    shards.write_tar(f, samples(pipe, chunks[t], sampler, progress))
         generate_seconds = time.perf_counter() - start - load_seconds
     tars = []
     for t, uri in enumerate(uris):
@@ -432,13 +487,16 @@ def _result(
 # ----------------------------------------------------------------------------- collect
 
 
-def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -> GenerateResult:
+def collect(
+    cfg: ExperimentConfig, *, out: str, num_shards: int | None = None, stage: str = "generate"
+) -> GenerateResult:
     """Check that every shard finished and write ``<out>/manifest.json`` listing all tars in order.
 
     Args:
         cfg: the run config.
         out: the generate stage's output folder URI.
         num_shards: how many shards the work was split into; None means ``generate.num_shards``.
+        stage: the stage that made the shards (``generate``, or ``guided`` for real guidance).
 
     Returns:
         Totals over all shards and the manifest URI.
@@ -465,7 +523,7 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
     if unfinished:
         raise MissingDataError(
             f"shards {', '.join(unfinished)} of {num_shards} in {out} have not finished; "
-            f"run `synk8s stage generate --shard N` for each, then collect again"
+            f"run `synk8s stage {stage} --shard N` for each, then collect again"
         )
     samplers = {json.dumps(m["plan"]["sampler"], sort_keys=True) for m in shard_manifests}
     if len(samplers) != 1:
@@ -497,7 +555,7 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
     seconds = time.perf_counter() - start
     manifest_uri = write_manifest(
         out,
-        "generate",
+        stage,
         cfg,
         counts={"images": total, "tars": len(tars), "classes": len(classes), "shards": num_shards},
         generator={"model_id": sampler["model_id"], "revision": _revisions(shard_manifests, sampler["revision"])},

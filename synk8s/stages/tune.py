@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError
+from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
@@ -264,13 +264,18 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
 
     started = time.perf_counter()
     tc = cfg.tune
+    if tc.trainable != "head":
+        raise UsageError(
+            f"tune.trainable={tc.trainable} trains the image tower, which only few-shot tuning does "
+            "(synk8s.stages.fewshot_tune); this stage tunes the head on cached features: set tune.trainable=head"
+        )
 
     # 1. Inputs: kept synthetic features, their labels and teacher logits, the text head.
     feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
     weight, bias = load_text_head(features)  # (K, D), (K,)
     sel = load_selection(selection)
     kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
-    _check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
     x, y = feats[kept], labels[kept]  # (M, D), (M,)
 
     # 2. Stratified validation split of the kept images, saved.
@@ -359,7 +364,7 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
     )
 
 
-def _check_inputs(
+def check_inputs(
     feats: torch.Tensor,
     labels: torch.Tensor,
     weight: torch.Tensor,

@@ -111,3 +111,15 @@ def test_digest_of_fields_changes_only_with_those_fields():
     assert config.with_overrides(cfg, ["tune.loss=ce", "filter.enabled=false"]).digest(*images) == cfg.digest(*images)
     assert config.with_overrides(cfg, ["generate.steps=3"]).digest(*images) != cfg.digest(*images)
     assert cfg.digest("tune", "seed") == cfg.digest("seed", "tune")
+
+
+def test_fewshot_settings_of_the_paper_and_tiny_profiles():
+    paper, tiny = config.load("paper"), config.load("tiny")
+    fs = paper.fewshot
+    assert (fs.strategy, fs.schedule, fs.freeze_bn, fs.images_per_class) == ("RG", "mix", True, 800)
+    assert (fs.shots_per_class, fs.w_real, fs.w_syn) == (16, 1.0, 1.0) and paper.tune.trainable == "head"
+    assert tiny.fewshot.shots_per_class in tiny.fewshot.guidance_strength
+    with pytest.raises(UsageError, match="fewshot.schedule"):
+        config.load("tiny", ["fewshot.schedule=phase"])
+    with pytest.raises(UsageError, match="must list shot counts >= 1"):
+        config.load("tiny", ["fewshot.shots=[0, 1]"])

@@ -1,0 +1,404 @@
+"""Few-shot classifier tuning: CT w. init (real shots only) and CT w. Syn (real + synthetic), Table 7's schedules.
+
+Both heads start from the zero-shot text head (logit_scale x class text embeddings, bias 0) and
+train with :func:`synk8s.stages.fewshot_fit.fit`: CT w. init on the N x M real shots alone, CT w. Syn
+with ``fewshot.schedule`` (``mix``, ``syn-then-real``, ``real-then-syn``). Which synthetic data that is
+(``fewshot.strategy``) is decided by the folders passed in: B = generate + filter, RF = generate +
+filter + realfilter, RG = guided + filter; this stage reads whichever ``selection.safetensors`` it gets.
+
+Model selection: a stratified, seeded share (``tune.val_fraction``) of the kept synthetic images is
+held out as the validation set of both heads; every real shot trains. The test set is not read here
+(its features are listed by the features stage but only :mod:`synk8s.stages.fewshot_evaluate` loads them).
+
+With ``tune.trainable: head`` and ``fewshot.freeze_bn: true`` (the paper's setting) the encoder is fixed
+in eval mode, so training runs on cached CLIP features. Any other setting trains on images through the
+tower (:func:`synk8s.stages.fewshot_images.fit_on_images`), and ``results.json`` says ``"inputs": "images"``.
+
+    result = fewshot_tune.run(cfg, split="runs/x/split", features="runs/x/features",
+                              selection="runs/x/filter", images="runs/x/images", out="runs/x/fewshot-tune")
+
+Outputs under ``out``: ``ct_init.safetensors`` and ``ct_syn.safetensors`` (``weight`` (K, D), ``bias``
+(K,), and on the image path the tower's trained tensors as ``visual.*``; metadata key ``synk8s``: JSON
+with the chosen epoch and settings), ``curve.json``, ``val.json`` (synthetic rows trained on and held out),
+``results.json`` (validation results of both heads, the exact share of parameters trained), ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from synk8s import storage
+from synk8s.config import ExperimentConfig
+from synk8s.errors import MissingDataError, UsageError
+from synk8s.runs import write_manifest
+from synk8s.seeds import derive_seed
+
+if TYPE_CHECKING:
+    import torch
+
+    from synk8s.stages.fewshot_fit import Hyper, Outcome, Source
+    from synk8s.stages.split import FewShotSplit
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("ct_init", "ct_syn")
+METADATA_KEY = "synk8s"
+
+
+class FewShotTuneResult(BaseModel):
+    """What :func:`run` wrote and how the two heads did on the validation set.
+
+    Attributes:
+        ct_init: URI of ``ct_init.safetensors`` (real shots only).
+        ct_syn: URI of ``ct_syn.safetensors`` (real + synthetic, ``fewshot.schedule``).
+        curve: URI of ``curve.json``.
+        results: URI of ``results.json``.
+        manifest: URI of ``manifest.json``.
+        inputs: ``features`` (cached, frozen encoder) or ``images`` (the tower in the loop).
+        real: real shots trained on (N x M).
+        train: synthetic images trained on.
+        val: synthetic images held out for model selection.
+        ct_init_val_top1: validation top-1 of the selected CT w. init head, in [0, 1].
+        ct_syn_val_top1: validation top-1 of the selected CT w. Syn head, in [0, 1].
+        trained_fraction: share of the classifier's parameters (tower + head) that trained, in [0, 1].
+        seconds: wall-clock time of the stage.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ct_init: str
+    ct_syn: str
+    curve: str
+    results: str
+    manifest: str
+    inputs: str
+    real: int
+    train: int
+    val: int
+    ct_init_val_top1: float
+    ct_syn_val_top1: float
+    trained_fraction: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The stage's data: kept synthetic rows split into train and validation, the real shots, the head."""
+
+    split: FewShotSplit
+    feats: torch.Tensor  # (N, D) every synthetic image
+    labels: torch.Tensor  # (N,)
+    train_rows: torch.Tensor  # (T,) rows of feats
+    val_rows: torch.Tensor  # (V,)
+    teacher: dict[int, torch.Tensor]  # row -> (K,) teacher logits of a kept row
+    weight: torch.Tensor  # (K, D) text head x logit_scale
+    bias: torch.Tensor  # (K,)
+    val_seed: int
+
+    def teacher_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, K) teacher logits of kept rows ``rows`` (R,)."""
+        import torch
+
+        return torch.stack([self.teacher[int(r)] for r in rows])
+
+
+def uses_images(cfg: ExperimentConfig) -> bool:
+    """Whether the encoder must run on images: anything but a frozen-BN, head-only run."""
+    return cfg.tune.trainable != "head" or not cfg.fewshot.freeze_bn
+
+
+def hyper_of(cfg: ExperimentConfig) -> Hyper:
+    """The loop's settings: ``fewshot`` batch sizes, lr and weights; ``tune`` loss, decay, clipping, warmup."""
+    from synk8s.stages.fewshot_fit import Hyper
+
+    fs, tc = cfg.fewshot, cfg.tune
+    return Hyper(
+        lr=fs.lr,
+        weight_decay=tc.weight_decay,
+        real_batch_size=fs.real_batch_size,
+        syn_batch_size=fs.synthetic_batch_size,
+        w_real=fs.w_real,
+        w_syn=fs.w_syn,
+        soft_weight=tc.soft_weight if tc.loss == "sce" else 0.0,
+        temperature=tc.temperature,
+        grad_clip=tc.grad_clip,
+        warmup_epochs=tc.warmup_epochs,
+    )
+
+
+def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: str) -> Inputs:
+    """Load and check the split, synthetic features, text head and selection; split off the validation rows.
+
+    Raises:
+        UsageError: the split is of another dataset or shot count than the config, or a real-filter
+            selection was made with another split.
+        MissingDataError: an input is missing or inconsistent, or no class has 2 kept images.
+    """
+    from synk8s.stages.split import load_split
+    from synk8s.runs import read_manifest
+    from synk8s.stages.tune import check_inputs, load_feature_set, load_text_head, read_tensors, stratified_split
+
+    shots = load_split(split)
+    if (shots.dataset, shots.shots) != (cfg.dataset.name, cfg.fewshot.shots_per_class):
+        raise UsageError(
+            f"the split in {split} is {shots.dataset} {shots.shots}-shot, the config asks for "
+            f"{cfg.dataset.name} {cfg.fewshot.shots_per_class}-shot; pass the matching split folder"
+        )
+    feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
+    weight, bias = load_text_head(features)  # (K, D), (K,)
+    read_manifest(selection, "filter")
+    sel, about = read_tensors(storage.join(selection, "selection.safetensors"))
+    if about.get("split_digest", shots.digest) != shots.digest:
+        raise UsageError(
+            f"the real filter in {selection} used another split than {split}; rerun realfilter with this split"
+        )
+    kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
+    check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    val_seed = derive_seed(cfg.seed, "fewshot", "val")
+    train_pos, val_pos = stratified_split(labels[kept], cfg.tune.val_fraction, val_seed)
+    if len(val_pos) == 0:
+        raise MissingDataError(
+            f"no class has 2 or more kept synthetic images in {selection}, so nothing is left to validate on; "
+            "generate more images per class"
+        )
+    return Inputs(
+        split=shots,
+        feats=feats,
+        labels=labels,
+        train_rows=kept[train_pos],
+        val_rows=kept[val_pos],
+        teacher={int(r): teacher[i] for i, r in enumerate(kept.tolist())},
+        weight=weight,
+        bias=bias,
+        val_seed=val_seed,
+    )
+
+
+def tensor_source(x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, device: str) -> Source:
+    """A :class:`~synk8s.stages.fewshot_fit.Source` over in-memory features."""
+    from synk8s.stages.fewshot_fit import Source
+
+    x, y = x.to(device), y.to(device)
+    teacher = teacher.to(device) if teacher is not None else None
+
+    def fetch(idx):
+        idx = idx.to(device)
+        return x[idx], y[idx], teacher[idx] if teacher is not None else None
+
+    return Source(size=len(y), fetch=fetch)
+
+
+def fit_on_features(
+    cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor, device: str, progress: bool
+) -> dict[str, Outcome]:
+    """Train CT w. init and CT w. Syn on cached features, each from the text head.
+
+    Args:
+        cfg: the run's config (``fewshot``, ``tune``, ``seed``).
+        inputs: from :func:`read_inputs`.
+        real_x: (N x M, D) L2-normalised features of the real shots, in split order.
+        device: where the head and features live while training.
+        progress: show progress bars.
+
+    Returns:
+        ``{"ct_init": Outcome, "ct_syn": Outcome}``; each state holds ``weight`` (K, D) and ``bias`` (K,).
+    """
+    import torch
+
+    from synk8s.stages.fewshot_fit import fit, phases
+    from synk8s.stages.tune import top1
+
+    real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
+    real = tensor_source(real_x, real_y, None, device)
+    rows = inputs.train_rows
+    syn = tensor_source(inputs.feats[rows], inputs.labels[rows], inputs.teacher_rows(rows), device)
+    x_val, y_val = inputs.feats[inputs.val_rows].to(device), inputs.labels[inputs.val_rows].to(device)
+    outcomes = {}
+    for variant in VARIANTS:
+        head = torch.nn.Linear(inputs.weight.shape[1], inputs.weight.shape[0]).to(device)
+        with torch.no_grad():
+            head.weight.copy_(inputs.weight)
+            head.bias.copy_(inputs.bias)
+
+        def validate(head=head) -> float:
+            with torch.no_grad():
+                return top1(head(x_val), y_val)
+
+        def snapshot(head=head) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+
+        outcomes[variant] = fit(
+            head,
+            list(head.parameters()),
+            real=real,
+            syn=syn if variant == "ct_syn" else None,
+            plan=phases(cfg.fewshot.schedule if variant == "ct_syn" else None,
+                        epochs=cfg.fewshot.epochs, real_epochs=cfg.fewshot.real_epochs),
+            hyper=hyper_of(cfg),
+            validate=validate,
+            snapshot=snapshot,
+            seed=derive_seed(cfg.seed, "fewshot", variant, "order"),
+            progress=progress,
+        )  # fmt: skip
+    return outcomes
+
+
+def parameter_share(cfg: ExperimentConfig, visual: torch.nn.Module, num_classes: int, dim: int) -> dict[str, Any]:
+    """Exact counts of the parameters that train at ``tune.trainable`` with ``fewshot.freeze_bn``, head included.
+
+    Args:
+        cfg: the run's config.
+        visual: the CLIP image tower (only counted, not changed).
+        num_classes: K.
+        dim: D, the feature dimension.
+    """
+    from synk8s import trainable
+
+    names = set(trainable.trainable_names(visual, cfg.tune.trainable, freeze_bn=cfg.fewshot.freeze_bn))
+    params = [p for n, p in visual.named_parameters() if n in names]
+    counts = trainable.parameter_counts(visual, params, head_numel=num_classes * (dim + 1))
+    return {"level": cfg.tune.trainable, "freeze_bn": cfg.fewshot.freeze_bn, **counts}
+
+
+def run(
+    cfg: ExperimentConfig,
+    *,
+    split: str,
+    features: str,
+    selection: str,
+    images: str,
+    out: str,
+    progress: bool = True,
+) -> FewShotTuneResult:
+    """Tune CT w. init and CT w. Syn and save both validation-selected heads.
+
+    Args:
+        cfg: experiment config; ``fewshot.*``, ``tune.*``, ``seed`` and ``device`` are used.
+        split: output folder of the split stage (the saved N-way M-shot split).
+        features: output folder of the features stage (synthetic features, text head).
+        selection: output folder of the filter or realfilter stage (kept rows, teacher logits).
+        images: the generation output the features were computed from (generate or guided); read
+            only when the encoder trains on images.
+        out: output folder URI of this stage.
+        progress: show progress bars.
+
+    Raises:
+        MissingDataError: an upstream output is missing or inconsistent.
+        UsageError: the split does not match the config.
+    """
+    from safetensors.torch import save
+
+    from synk8s.models.device import resolve_device
+    from synk8s.stages.features import load_clip_for
+    from synk8s.stages.split import shot_features
+
+    started = time.perf_counter()
+    inputs = read_inputs(cfg, split=split, features=features, selection=selection)
+    device = resolve_device(cfg.device)
+    bundle = load_clip_for(cfg)
+    k, d = inputs.weight.shape
+    share = parameter_share(cfg, bundle.model.visual, k, d)
+    if uses_images(cfg):
+        kind = "images"
+        from synk8s.stages.fewshot_images import fit_on_images
+
+        outcomes = fit_on_images(cfg, inputs, images, device, progress)
+    else:
+        kind = "features"
+        real = shot_features(cfg, inputs.split, bundle=bundle, progress=progress)
+        outcomes = fit_on_features(cfg, inputs, real.features, device, progress)
+    logger.info(
+        "few-shot tuning on %s: CT w. init val %.3f, CT w. Syn val %.3f",
+        kind, outcomes["ct_init"].best_val_top1, outcomes["ct_syn"].best_val_top1,
+    )  # fmt: skip
+
+    # Outputs.
+    settings = {
+        "inputs": kind,
+        "split_digest": inputs.split.digest,
+        "shots": inputs.split.shots,
+        "strategy": cfg.fewshot.strategy,
+        "schedule": cfg.fewshot.schedule,
+        "trainable": share,
+    }
+    uris, summary = {}, {}
+    for variant, outcome in outcomes.items():
+        summary[variant] = {
+            "best_epoch": outcome.best_epoch,
+            "best_val_top1": outcome.best_val_top1,
+            "start_val_top1": _start_val(outcome),
+        }
+        about = {"config_digest": cfg.digest(), "variant": variant, **settings, **summary[variant]}
+        metadata = {METADATA_KEY: json.dumps(about, sort_keys=True, separators=(",", ":"))}
+        uris[variant] = storage.join(out, f"{variant}.safetensors")
+        tensors = {name: t.contiguous() for name, t in outcome.state.items()}
+        storage.put_bytes(uris[variant], save(tensors, metadata))
+    curve_uri = storage.join(out, "curve.json")
+    storage.put_json(curve_uri, {v: {"best_epoch": o.best_epoch, "epochs": o.curve} for v, o in outcomes.items()})
+    storage.put_json(
+        storage.join(out, "val.json"),
+        {
+            "seed": inputs.val_seed,
+            "val_fraction": cfg.tune.val_fraction,
+            "train": inputs.train_rows.tolist(),
+            "val": inputs.val_rows.tolist(),
+        },
+    )
+    counts = {"real": len(inputs.split.entries), "train": len(inputs.train_rows), "val": len(inputs.val_rows)}
+    results_uri = storage.join(out, "results.json")
+    storage.put_json(results_uri, {**settings, **counts, **summary})
+    seconds = time.perf_counter() - started
+    manifest = write_manifest(
+        out,
+        "fewshot_tune",
+        cfg,
+        counts=counts,
+        inputs={"split": split, "features": features, "selection": selection, "images": images},
+        outputs={**uris, "curve": curve_uri, "results": results_uri},
+        results={**settings, **summary},
+        device=device,
+        seconds=seconds,
+    )
+    return FewShotTuneResult(
+        ct_init=uris["ct_init"],
+        ct_syn=uris["ct_syn"],
+        curve=curve_uri,
+        results=results_uri,
+        manifest=manifest,
+        inputs=kind,
+        real=counts["real"],
+        train=counts["train"],
+        val=counts["val"],
+        ct_init_val_top1=outcomes["ct_init"].best_val_top1,
+        ct_syn_val_top1=outcomes["ct_syn"].best_val_top1,
+        trained_fraction=share["fraction"],
+        seconds=seconds,
+    )
+
+
+def _start_val(outcome: Outcome) -> float | None:
+    """Validation top-1 at the start of the final phase (for one phase: the text head's)."""
+    return next((p["val_top1"] for p in outcome.curve if p["val_top1"] is not None), None)
+
+
+def load_tuned(out: str, variant: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A tuned head of this stage: (tensors: ``weight``, ``bias`` and any ``visual.*``, metadata dict).
+
+    Raises:
+        UsageError: ``variant`` is not ``ct_init`` or ``ct_syn``.
+        MissingDataError: the stage has not run into ``out``.
+    """
+    from synk8s.runs import read_manifest
+    from synk8s.stages.tune import read_tensors
+
+    if variant not in VARIANTS:
+        raise UsageError(f"few-shot head must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    read_manifest(out, "fewshot_tune")
+    tensors, metadata = read_tensors(storage.join(out, f"{variant}.safetensors"))
+    return tensors, json.loads(metadata.get(METADATA_KEY, "{}"))

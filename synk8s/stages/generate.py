@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synk8s import shards, storage
+from synk8s import labelspace, shards, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, StoreError, UsageError
 from synk8s.seeds import derive_seed
@@ -131,9 +131,9 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
     """All images of the run, sorted by (class, image index within the class).
 
     Args:
-        cfg: the run config (``seed``, ``generate.images_per_class``).
+        cfg: the run config (``seed``; images per class from :func:`synk8s.labelspace.images_per_class`).
         prompts: prompt records as written by the prompts stage.
-        classes: the dataset's class names in class-index order.
+        classes: the run's class names in class-index order (:func:`synk8s.labelspace.class_names`).
 
     Raises:
         UsageError: the prompts name classes the dataset lacks or spell them differently.
@@ -148,6 +148,7 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
                 "rerun the prompts stage with the same dataset.name"
             )
         by_class[c].append(record["prompt"])
+    per_class = labelspace.images_per_class(cfg)
     items = []
     for c, class_prompts in enumerate(by_class):
         if not class_prompts:
@@ -155,7 +156,7 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
                 f"class {classes[c]!r} has no prompts; rerun prompts with a larger prompts.oversample or prompts.mode=B"
             )
         count = len(class_prompts)
-        for j in range(cfg.generate.images_per_class):
+        for j in range(per_class):
             p, s = j % count, j // count
             items.append(WorkItem(c, classes[c], p, s, class_prompts[p], derive_seed(cfg.seed, c, p, s)))
     return items
@@ -308,13 +309,12 @@ def run(
     """
     from tqdm import tqdm
 
-    from synk8s import datasets
     from synk8s.models import resolve_device
 
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     read_manifest(prompts, "prompts")
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(labelspace.class_names(cfg))
     items = shard_items(work_items(cfg, read_prompts(prompts), classes), shard, num_shards)
     device = resolve_device(cfg.device)
     sampler = sampler_settings(cfg, device)
@@ -424,8 +424,6 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
         StoreError: a tar's content differs from what its shard recorded.
         UsageError: shards were made with different settings.
     """
-    from synk8s import datasets
-
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     shard_manifests = []
@@ -448,7 +446,7 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
         )
     sampler = shard_manifests[0]["plan"]["sampler"]
 
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(labelspace.class_names(cfg))
     per_class = [0] * len(classes)
     tars = []
     for m in shard_manifests:
@@ -482,6 +480,7 @@ def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -
         shard_seconds=round(sum(m["seconds"] for m in shard_manifests), 3),
         seconds_per_image=round(generate_seconds / generated, 6) if generated else None,
         seconds=round(seconds, 3),
+        **labelspace.manifest_fields(cfg),
     )
     return GenerateResult(
         shard=None,

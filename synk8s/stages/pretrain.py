@@ -146,15 +146,31 @@ def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]
     return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
 
 
-def _loss(model: nn.Module, views: torch.Tensor, labels: torch.Tensor, moco: bool, device: str) -> torch.Tensor:
-    """Training loss of one batch: views (B, V, 3, H, W), labels (B,)."""
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, views: torch.Tensor, labels: torch.Tensor, *, moco: bool, device: str
+) -> float:
+    """One optimiser step on one batch; returns the loss.
+
+    Args:
+        model: the DDP-wrapped model (gradients are averaged over the ranks in ``backward``).
+        optimizer: its optimiser, rate already set.
+        views: (B, V, 3, H, W) augmented views; MoCo uses views 0 and 1 as query and key.
+        labels: (B,) classes (supervised only).
+        moco: MoCo's InfoNCE loss instead of cross-entropy over the classes.
+        device: where the model is.
+    """
     from torch.nn import functional as F
 
     views = views.to(device, non_blocking=True)
     if moco:
         logits, targets = model(views[:, 0], views[:, 1])  # (B, 1 + K), (B,)
-        return F.cross_entropy(logits, targets)
-    return F.cross_entropy(model(views[:, 0]), labels.to(device))  # logits (B, num_classes)
+    else:
+        logits, targets = model(views[:, 0]), labels.to(device)  # (B, num_classes), (B,)
+    loss = F.cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
@@ -193,6 +209,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     optimizer = training.sgd(model, momentum=p.momentum, weight_decay=p.weight_decay)
     plan = _plan(cfg, images, ctx.world_size)
     step, curve, losses = 0, [], []
+    resumed_from = None
     state = training.load_checkpoint(out)
     if state is not None:
         if state["plan"] != plan:
@@ -203,6 +220,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, curve, losses = state["step"], state["curve"], state["losses"]
+        resumed_from = step
         log.info("resuming from the checkpoint of step %d in %s", step, out)
 
     views = augment.Views(augment.moco_v2(p.resolution) if moco else augment.supervised(p.resolution), 2 if moco else 1)
@@ -231,12 +249,8 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
         for _ in range(steps_per_epoch - dataset.skip_batches):
             batch, labels = next(batches)  # (B, V, 3, H, W), (B,)
             lr = training.set_lr(optimizer, peak, step, total_steps)
-            loss = _loss(ddp, batch, labels, moco, ctx.device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            losses.append(train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
             step += 1
-            losses.append(float(loss.detach()))
             if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
                 training.save_checkpoint(out, snapshot())
         del batches
@@ -268,7 +282,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             out, "pretrain", cfg,
             counts={"images": train_images, "monitor": data.held_out, "steps": total_steps, "world_size": ctx.world_size},
             inputs={"images": images}, outputs={"backbone": weights}, world_size=ctx.world_size, method=p.method,
-            label_space=data.label_space, seconds=round(time.monotonic() - start, 3),
+            label_space=data.label_space, resumed_from=resumed_from, seconds=round(time.monotonic() - start, 3),
         )
     distributed.barrier()
 

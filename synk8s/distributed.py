@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -197,24 +198,33 @@ def launch(target: str, cfg: ExperimentConfig, *, nproc: int, env: dict[str, str
             text=True,
         )
         tail: deque[str] = deque(maxlen=TAIL_LINES)
+        marked: list[str] = []
         assert process.stdout is not None
         for line in process.stdout:
             sys.stderr.write(line)
             tail.append(line.rstrip("\n"))
+            if ERROR_MARK in line:
+                marked.append(line.rstrip("\n"))
         code = process.wait()
     if code != 0:
-        raise _launch_error(target, code, list(tail))
+        raise launch_error(target, code, [*marked, *tail])
 
 
-def _launch_error(target: str, code: int, tail: Sequence[str]) -> errors.Synk8sError:
-    """The error a failed launch raises: the first marked worker error, else a summary line."""
-    for line in tail:
+def launch_error(target: str, code: int, lines: Sequence[str]) -> errors.Synk8sError:
+    """The error a failed launch raises, from the output's lines.
+
+    The first worker error marked with :data:`ERROR_MARK` comes back as its own class and message;
+    otherwise the last Python exception line (``...Error: ...``), else the last line with words.
+    """
+    for line in lines:
         if ERROR_MARK in line:
             kind, _, message = line.split(ERROR_MARK, 1)[1].strip().partition(" ")
             cls = getattr(errors, kind, errors.Synk8sError)
-            return cls(message)
-    last = next((line for line in reversed(tail) if line.strip()), "no output")
-    return errors.Synk8sError(f"{target} failed under torchrun with exit code {code}: {last.strip()}")
+            return cls(message) if isinstance(cls, type) and issubclass(cls, errors.Synk8sError) else errors.Synk8sError(message)
+    worded = [line.strip() for line in lines if any(c.isalpha() for c in line)]
+    exceptions = [line for line in worded if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    last = (exceptions or worded or ["no output"])[-1]
+    return errors.Synk8sError(f"{target} failed under torchrun with exit code {code}: {last}")
 
 
 def call(target: str, cfg: ExperimentConfig, *, nproc: int, env: dict[str, str] | None = None, **kwargs: str) -> None:

@@ -220,7 +220,11 @@ def launch_error(target: str, code: int, lines: Sequence[str]) -> errors.Synk8sE
         if ERROR_MARK in line:
             kind, _, message = line.split(ERROR_MARK, 1)[1].strip().partition(" ")
             cls = getattr(errors, kind, errors.Synk8sError)
-            return cls(message) if isinstance(cls, type) and issubclass(cls, errors.Synk8sError) else errors.Synk8sError(message)
+            return (
+                cls(message)
+                if isinstance(cls, type) and issubclass(cls, errors.Synk8sError)
+                else errors.Synk8sError(message)
+            )
     worded = [line.strip() for line in lines if any(c.isalpha() for c in line)]
     exceptions = [line for line in worded if re.match(r"^[\w.]+(Error|Exception): ", line)]
     last = (exceptions or worded or ["no output"])[-1]

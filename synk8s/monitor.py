@@ -39,7 +39,9 @@ class MonitorSet:
         return len(self.labels)
 
 
-def load_monitor(tars: Sequence[str], monitor: frozenset[str], *, seed: int, fraction: float, resolution: int) -> MonitorSet:
+def load_monitor(
+    tars: Sequence[str], monitor: frozenset[str], *, seed: int, fraction: float, resolution: int
+) -> MonitorSet:
     """Read and preprocess the held-out samples of the monitor tars."""
     prepare = augment.evaluation_uint8(resolution)
     images, labels, bank = [], [], []

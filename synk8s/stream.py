@@ -182,4 +182,7 @@ class ShardStream(IterableDataset):
             if index < skip:
                 continue
             image = shards.decode_image(sample.image)
-            yield self.views(image, derive_seed(self.seed, "augment", self.epoch, round_index, sample.key)), sample.label
+            yield (
+                self.views(image, derive_seed(self.seed, "augment", self.epoch, round_index, sample.key)),
+                sample.label,
+            )

@@ -1,5 +1,5 @@
-"""Pieces the training stages share: determinism, SGD with a per-step cosine rate, pooled features, and
-atomic training-state checkpoints in the store.
+"""Pieces the training stages share: determinism, SGD with a per-step cosine rate, the training step, pooled
+features, and atomic training-state checkpoints in the store.
 
 A checkpoint (``<out>/checkpoint.pt``) holds everything a killed run needs to go on as if it had never
 stopped: step, model, optimiser and the stage's own records. It is written by rank 0 through
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from synk8s import storage
 from synk8s.optim import cosine_factor
@@ -58,6 +59,37 @@ def set_lr(optimizer: torch.optim.Optimizer, peak: float, step: int, total_steps
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    views: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    moco: bool,
+    device: str,
+) -> float:
+    """One optimiser step on one batch; returns the loss.
+
+    Args:
+        model: the DDP-wrapped model (gradients are averaged over the ranks in ``backward``).
+        optimizer: its optimiser, rate already set.
+        views: (B, V, 3, H, W) augmented views; MoCo uses views 0 and 1 as query and key.
+        labels: (B,) classes (supervised only).
+        moco: MoCo's InfoNCE loss instead of cross-entropy over the classes.
+        device: where the model is.
+    """
+    views = views.to(device, non_blocking=True)
+    if moco:
+        logits, targets = model(views[:, 0], views[:, 1])  # (B, 1 + K), (B,)
+    else:
+        logits, targets = model(views[:, 0]), labels.to(device)  # (B, num_classes), (B,)
+    loss = F.cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 @contextmanager

@@ -156,7 +156,9 @@ def trainjob_state(obj: dict[str, Any]) -> TrainJobState:
 
 
 def _api_error(error: Any, what: str) -> Synk8sError:
-    return Synk8sError(f"the Kubernetes API refused to {what} ({error.status} {error.reason}); check RBAC and the Trainer install")
+    return Synk8sError(
+        f"the Kubernetes API refused to {what} ({error.status} {error.reason}); check RBAC and the Trainer install"
+    )
 
 
 def create(api: Any, obj: dict[str, Any]) -> None:
@@ -202,7 +204,8 @@ def wait(
             log.info("TrainJob %s: %s", name, state.summary)
             last = state.summary
         if state.failed:
-            raise Synk8sError(f"TrainJob {namespace}/{name} failed: {state.reason}; see `kubectl logs -n {namespace} -l jobset.sigs.k8s.io/jobset-name={name}`")
+            logs = f"kubectl logs -n {namespace} -l jobset.sigs.k8s.io/jobset-name={name}"
+            raise Synk8sError(f"TrainJob {namespace}/{name} failed: {state.reason}; see `{logs}`")
         if state.finished:
             return state
         sleep(poll_s)
@@ -253,7 +256,9 @@ def submit(cfg: ExperimentConfig, api: Any, *, stage: str, target: str, out: str
     config_uri = storage.join(out, "config.json")
     storage.put_bytes(config_uri, cfg.model_dump_json().encode())
     name = trainjob_name(stage, out)
-    return run_trainjob(api, trainjob_object(cfg, name=name, target=target, config_uri=config_uri, kwargs={**kwargs, "out": out}))
+    return run_trainjob(
+        api, trainjob_object(cfg, name=name, target=target, config_uri=config_uri, kwargs={**kwargs, "out": out})
+    )
 
 
 def read_trainer(api: Any) -> tuple[set[str], list[dict[str, Any]]]:

@@ -36,7 +36,9 @@ def write_drawn_images(
         The number of images written.
     """
     if classes < 1 or per_class < 1 or samples_per_tar < 1:
-        raise ValueError(f"classes, per_class and samples_per_tar must be >= 1, got {classes}, {per_class}, {samples_per_tar}")
+        raise ValueError(
+            f"classes, per_class and samples_per_tar must be >= 1, got {classes}, {per_class}, {samples_per_tar}"
+        )
     paint = Painter(seed, size)
     order = [(c, i) for i in range(per_class) for c in range(classes)]
     tars = []

@@ -78,7 +78,9 @@ def load_trunk(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
     weights, meta = storage.join(uri, WEIGHTS_FILE), storage.join(uri, META_FILE)
     if not (storage.exists(weights) and storage.exists(meta)):
-        raise MissingDataError(f"no pretrained backbone at {uri}: run `synk8s stage pretrain` first (missing {weights})")
+        raise MissingDataError(
+            f"no pretrained backbone at {uri}: run `synk8s stage pretrain` first (missing {weights})"
+        )
     return load(storage.get_bytes(weights)), storage.get_json(meta)
 
 
@@ -120,7 +122,9 @@ def load_into(model: nn.Module, trunk: dict[str, torch.Tensor]) -> None:
         result = model.load_state_dict(trunk, strict=False)
     except RuntimeError as error:  # tensors of other shapes
         first = str(error).strip().splitlines()[-1].strip()
-        raise MissingDataError(f"the trunk does not fit this backbone ({first}); use weights of models.backbone") from None
+        raise MissingDataError(
+            f"the trunk does not fit this backbone ({first}); use weights of models.backbone"
+        ) from None
     wrong = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIX)] + list(result.unexpected_keys)
     if wrong:
         raise MissingDataError(

@@ -237,18 +237,25 @@ def train(
 
 
 def _train(
-    cfg: ExperimentConfig, ctx: distributed.Context, out: str, init: str, backbone: str, images: str, real_per_class: str
+    cfg: ExperimentConfig,
+    ctx: distributed.Context,
+    out: str,
+    init: str,
+    backbone: str,
+    images: str,
+    real_per_class: str,
 ) -> None:
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader, DistributedSampler
 
     from synk8s import augment, datasets, realdata, training
-    from synk8s.stages.pretrain import train_step
 
     start = time.monotonic()
     ft = cfg.pretrain.finetune
     if ft.batch_size % ctx.world_size:
-        raise UsageError(f"pretrain.finetune.batch_size {ft.batch_size} must be a multiple of the {ctx.world_size} processes")
+        raise UsageError(
+            f"pretrain.finetune.batch_size {ft.batch_size} must be a multiple of the {ctx.world_size} processes"
+        )
     info = datasets.get(cfg.dataset.name)
     root = realdata.ensure_dataset(cfg)  # prepared by fit() before the processes start
     image, labels, source = training_set(cfg, root, images, real_per_class)
@@ -256,53 +263,86 @@ def _train(
     local_batch = ft.batch_size // ctx.world_size
     steps_per_epoch = len(labels) // ft.batch_size
     if steps_per_epoch < 1:
-        raise UsageError(f"pretrain.finetune.batch_size {ft.batch_size} exceeds the {len(labels)} training images; lower it")
+        raise UsageError(
+            f"pretrain.finetune.batch_size {ft.batch_size} exceeds the {len(labels)} training images; lower it"
+        )
     total_steps = steps_per_epoch * ft.epochs
 
     model = initial_model(cfg, init, info.num_classes, backbone).to(ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=ft.momentum, weight_decay=ft.weight_decay)
-    plan = {"digest": cfg.digest("seed", "dataset", "models.backbone", "pretrain.finetune"), "init": init,
-            "backbone": backbone, "images": images, "real_per_class": real_per_class, "world_size": ctx.world_size}
-    epoch, curve = 0, []
+    plan = {
+        "digest": cfg.digest("seed", "dataset", "models.backbone", "pretrain.finetune"),
+        "init": init,
+        "backbone": backbone,
+        "images": images,
+        "real_per_class": real_per_class,
+        "world_size": ctx.world_size,
+    }
+    first_epoch, curve = 0, []
     state = training.load_checkpoint(out)
     if state is not None:
         if state["plan"] != plan:
             raise UsageError(f"{out} holds a checkpoint of another fine-tuning run; choose a new output folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        epoch, curve = state["epoch"], state["curve"]
+        first_epoch, curve = state["epoch"], state["curve"]
 
     dataset = LabelledImages(image, labels, augment.Views(augment.supervised(ft.resolution), 1), cfg.seed)
     sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True)
+    loader = DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True
+    )
     peak = training.scaled_lr(ft.lr, ft.batch_size)
-    for epoch in range(epoch, ft.epochs):
+    for epoch in range(first_epoch, ft.epochs):
         dataset.epoch = epoch
         sampler.set_epoch(epoch)
         losses = []
         for step_in_epoch, (views, batch_labels) in enumerate(loader):
             step = epoch * steps_per_epoch + step_in_epoch
             training.set_lr(optimizer, peak, step, total_steps)
-            losses.append(train_step(ddp, optimizer, views, batch_labels, moco=False, device=ctx.device))
+            losses.append(training.train_step(ddp, optimizer, views, batch_labels, moco=False, device=ctx.device))
         curve.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses)})
         if ctx.is_main:
-            training.save_checkpoint(out, {"plan": plan, "epoch": epoch + 1, "model": model.state_dict(),
-                                           "optimizer": optimizer.state_dict(), "curve": curve})
+            training.save_checkpoint(
+                out,
+                {
+                    "plan": plan,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "curve": curve,
+                },
+            )
         distributed.barrier()
 
     if ctx.is_main:
         top1 = test_top1(model, test, ft.resolution, ctx.device)
-        metrics = {"top1": top1, "init": init, "dataset": cfg.dataset.name, "source": source,
-                   "real_per_class": int(real_per_class) if real_per_class else None, "train": len(labels),
-                   "test": len(test), "epochs": ft.epochs, "world_size": ctx.world_size,
-                   "standin": datasets.is_standin(root), "backbone": backbone or None}
+        metrics = {
+            "top1": top1,
+            "init": init,
+            "dataset": cfg.dataset.name,
+            "source": source,
+            "real_per_class": int(real_per_class) if real_per_class else None,
+            "train": len(labels),
+            "test": len(test),
+            "epochs": ft.epochs,
+            "world_size": ctx.world_size,
+            "standin": datasets.is_standin(root),
+            "backbone": backbone or None,
+        }
         storage.put_json(storage.join(out, METRICS_FILE), metrics)
         storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
         write_manifest(
-            out, "finetune", cfg, counts={"train": len(labels), "test": len(test), "world_size": ctx.world_size},
-            inputs={"backbone": backbone or None, "images": images or None}, init=init, top1=top1,
-            world_size=ctx.world_size, seconds=round(time.monotonic() - start, 3),
+            out,
+            "finetune",
+            cfg,
+            counts={"train": len(labels), "test": len(test), "world_size": ctx.world_size},
+            inputs={"backbone": backbone or None, "images": images or None},
+            init=init,
+            top1=top1,
+            world_size=ctx.world_size,
+            seconds=round(time.monotonic() - start, 3),
         )
     distributed.barrier()
 
@@ -341,7 +381,12 @@ def load_result(out: str, seconds: float = 0.0) -> FinetuneResult:
     manifest = read_manifest(out, "finetune")
     metrics = storage.get_json(storage.join(out, METRICS_FILE))
     return FinetuneResult(
-        metrics=storage.join(out, METRICS_FILE), manifest=storage.join(out, "manifest.json"), init=metrics["init"],
-        train=metrics["train"], test=metrics["test"], top1=metrics["top1"], world_size=manifest["world_size"],
+        metrics=storage.join(out, METRICS_FILE),
+        manifest=storage.join(out, "manifest.json"),
+        init=metrics["init"],
+        train=metrics["train"],
+        test=metrics["test"],
+        top1=metrics["top1"],
+        world_size=manifest["world_size"],
         seconds=seconds,
     )

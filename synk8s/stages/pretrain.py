@@ -38,7 +38,6 @@ from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,12 @@ def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
         return trunk
     m = p.moco
     return MoCo(
-        trunk, dim=m.dim, hidden_dim=m.hidden_dim, queue=m.queue, momentum=m.momentum, temperature=m.temperature,
+        trunk,
+        dim=m.dim,
+        hidden_dim=m.hidden_dim,
+        queue=m.queue,
+        momentum=m.momentum,
+        temperature=m.temperature,
         seed=cfg.seed,
     )
 
@@ -144,33 +148,6 @@ def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]
     """What a checkpoint belongs to; a resume with another plan is refused."""
     fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in ("finetune", "detection_dataset")]
     return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
-
-
-def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, views: torch.Tensor, labels: torch.Tensor, *, moco: bool, device: str
-) -> float:
-    """One optimiser step on one batch; returns the loss.
-
-    Args:
-        model: the DDP-wrapped model (gradients are averaged over the ranks in ``backward``).
-        optimizer: its optimiser, rate already set.
-        views: (B, V, 3, H, W) augmented views; MoCo uses views 0 and 1 as query and key.
-        labels: (B,) classes (supervised only).
-        moco: MoCo's InfoNCE loss instead of cross-entropy over the classes.
-        device: where the model is.
-    """
-    from torch.nn import functional as F
-
-    views = views.to(device, non_blocking=True)
-    if moco:
-        logits, targets = model(views[:, 0], views[:, 1])  # (B, 1 + K), (B,)
-    else:
-        logits, targets = model(views[:, 0]), labels.to(device)  # (B, num_classes), (B,)
-    loss = F.cross_entropy(logits, targets)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
 
 
 def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
@@ -184,7 +161,6 @@ def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
 
 
 def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: str) -> None:
-    import torch
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader
 
@@ -227,8 +203,15 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     local_batch = p.batch_size // ctx.world_size
     per_slot = train_images // (ctx.world_size * max(1, p.workers))  # a slot's share of one pass
     dataset = stream.ShardStream(
-        data.tars, data.monitor, views, seed=cfg.seed, fraction=p.monitor_fraction, rank=ctx.rank,
-        world_size=ctx.world_size, batch_size=local_batch, buffer_size=max(1, min(stream.SHUFFLE_BUFFER, per_slot)),
+        data.tars,
+        data.monitor,
+        views,
+        seed=cfg.seed,
+        fraction=p.monitor_fraction,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        batch_size=local_batch,
+        buffer_size=max(1, min(stream.SHUFFLE_BUFFER, per_slot)),
     )
     loader = DataLoader(dataset, batch_size=local_batch, num_workers=p.workers, pin_memory=ctx.backend == "nccl")
     held = None
@@ -239,8 +222,14 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     peak = training.scaled_lr(base_lr, p.batch_size)
 
     def snapshot() -> dict[str, Any]:
-        return {"plan": plan, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "curve": curve, "losses": losses}
+        return {
+            "plan": plan,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "curve": curve,
+            "losses": losses,
+        }
 
     for epoch in range(step // steps_per_epoch, epochs):
         dataset.epoch, dataset.skip_batches = epoch, step - epoch * steps_per_epoch
@@ -249,7 +238,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
         for _ in range(steps_per_epoch - dataset.skip_batches):
             batch, labels = next(batches)  # (B, V, 3, H, W), (B,)
             lr = training.set_lr(optimizer, peak, step, total_steps)
-            losses.append(train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
+            losses.append(training.train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
             step += 1
             if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
                 training.save_checkpoint(out, snapshot())
@@ -260,8 +249,13 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             trunk = model.encoder_q if moco else model
             record.update(
                 monitor.evaluate(
-                    trunk, held, num_classes=data.num_classes, k=p.moco.knn_k, temperature=p.moco.knn_temperature,
-                    head=not moco, device=ctx.device,
+                    trunk,
+                    held,
+                    num_classes=data.num_classes,
+                    k=p.moco.knn_k,
+                    temperature=p.moco.knn_temperature,
+                    head=not moco,
+                    device=ctx.device,
                 )
             )
             log.info("epoch %d/%d: %s", epoch + 1, epochs, record)
@@ -272,17 +266,37 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     if ctx.is_main:
         trunk = model.encoder_q if moco else model
         meta = {
-            "backbone": cfg.models.backbone, "method": p.method, "label_space": data.label_space,
-            "images": train_images, "epochs": epochs, "steps": total_steps, "world_size": ctx.world_size,
-            "init": p.init, "seed": cfg.seed, "config_digest": plan["digest"], "resolution": p.resolution,
+            "backbone": cfg.models.backbone,
+            "method": p.method,
+            "label_space": data.label_space,
+            "images": train_images,
+            "epochs": epochs,
+            "steps": total_steps,
+            "world_size": ctx.world_size,
+            "init": p.init,
+            "seed": cfg.seed,
+            "config_digest": plan["digest"],
+            "resolution": p.resolution,
         }
         weights = save_trunk(trunk, out, meta)
         storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
         write_manifest(
-            out, "pretrain", cfg,
-            counts={"images": train_images, "monitor": data.held_out, "steps": total_steps, "world_size": ctx.world_size},
-            inputs={"images": images}, outputs={"backbone": weights}, world_size=ctx.world_size, method=p.method,
-            label_space=data.label_space, resumed_from=resumed_from, seconds=round(time.monotonic() - start, 3),
+            out,
+            "pretrain",
+            cfg,
+            counts={
+                "images": train_images,
+                "monitor": data.held_out,
+                "steps": total_steps,
+                "world_size": ctx.world_size,
+            },
+            inputs={"images": images},
+            outputs={"backbone": weights},
+            world_size=ctx.world_size,
+            method=p.method,
+            label_space=data.label_space,
+            resumed_from=resumed_from,
+            seconds=round(time.monotonic() - start, 3),
         )
     distributed.barrier()
 

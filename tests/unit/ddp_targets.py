@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from synk8s import distributed, storage
-from synk8s.stages.pretrain import train_step
+from synk8s.training import train_step
 
 BATCH = 8  # images per step over all processes
 
@@ -12,7 +12,9 @@ BATCH = 8  # images per step over all processes
 def model_without_batch_statistics() -> nn.Module:
     """A small conv net with no BatchNorm, so a batch split over processes trains like the whole batch."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
+    )
 
 
 def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +38,9 @@ def one_step(cfg, *, out: str) -> None:
         train_step(ddp, optimizer, views[mine], labels[mine], moco=False, device="cpu")
         if ctx.is_main:
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
-            storage.put_bytes(storage.join(out, "weights.safetensors"), save(state, metadata={"world_size": str(ctx.world_size)}))
+            storage.put_bytes(
+                storage.join(out, "weights.safetensors"), save(state, metadata={"world_size": str(ctx.world_size)})
+            )
         distributed.barrier()
 
 

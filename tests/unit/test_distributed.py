@@ -3,11 +3,11 @@
 import os
 from pathlib import Path
 
+import ddp_targets
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import ddp_targets
 from synk8s import config, distributed
 from synk8s.errors import MissingDataError, Synk8sError, UsageError
 
@@ -37,7 +37,9 @@ def test_worker_entry_point_marks_errors_and_reads_the_config_from_a_file(tmp_pa
     path = tmp_path / "config.json"
     path.write_text(cfg.model_dump_json())
     assert distributed.main(["ddp_targets:refuse", "--config", str(path), "--kw", "out=x"]) == UsageError.exit_code
-    assert capsys.readouterr().err.strip() == f"{distributed.ERROR_MARK} UsageError pretrain.batch_size is too large for x"
+    assert (
+        capsys.readouterr().err.strip() == f"{distributed.ERROR_MARK} UsageError pretrain.batch_size is too large for x"
+    )
     assert distributed.main(["nomodule:nothing", "--config", str(path)]) == UsageError.exit_code
     assert "no function 'nothing'" in capsys.readouterr().err
 
@@ -45,8 +47,21 @@ def test_worker_entry_point_marks_errors_and_reads_the_config_from_a_file(tmp_pa
 def test_torchrun_command_and_launch_errors():
     command = distributed.torchrun_command("m:f", "s3://b/c.json", {"out": "s3://b/o", "images": "s3://b/i"}, nproc=2)
     assert command == [
-        "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "synk8s.distributed",
-        "m:f", "--config", "s3://b/c.json", "--kw", "images=s3://b/i", "--kw", "out=s3://b/o",
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "synk8s.distributed",
+        "m:f",
+        "--config",
+        "s3://b/c.json",
+        "--kw",
+        "images=s3://b/i",
+        "--kw",
+        "out=s3://b/o",
     ]
     assert "--standalone" not in distributed.torchrun_command("m:f", "c.json", {})
     error = distributed.launch_error("m:f", 1, ["noise", "RuntimeError: boom", "  traceback : see the docs", "====="])

@@ -59,7 +59,9 @@ def test_from_scratch_on_m_real_images_per_class_or_on_synthetic_images(tmp_path
     images = str(tmp_path / "images")
     write_drawn_images(images, classes=10, per_class=3, seed=1)
     synthetic = scratch.run(_cfg(tmp_path, "pretrain.finetune.epochs=1"), images=images, out=str(tmp_path / "syn"))
-    assert synthetic.train == 30 and json.loads((tmp_path / "syn" / "metrics.json").read_text())["source"] == "synthetic"
+    assert (
+        synthetic.train == 30 and json.loads((tmp_path / "syn" / "metrics.json").read_text())["source"] == "synthetic"
+    )
 
     write_drawn_images(str(tmp_path / "five"), classes=5, per_class=3, seed=1)
     with pytest.raises(UsageError, match="have 5 classes, cifar10 has 10"):

@@ -22,9 +22,9 @@ CLASSES = 10
 
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory) -> str:
-    """400 drawn 32 px images of 10 classes in 4 tars, as a generate output."""
+    """240 drawn 32 px images of 10 classes in 3 tars, as a generate output."""
     out = tmp_path_factory.mktemp("drawn") / "images"
-    assert write_drawn_images(str(out), classes=CLASSES, per_class=40, seed=0) == 400
+    assert write_drawn_images(str(out), classes=CLASSES, per_class=24, seed=0) == 240
     return str(out)
 
 
@@ -44,7 +44,7 @@ def test_supervised_pretraining_beats_chance_and_writes_a_torchvision_trunk(draw
     state, meta = load_trunk(str(tmp_path / "sup"))
     assert not any(k.startswith("fc.") for k in state) and "layer4.0.conv1.weight" in state
     assert meta["backbone"] == "tiny-resnet" and meta["label_space"] == "drawn" and meta["world_size"] == 1
-    assert meta["images"] + json.loads((tmp_path / "sup" / "manifest.json").read_text())["counts"]["monitor"] == 400
+    assert meta["images"] + json.loads((tmp_path / "sup" / "manifest.json").read_text())["counts"]["monitor"] == 240
     model = build_backbone("tiny-resnet", num_classes=7)
     load_into(model, state)
     assert torch.equal(model.conv1.weight, state["conv1.weight"])
@@ -64,24 +64,34 @@ def test_moco_knn_monitor_beats_chance(drawn, tmp_path):
 
 @pytest.mark.timeout(90)
 def test_a_killed_training_resumes_to_the_same_weights(drawn, tmp_path):
-    cfg = _cfg(tmp_path, "pretrain.checkpoint_every=3")
+    cfg = _cfg(tmp_path, "pretrain.checkpoint_every=4")  # 6 steps an epoch: checkpoints at 4, 6, 8, 12
     whole = tmp_path / "whole"
     pretrain.run(cfg, images=drawn, out=str(whole))
 
-    # A separate process trains until the checkpoint of step 6 (mid-epoch 1), then dies without clean-up.
+    # A separate process trains until the checkpoint of step 8 (in epoch 2), then dies without clean-up.
     killed = tmp_path / "killed"
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
-    command = [sys.executable, "-m", "synk8s.distributed", pretrain.TARGET, "--config", str(config_file),
-               "--kw", f"images={drawn}", "--kw", f"out={killed}"]
-    env = {**os.environ, training.EXIT_ENV: "6", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "synk8s.distributed",
+        pretrain.TARGET,
+        "--config",
+        str(config_file),
+        "--kw",
+        f"images={drawn}",
+        "--kw",
+        f"out={killed}",
+    ]
+    env = {**os.environ, training.EXIT_ENV: "8", "OMP_NUM_THREADS": "1"}
     died = subprocess.run(command, env=env, capture_output=True, text=True, timeout=80)
     assert died.returncode == training.EXIT_CODE, died.stderr[-2000:]
     assert not (killed / "backbone.safetensors").exists()
-    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] == 6
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] == 8
 
     pretrain.run(cfg, images=drawn, out=str(killed))
-    assert json.loads((killed / "manifest.json").read_text())["resumed_from"] == 6
+    assert json.loads((killed / "manifest.json").read_text())["resumed_from"] == 8
     resumed, uninterrupted = load_file(killed / "backbone.safetensors"), load_file(whole / "backbone.safetensors")
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
@@ -102,7 +112,9 @@ def test_imagenet_init_reads_the_model_cache_or_says_how_to_fill_it(drawn, tmp_p
         pretrain.run(_cfg(tmp_path, "pretrain.init=imagenet"), images=drawn, out=str(tmp_path / "a"))
     cache = tmp_path / "cache"
     with pytest.raises(MissingDataError, match="backbones/tiny-resnet-imagenet1k.pth"):
-        pretrain.run(_cfg(tmp_path, "pretrain.init=imagenet", f"models.cache={cache}"), images=drawn, out=str(tmp_path / "b"))
+        pretrain.run(
+            _cfg(tmp_path, "pretrain.init=imagenet", f"models.cache={cache}"), images=drawn, out=str(tmp_path / "b")
+        )
 
     torch.manual_seed(5)
     start = build_backbone("tiny-resnet", num_classes=1000).state_dict()
@@ -110,7 +122,12 @@ def test_imagenet_init_reads_the_model_cache_or_says_how_to_fill_it(drawn, tmp_p
     torch.save(start, cache / "backbones" / "tiny-resnet-imagenet1k.pth")
     cfg = _cfg(tmp_path, "pretrain.init=imagenet", f"models.cache={cache}", "pretrain.epochs=1")
     model = pretrain.build_model(cfg, num_classes=CLASSES)
-    assert torch.equal(model.layer1[0].conv1.weight, start["layer1.0.conv1.weight"]) and model.fc.out_features == CLASSES
+    assert (
+        torch.equal(model.layer1[0].conv1.weight, start["layer1.0.conv1.weight"]) and model.fc.out_features == CLASSES
+    )
     moco = pretrain.build_model(config.with_overrides(cfg, ["pretrain.method=moco"]), num_classes=CLASSES)
     assert torch.equal(moco.encoder_k.conv1.weight, start["conv1.weight"])
-    assert json.loads(Path(pretrain.run(cfg, images=drawn, out=str(tmp_path / "c")).meta).read_text())["init"] == "imagenet"
+    assert (
+        json.loads(Path(pretrain.run(cfg, images=drawn, out=str(tmp_path / "c")).meta).read_text())["init"]
+        == "imagenet"
+    )

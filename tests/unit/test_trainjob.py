@@ -37,7 +37,9 @@ def test_the_trainjob_validates_against_the_trainer_api_models_and_round_trips()
     assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "synk8s-s3-credentials"
     assert env["SYNK8S_S3_ENDPOINT"].value_from.config_map_key_ref.name == "synk8s-config"
     assert all(e.value is None for n, e in env.items() if n.startswith("AWS_"))  # references, never values
-    pod = model.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0].template.spec.template.spec
+    pod = (
+        model.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0].template.spec.template.spec
+    )
     assert pod.node_selector == {"synk8s.io/pool": "gpu"} and pod.tolerations[0].key == "nvidia.com/gpu"
 
 
@@ -53,7 +55,11 @@ def test_trainjob_state_reads_conditions():
     assert trainjob.trainjob_state(running) == trainjob.TrainJobState(
         False, False, "", "Pending; node: 2 active, 0 succeeded, 0 failed"
     )
-    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow"}]}}
+    failed = {
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow"}]
+        }
+    }
     state = trainjob.trainjob_state(failed)
     assert state.finished and state.failed and state.reason == "DeadlineExceeded too slow"
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}, {"type": "Failed", "status": "False"}]}}

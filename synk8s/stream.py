@@ -16,7 +16,7 @@ and each sample's augmentation by (seed, epoch, round, key), so a stream restart
 yields exactly the batches an uninterrupted one yields after that many. Order depends on the world size
 and the worker count.
 
-Monitor images: the samples of :data:`monitor tars <monitor_tar_uris>` (evenly spaced through the manifest)
+Monitor images: the samples of monitor tars (:func:`monitor_tar_uris`) (evenly spaced through the manifest)
 whose key hash falls under ``fraction`` are held out of training (:func:`is_monitor`); the stage reads them
 once for its per-epoch monitor.
 """

@@ -261,7 +261,13 @@ def _train(
     image, labels, source = training_set(cfg, root, images, real_per_class)
     test = datasets.load(cfg.dataset.name, info.test_split, root)
     local_batch = ft.batch_size // ctx.world_size
-    steps_per_epoch = len(labels) // ft.batch_size
+
+    dataset = LabelledImages(image, labels, augment.Views(augment.supervised(ft.resolution), 1), cfg.seed)
+    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True
+    )
+    steps_per_epoch = len(loader)  # each rank's share, in whole local batches
     if steps_per_epoch < 1:
         raise UsageError(
             f"pretrain.finetune.batch_size {ft.batch_size} exceeds the {len(labels)} training images; lower it"
@@ -288,11 +294,6 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         first_epoch, curve = state["epoch"], state["curve"]
 
-    dataset = LabelledImages(image, labels, augment.Views(augment.supervised(ft.resolution), 1), cfg.seed)
-    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(
-        dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True
-    )
     peak = training.scaled_lr(ft.lr, ft.batch_size)
     for epoch in range(first_epoch, ft.epochs):
         dataset.epoch = epoch

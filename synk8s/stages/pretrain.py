@@ -99,13 +99,14 @@ def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
     from synk8s import shards, stream
 
     manifest = read_manifest(images, "generate")
-    tars = [t.uri for t in shards.manifest_tars(images)]
+    records = shards.manifest_tars(images)
+    tars = [t.uri for t in records]
     monitor = stream.monitor_tar_uris(tars, cfg.pretrain.monitor_tars)
     held = sum(1 for _ in stream.held_out(tars, monitor, cfg.seed, cfg.pretrain.monitor_fraction))
     return TrainingData(
         tars=tars,
         monitor=monitor,
-        images=sum(t.count for t in shards.manifest_tars(images)),
+        images=sum(t.count for t in records),
         held_out=held,
         num_classes=len(manifest["per_class"]),
         label_space=manifest.get("label_space") or manifest["dataset"],
@@ -171,6 +172,8 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     p = cfg.pretrain
     moco = p.method == "moco"
     epochs, base_lr = (p.moco.epochs, p.moco.lr) if moco else (p.epochs, p.lr)
+    if moco and p.moco.queue % p.batch_size:
+        raise UsageError(f"pretrain.moco.queue {p.moco.queue} must be a multiple of pretrain.batch_size {p.batch_size}")
     if p.batch_size % ctx.world_size:
         raise UsageError(f"pretrain.batch_size {p.batch_size} must be a multiple of the {ctx.world_size} processes")
     data = training_data(cfg, images)

@@ -99,9 +99,11 @@ def test_a_killed_training_resumes_to_the_same_weights(drawn, tmp_path):
 
 
 @pytest.mark.timeout(30)
-def test_a_checkpoint_of_another_run_is_refused(drawn, tmp_path):
+def test_bad_settings_and_a_checkpoint_of_another_run_are_refused(drawn, tmp_path):
     out = tmp_path / "sup"
     pretrain.run(_cfg(tmp_path, "pretrain.epochs=1"), images=drawn, out=str(out))
+    with pytest.raises(UsageError, match="queue 100 must be a multiple of pretrain.batch_size 32"):
+        pretrain.run(_cfg(tmp_path, "pretrain.method=moco", "pretrain.moco.queue=100"), images=drawn, out=str(out))
     with pytest.raises(UsageError, match="checkpoint of another pre-training run"):
         pretrain.run(_cfg(tmp_path, "pretrain.epochs=1", "pretrain.lr=0.1"), images=drawn, out=str(out))
 

@@ -83,6 +83,20 @@ def held_out(tars: Sequence[str], monitor: frozenset[str], seed: int, fraction: 
             yield from (s for s in raw_samples(uri) if is_monitor(s.key, seed, fraction))
 
 
+def slot_share(order: Sequence[str], slot: int, slots: int) -> Iterator[tuple[str, Sample]]:
+    """(tar, sample) of one slot's share of the tars in ``order`` (see the module notes)."""
+    if len(order) >= slots:
+        for uri in order[slot::slots]:
+            yield from ((uri, s) for s in raw_samples(uri))
+        return
+    position = 0
+    for uri in order:
+        for sample in raw_samples(uri):
+            if position % slots == slot:
+                yield uri, sample
+            position += 1
+
+
 class ShardStream(IterableDataset):
     """An endless stream of ``(views (V, 3, H, W), label)`` for one rank; see the module notes.
 
@@ -132,19 +146,6 @@ class ShardStream(IterableDataset):
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         return self.rank * workers + worker, self.world_size * workers, workers
 
-    def _share(self, order: Sequence[str], slot: int, slots: int) -> Iterator[tuple[str, Sample]]:
-        """(tar, sample) of this slot's share of one round."""
-        if len(order) >= slots:
-            for uri in order[slot::slots]:
-                yield from ((uri, s) for s in raw_samples(uri))
-            return
-        position = 0
-        for uri in order:
-            for sample in raw_samples(uri):
-                if position % slots == slot:
-                    yield uri, sample
-                position += 1
-
     def _rounds(self, slot: int, slots: int) -> Iterator[tuple[int, Sample]]:
         """(round, training sample) of this slot's share, round after round."""
         round_index = 0
@@ -152,7 +153,7 @@ class ShardStream(IterableDataset):
             order = list(self.tars)
             random.Random(derive_seed(self.seed, "tars", self.epoch, round_index)).shuffle(order)
             found = 0
-            for uri, sample in self._share(order, slot, slots):
+            for uri, sample in slot_share(order, slot, slots):
                 if uri in self.monitor and is_monitor(sample.key, self.seed, self.fraction):
                     continue
                 found += 1

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synk8s import config, training
+from synk8s import config, stream, training
 from synk8s.datasets.drawn_images import write_drawn_images
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import build_backbone
 from synk8s.models.checkpoints import load_into, load_trunk
+from synk8s.shards import manifest_tars
 from synk8s.stages import pretrain
 
 CLASSES = 10
@@ -133,3 +134,23 @@ def test_imagenet_init_reads_the_model_cache_or_says_how_to_fill_it(drawn, tmp_p
         json.loads(Path(pretrain.run(cfg, images=drawn, out=str(tmp_path / "c")).meta).read_text())["init"]
         == "imagenet"
     )
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_under_torchrun_record_the_world_size(drawn, tmp_path):
+    out = tmp_path / "ddp"
+    result = pretrain.run(_cfg(tmp_path, "pretrain.nproc=2", "pretrain.epochs=1"), images=drawn, out=str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result.world_size == manifest["world_size"] == manifest["counts"]["world_size"] == 2
+    state, meta = load_trunk(str(out))
+    assert meta["world_size"] == 2 and "layer4.0.conv1.weight" in state
+
+
+def test_ranks_and_workers_read_disjoint_shares_that_cover_every_sample(drawn):
+    tars = [t.uri for t in manifest_tars(drawn)]
+    every = sorted(s.key for uri in tars for s in stream.raw_samples(uri))
+    for slots in (2, 5):  # 3 tars: split by tar, then by sample position
+        shares = [[s.key for _, s in stream.slot_share(tars, slot, slots)] for slot in range(slots)]
+        assert sorted(k for share in shares for k in share) == every
+        assert all(len(share) > 0 for share in shares)
+    assert {uri for uri, _ in stream.slot_share(tars, 1, 2)} == {tars[1]}

@@ -188,14 +188,68 @@ class FewShotConfig(_Section):
         return value
 
 
-class PretrainConfig(_Section):
-    """Pre-training on synthetic data (section 3.3) and transfer."""
+class MocoConfig(_Section):
+    """MoCo v2 (Chen et al. 2020): contrastive pre-training with a momentum key encoder and a queue."""
 
-    method: Literal["supervised", "mocov2"]
-    label_space: Literal["cifar100", "imagenet1k", "imagenet2k"]
-    num_images: int = Field(ge=1)
+    lr: float = Field(gt=0.0, description="base learning rate per 256 images (cosine schedule)")
     epochs: int = Field(ge=1)
-    transfer_dataset: str
+    queue: int = Field(ge=1, description="negative keys kept; a multiple of pretrain.batch_size")
+    momentum: float = Field(ge=0.0, lt=1.0, description="key encoder EMA momentum m")
+    temperature: float = Field(gt=0.0, description="softmax temperature T of the InfoNCE loss")
+    hidden_dim: int = Field(ge=1, description="hidden width of the 2-layer MLP head")
+    dim: int = Field(ge=1, description="output width of the MLP head (the key/query dimension)")
+    knn_k: int = Field(ge=1, description="neighbours of the kNN monitor")
+    knn_temperature: float = Field(gt=0.0, description="temperature of the kNN monitor's vote weights")
+
+
+class FinetuneConfig(_Section):
+    """Supervised training of a whole backbone on real images: transfer (Table 8) and from scratch (Table 4)."""
+
+    dataset: str = Field(description="registry name of the downstream classification dataset")
+    init: Literal["pretrained", "scratch", "imagenet"] = Field(
+        description="start from the pretrain stage's trunk, random weights, or ImageNet-1K weights (model cache)"
+    )
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="global batch (over all processes)")
+    lr: float = Field(gt=0.0, description="base learning rate per 256 images (cosine schedule)")
+    momentum: float = Field(ge=0.0, lt=1.0)
+    weight_decay: float = Field(ge=0.0)
+    resolution: int = Field(ge=8, description="training and test image side in pixels")
+    real_per_class: tuple[int, ...] = Field(description="Table 4: real training images per class to compare")
+
+    @field_validator("dataset")
+    @classmethod
+    def _classification(cls, value: str) -> str:
+        from synk8s import datasets
+
+        datasets.require_classification(value)
+        return value
+
+
+class PretrainConfig(_Section):
+    """Pre-training on synthetic data (section 3.3): supervised or MoCo v2, then transfer."""
+
+    method: Literal["supervised", "moco"]
+    label_space: Literal["cifar100", "imagenet-1k", "imagenet-2k"] | None = Field(
+        description="class names to generate (see synk8s.labelspace); null: the dataset's classes (zero-shot runs)"
+    )
+    images: int = Field(ge=1, description="synthetic images in total (spread evenly over the classes)")
+    epochs: int = Field(ge=1, description="supervised epochs (MoCo: pretrain.moco.epochs)")
+    lr: float = Field(gt=0.0, description="supervised base learning rate per 256 images (cosine schedule)")
+    batch_size: int = Field(ge=1, description="global batch (over all processes)")
+    momentum: float = Field(ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(ge=0.0)
+    resolution: int = Field(ge=8, description="training crop side in pixels")
+    init: Literal["scratch", "imagenet"] = Field(description="imagenet: start from ImageNet-1K weights (model cache)")
+    checkpoint_every: int = Field(ge=1, description="optimiser steps between checkpoints (also one per epoch)")
+    nproc: int = Field(ge=1, description="local processes (torchrun --standalone); 1 runs in-process")
+    nodes: int = Field(ge=1, description="TrainJob nodes on a cluster")
+    gpus_per_node: int = Field(ge=0, description="TrainJob GPUs (processes) per node; 0 = one CPU process")
+    workers: int = Field(ge=0, description="data-loading processes per training process")
+    monitor_tars: int = Field(ge=1, description="tars, evenly spaced, that the held-out monitor images come from")
+    monitor_fraction: float = Field(gt=0.0, lt=1.0, description="share of those tars' images held out")
+    moco: MocoConfig
+    finetune: FinetuneConfig
     detection_dataset: str
 
 

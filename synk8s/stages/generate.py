@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synk8s import shards, storage
+from synk8s import labelspace, shards, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.seeds import derive_seed
@@ -161,18 +161,19 @@ def work_items(cfg: ExperimentConfig, prompts: Sequence[dict[str, Any]], classes
     """All images of the run, sorted by (class, image index within the class).
 
     Args:
-        cfg: the run config (``seed``, ``generate.images_per_class``).
+        cfg: the run config (``seed``; images per class from :func:`synk8s.labelspace.images_per_class`).
         prompts: prompt records as written by the prompts stage.
-        classes: the dataset's class names in class-index order.
+        classes: the run's class names in class-index order (:func:`synk8s.labelspace.class_names`).
 
     Raises:
         UsageError: the prompts name classes the dataset lacks or spell them differently.
         MissingDataError: a class has no prompt.
     """
+    per_class = labelspace.images_per_class(cfg)
     items = []
     for c, class_prompts in enumerate(prompts_by_class(cfg, prompts, classes)):
         count = len(class_prompts)
-        for j in range(cfg.generate.images_per_class):
+        for j in range(per_class):
             p, s = j % count, j // count
             items.append(WorkItem(c, classes[c], p, s, class_prompts[p], derive_seed(cfg.seed, c, p, s)))
     return items
@@ -324,13 +325,12 @@ def run(
         MissingDataError: the prompts stage has not finished, or a class has no prompt.
         UsageError: bad shard index, or ``out`` holds this shard made with other settings.
     """
-    from synk8s import datasets
     from synk8s.models import resolve_device
 
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     read_manifest(prompts, "prompts")
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(labelspace.class_names(cfg))
     items = shard_items(work_items(cfg, read_prompts(prompts), classes), shard, num_shards)
     device = resolve_device(cfg.device)
     sampler = sampler_settings(cfg, device)
@@ -506,8 +506,6 @@ def collect(
         IntegrityError: a tar differs from what its shard recorded (truncated, damaged or replaced).
         UsageError: ``num_shards`` is below 1, or shards were made with different settings.
     """
-    from synk8s import datasets
-
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     if num_shards < 1:
@@ -532,7 +530,7 @@ def collect(
         )
     sampler = shard_manifests[0]["plan"]["sampler"]
 
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(labelspace.class_names(cfg))
     per_class = [0] * len(classes)
     tars = []
     for m in shard_manifests:
@@ -567,6 +565,7 @@ def collect(
         shard_seconds=round(sum(m["seconds"] for m in shard_manifests), 3),
         seconds_per_image=round(generate_seconds / generated, 6) if generated else None,
         seconds=round(seconds, 3),
+        **labelspace.manifest_fields(cfg),
     )
     return GenerateResult(
         shard=None,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synk8s import storage
+from synk8s import labelspace, storage
 from synk8s.config import ExperimentConfig
 from synk8s.seeds import derive_seed
 from synk8s.runs import write_manifest
@@ -345,7 +345,7 @@ def enhanced_prompts(
 
 
 def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
-    """Write the prompts of every class of ``cfg.dataset.name``.
+    """Write the prompts of every class of the run (:func:`synk8s.labelspace.class_names`).
 
     Args:
         cfg: the run config; ``prompts.mode`` picks B or LE, ``models.le`` the LE model.
@@ -358,14 +358,11 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
         UsageError: unknown dataset or LE model name.
         MissingDataError: the model cache lacks the LE model.
     """
-    from synk8s import datasets
-
     start = time.perf_counter()
-    info = datasets.get(cfg.dataset.name)
-    classes = list(info.classes)
-    extra: dict[str, Any] = {}
+    classes = list(labelspace.class_names(cfg))
+    extra: dict[str, Any] = labelspace.manifest_fields(cfg)
     if cfg.prompts.mode == "B":
-        records, stats = template_prompts(classes, info.templates)
+        records, stats = template_prompts(classes, labelspace.templates(cfg))
     else:
         from synk8s.models import get_le_info, load_le, resolve_device
 

@@ -1,0 +1,345 @@
+"""Pre-training on synthetic images (paper section 3.3): supervised or MoCo v2, a ResNet under DDP.
+
+* ``pretrain.method=supervised``: cross-entropy over the label space's classes; SGD (momentum 0.9,
+  weight decay 1e-4), rate ``pretrain.lr x batch / 256`` on a per-step half-cosine; RandomResizedCrop + flip.
+* ``pretrain.method=moco``: MoCo v2 (:mod:`synk8s.models.moco`): queue 65536, momentum 0.999, T 0.2, MLP
+  head 2048-2048-128, "aug+" with blur (:mod:`synk8s.augment`), rate ``pretrain.moco.lr x batch / 256``
+  on a per-step half-cosine, ``pretrain.moco.epochs``.
+* ``pretrain.init=imagenet`` starts the trunk from ImageNet-1K weights in the model cache.
+
+Training runs in DDP through :func:`synk8s.distributed.call`: in this process with ``pretrain.nproc=1``,
+else on ``nproc`` local processes under torchrun (the manifest records ``world_size``). Images stream from
+the generate stage's tars (:mod:`synk8s.stream`), split by rank and worker. Rank 0 writes a checkpoint
+every ``pretrain.checkpoint_every`` steps and after every epoch; a rerun into the same folder resumes from
+it and, on CPU, ends with the same weights as a run that was never stopped. After each epoch rank 0 scores
+the held-out monitor images (:mod:`synk8s.monitor`).
+
+    result = pretrain.run(cfg, images="runs/r/images", out="runs/r/pretrain")
+    state, meta = synk8s.models.checkpoints.load_trunk("runs/r/pretrain")
+
+Outputs under ``out``: ``backbone.safetensors`` + ``backbone.json`` (see :mod:`synk8s.models.checkpoints`),
+``curve.json`` (per epoch: step, lr, mean loss on rank 0's batches, monitor scores), ``manifest.json``
+and ``checkpoint.pt`` (the last training state).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from synk8s import distributed, storage
+from synk8s.config import ExperimentConfig
+from synk8s.errors import UsageError
+from synk8s.runs import read_manifest, write_manifest
+from synk8s.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+TARGET = "synk8s.stages.pretrain:train"
+CURVE_FILE = "curve.json"
+
+
+class PretrainResult(BaseModel):
+    """What :func:`run` wrote.
+
+    Attributes:
+        backbone: URI of ``backbone.safetensors``.
+        meta: URI of ``backbone.json``.
+        curve: URI of ``curve.json``.
+        manifest: URI of ``manifest.json``.
+        method: ``supervised`` or ``moco``.
+        world_size: training processes.
+        images: synthetic images trained on (monitor images excluded).
+        epochs: epochs trained.
+        steps: optimiser steps.
+        knn_top1: the last epoch's kNN top-1 on the monitor queries, in [0, 1]; None without monitor images.
+        seconds: wall time of the call.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    backbone: str
+    meta: str
+    curve: str
+    manifest: str
+    method: str
+    world_size: int
+    images: int
+    epochs: int
+    steps: int
+    knn_top1: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The generate output as the trainer sees it: tars, monitor tars and counts."""
+
+    tars: list[str]
+    monitor: frozenset[str]
+    images: int
+    held_out: int
+    num_classes: int
+    label_space: str
+
+
+def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
+    """Tars, monitor tars, image counts and classes of a generate output.
+
+    Raises:
+        MissingDataError: no collected generate output in ``images``.
+    """
+    from synk8s import shards, stream
+
+    manifest = read_manifest(images, "generate")
+    records = shards.manifest_tars(images)
+    tars = [t.uri for t in records]
+    monitor = stream.monitor_tar_uris(tars, cfg.pretrain.monitor_tars)
+    held = sum(1 for _ in stream.held_out(tars, monitor, cfg.seed, cfg.pretrain.monitor_fraction))
+    return TrainingData(
+        tars=tars,
+        monitor=monitor,
+        images=sum(t.count for t in records),
+        held_out=held,
+        num_classes=len(manifest["per_class"]),
+        label_space=manifest.get("label_space") or manifest["dataset"],
+    )
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
+    """The model to train, on CPU: a backbone with a ``num_classes`` head, or MoCo around one.
+
+    Raises:
+        MissingDataError: ``pretrain.init=imagenet`` and the model cache lacks the weights.
+    """
+    import torch
+
+    from synk8s.models import build_backbone
+    from synk8s.models.checkpoints import imagenet_trunk, load_into
+    from synk8s.models.moco import MoCo
+
+    p = cfg.pretrain
+    torch.manual_seed(derive_seed(cfg.seed, "pretrain-init"))
+    moco = p.method == "moco"
+    trunk = build_backbone(cfg.models.backbone, num_classes=p.moco.dim if moco else num_classes)
+    if p.init == "imagenet":
+        load_into(trunk, imagenet_trunk(cfg.models.backbone, cfg.models.cache))
+    if not moco:
+        return trunk
+    m = p.moco
+    return MoCo(
+        trunk,
+        dim=m.dim,
+        hidden_dim=m.hidden_dim,
+        queue=m.queue,
+        momentum=m.momentum,
+        temperature=m.temperature,
+        seed=cfg.seed,
+    )
+
+
+def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]:
+    """What a checkpoint belongs to; a resume with another plan is refused."""
+    fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in ("finetune", "detection_dataset")]
+    return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
+
+
+def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
+    """The training loop of one DDP process (run through :func:`synk8s.distributed.call`)."""
+    from synk8s import training
+    from synk8s.models import resolve_device
+
+    device = resolve_device(cfg.device)
+    with distributed.session(device) as ctx, training.deterministic(derive_seed(cfg.seed, "pretrain"), device):
+        _train(cfg, ctx, images, out)
+
+
+def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: str) -> None:
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader
+
+    from synk8s import augment, monitor, stream, training
+    from synk8s.models.checkpoints import save_trunk
+
+    start = time.monotonic()
+    p = cfg.pretrain
+    moco = p.method == "moco"
+    epochs, base_lr = (p.moco.epochs, p.moco.lr) if moco else (p.epochs, p.lr)
+    if moco and p.moco.queue % p.batch_size:
+        raise UsageError(f"pretrain.moco.queue {p.moco.queue} must be a multiple of pretrain.batch_size {p.batch_size}")
+    if p.batch_size % ctx.world_size:
+        raise UsageError(f"pretrain.batch_size {p.batch_size} must be a multiple of the {ctx.world_size} processes")
+    data = training_data(cfg, images)
+    train_images = data.images - data.held_out
+    steps_per_epoch = train_images // p.batch_size
+    if steps_per_epoch < 1:
+        raise UsageError(f"pretrain.batch_size {p.batch_size} exceeds the {train_images} training images; lower it")
+    total_steps = steps_per_epoch * epochs
+
+    model = build_model(cfg, data.num_classes).to(ctx.device)
+    ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
+    optimizer = training.sgd(model, momentum=p.momentum, weight_decay=p.weight_decay)
+    plan = _plan(cfg, images, ctx.world_size)
+    step, curve, losses = 0, [], []
+    resumed_from = None
+    state = training.load_checkpoint(out)
+    if state is not None:
+        if state["plan"] != plan:
+            raise UsageError(
+                f"{out} holds a checkpoint of another pre-training run ({state['plan']}); "
+                "choose a new output folder or delete that one"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, curve, losses = state["step"], state["curve"], state["losses"]
+        resumed_from = step
+        log.info("resuming from the checkpoint of step %d in %s", step, out)
+
+    views = augment.Views(augment.moco_v2(p.resolution) if moco else augment.supervised(p.resolution), 2 if moco else 1)
+    local_batch = p.batch_size // ctx.world_size
+    per_slot = train_images // (ctx.world_size * max(1, p.workers))  # a slot's share of one pass
+    dataset = stream.ShardStream(
+        data.tars,
+        data.monitor,
+        views,
+        seed=cfg.seed,
+        fraction=p.monitor_fraction,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        batch_size=local_batch,
+        buffer_size=max(1, min(stream.SHUFFLE_BUFFER, per_slot)),
+    )
+    loader = DataLoader(dataset, batch_size=local_batch, num_workers=p.workers, pin_memory=ctx.backend == "nccl")
+    held = None
+    if ctx.is_main:
+        held = monitor.load_monitor(
+            data.tars, data.monitor, seed=cfg.seed, fraction=p.monitor_fraction, resolution=p.resolution
+        )
+    peak = training.scaled_lr(base_lr, p.batch_size)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "plan": plan,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "curve": curve,
+            "losses": losses,
+        }
+
+    for epoch in range(step // steps_per_epoch, epochs):
+        dataset.epoch, dataset.skip_batches = epoch, step - epoch * steps_per_epoch
+        batches = iter(loader)
+        lr = 0.0
+        for _ in range(steps_per_epoch - dataset.skip_batches):
+            batch, labels = next(batches)  # (B, V, 3, H, W), (B,)
+            lr = training.set_lr(optimizer, peak, step, total_steps)
+            losses.append(training.train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
+            step += 1
+            if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
+                training.save_checkpoint(out, snapshot())
+        del batches
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": sum(losses) / len(losses)}
+        losses = []
+        if ctx.is_main:
+            trunk = model.encoder_q if moco else model
+            record.update(
+                monitor.evaluate(
+                    trunk,
+                    held,
+                    num_classes=data.num_classes,
+                    k=p.moco.knn_k,
+                    temperature=p.moco.knn_temperature,
+                    head=not moco,
+                    device=ctx.device,
+                )
+            )
+            log.info("epoch %d/%d: %s", epoch + 1, epochs, record)
+            curve.append(record)
+            training.save_checkpoint(out, snapshot())
+        distributed.barrier()
+
+    if ctx.is_main:
+        trunk = model.encoder_q if moco else model
+        meta = {
+            "backbone": cfg.models.backbone,
+            "method": p.method,
+            "label_space": data.label_space,
+            "images": train_images,
+            "epochs": epochs,
+            "steps": total_steps,
+            "world_size": ctx.world_size,
+            "init": p.init,
+            "seed": cfg.seed,
+            "config_digest": plan["digest"],
+            "resolution": p.resolution,
+        }
+        weights = save_trunk(trunk, out, meta)
+        storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
+        write_manifest(
+            out,
+            "pretrain",
+            cfg,
+            counts={
+                "images": train_images,
+                "monitor": data.held_out,
+                "steps": total_steps,
+                "world_size": ctx.world_size,
+            },
+            inputs={"images": images},
+            outputs={"backbone": weights},
+            world_size=ctx.world_size,
+            method=p.method,
+            label_space=data.label_space,
+            resumed_from=resumed_from,
+            seconds=round(time.monotonic() - start, 3),
+        )
+    distributed.barrier()
+
+
+def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> PretrainResult:
+    """Pre-train a backbone on a generate output and write its trunk (resumes from a checkpoint in ``out``).
+
+    Args:
+        cfg: the run config (``pretrain`` section, ``models.backbone``, ``models.cache``, ``seed``, ``device``).
+        images: the generate stage's output folder.
+        out: this stage's output folder.
+        progress: unused (training logs one line per epoch); kept for the stage signature.
+
+    Raises:
+        MissingDataError: no collected generate output, or ImageNet weights missing from the model cache.
+        UsageError: batch and processes do not fit the data, or ``out`` holds another run's checkpoint.
+    """
+    start = time.monotonic()
+    read_manifest(images, "generate")
+    distributed.call(TARGET, cfg, nproc=cfg.pretrain.nproc, images=images, out=out)
+    return load_result(out, seconds=time.monotonic() - start)
+
+
+def load_result(out: str, seconds: float = 0.0) -> PretrainResult:
+    """The :class:`PretrainResult` of a finished pre-training in ``out``."""
+    from synk8s.models.checkpoints import META_FILE, WEIGHTS_FILE
+
+    manifest = read_manifest(out, "pretrain")
+    meta = storage.get_json(storage.join(out, META_FILE))
+    curve = storage.get_json(storage.join(out, CURVE_FILE))["epochs"]
+    return PretrainResult(
+        backbone=storage.join(out, WEIGHTS_FILE),
+        meta=storage.join(out, META_FILE),
+        curve=storage.join(out, CURVE_FILE),
+        manifest=storage.join(out, "manifest.json"),
+        method=meta["method"],
+        world_size=manifest["world_size"],
+        images=meta["images"],
+        epochs=meta["epochs"],
+        steps=meta["steps"],
+        knn_top1=curve[-1].get("knn_top1") if curve else None,
+        seconds=seconds,
+    )

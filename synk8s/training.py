@@ -1,0 +1,125 @@
+"""Pieces the training stages share: determinism, SGD with a per-step cosine rate, the training step, pooled
+features, and atomic training-state checkpoints in the store.
+
+A checkpoint (``<out>/checkpoint.pt``) holds everything a killed run needs to go on as if it had never
+stopped: step, model, optimiser and the stage's own records. It is written by rank 0 through
+:func:`synk8s.storage.put_bytes` (atomic: a reader sees the old or the new file, never half of one).
+
+Setting ``SYNK8S_EXIT_AFTER_CHECKPOINT=<step>`` makes the process exit hard (``os._exit(75)``, no clean-up)
+right after writing the checkpoint of that step: the kill-and-resume tests use it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from synk8s import storage
+from synk8s.optim import cosine_factor
+
+CHECKPOINT_FILE = "checkpoint.pt"
+EXIT_ENV = "SYNK8S_EXIT_AFTER_CHECKPOINT"
+EXIT_CODE = 75
+
+
+@contextmanager
+def deterministic(seed: int, device: str) -> Iterator[None]:
+    """Seed torch and, on CPU, insist on deterministic kernels inside the block (same config -> same weights)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(seed)
+    if device == "cpu":
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def sgd(model: nn.Module, *, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """SGD with momentum and weight decay on the parameters that need gradients; the rate is set per step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=0.0, momentum=momentum, weight_decay=weight_decay)
+
+
+def scaled_lr(base_per_256: float, batch_size: int) -> float:
+    """The linear scaling rule: ``base x batch / 256`` (Goyal et al. 2017)."""
+    return base_per_256 * batch_size / 256
+
+
+def set_lr(optimizer: torch.optim.Optimizer, peak: float, step: int, total_steps: int) -> float:
+    """Set the rate of optimiser step ``step`` on a half-cosine from ``peak`` to 0; return it."""
+    lr = peak * cosine_factor(step, total_steps=total_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    views: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    moco: bool,
+    device: str,
+) -> float:
+    """One optimiser step on one batch; returns the loss.
+
+    Args:
+        model: the DDP-wrapped model (gradients are averaged over the ranks in ``backward``).
+        optimizer: its optimiser, rate already set.
+        views: (B, V, 3, H, W) augmented views; MoCo uses views 0 and 1 as query and key.
+        labels: (B,) classes (supervised only).
+        moco: MoCo's InfoNCE loss instead of cross-entropy over the classes.
+        device: where the model is.
+    """
+    views = views.to(device, non_blocking=True)
+    if moco:
+        logits, targets = model(views[:, 0], views[:, 1])  # (B, 1 + K), (B,)
+    else:
+        logits, targets = model(views[:, 0]), labels.to(device)  # (B, num_classes), (B,)
+    loss = F.cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+@contextmanager
+def pooled(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the pooled trunk features, (B, D), of each forward pass of a ResNet (its ``avgpool`` output)."""
+    captured: list[torch.Tensor] = []
+    handle = model.avgpool.register_forward_hook(lambda _m, _i, output: captured.append(torch.flatten(output, 1)))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def save_checkpoint(out: str, state: dict[str, Any]) -> str:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) as ``<out>/checkpoint.pt``; return its URI.
+
+    Exits the process hard afterwards when ``SYNK8S_EXIT_AFTER_CHECKPOINT`` equals ``state["step"]``.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    uri = storage.join(out, CHECKPOINT_FILE)
+    storage.put_bytes(uri, buffer.getvalue())
+    if os.environ.get(EXIT_ENV) == str(state.get("step")):
+        os._exit(EXIT_CODE)
+    return uri
+
+
+def load_checkpoint(out: str) -> dict[str, Any] | None:
+    """The state in ``<out>/checkpoint.pt``, or None when there is none."""
+    uri = storage.join(out, CHECKPOINT_FILE)
+    if not storage.exists(uri):
+        return None
+    return torch.load(io.BytesIO(storage.get_bytes(uri)), map_location="cpu", weights_only=True)

@@ -1,0 +1,145 @@
+"""The TrainJob object against the Trainer API models (offline), its status, and the client calls."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from kubeflow_trainer_api import models as trainer_models
+
+from synk8s import config, trainjob
+from synk8s.errors import Synk8sError
+from synk8s.stages import pretrain
+
+pytestmark = pytest.mark.timeout(30)
+
+KWARGS = {"images": "s3://b/runs/r/images", "out": "s3://b/runs/r/pretrain"}
+
+
+def _object(*overrides):
+    cfg = config.load("paper", ["pretrain.nodes=2", *overrides])
+    name = trainjob.trainjob_name("pretrain", KWARGS["out"])
+    return trainjob.trainjob_object(cfg, name=name, target=pretrain.TARGET, config_uri="s3://b/c.json", kwargs=KWARGS)
+
+
+def test_the_trainjob_validates_against_the_trainer_api_models_and_round_trips():
+    obj = _object()
+    model = trainer_models.TrainerV1alpha1TrainJob.from_dict(obj)
+    assert model.to_dict() == obj  # every field known to the API, nothing dropped or renamed
+    trainer = model.spec.trainer
+    assert model.api_version == "trainer.kubeflow.org/v1alpha1" and model.kind == "TrainJob"
+    assert model.spec.runtime_ref.name == "torch-distributed"
+    assert trainer.num_nodes == 2 and trainer.num_proc_per_node == 8 and trainer.image.startswith("ghcr.io/synk8s/")
+    assert trainer.resources_per_node.limits["nvidia.com/gpu"].actual_instance == "8"
+    assert trainer.command[:5] == ["python", "-m", "torch.distributed.run", "-m", "synk8s.distributed"]
+    assert "--standalone" not in trainer.command and "images=s3://b/runs/r/images" in trainer.command
+    env = {e.name: e for e in trainer.env}
+    assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "synk8s-s3-credentials"
+    assert env["SYNK8S_S3_ENDPOINT"].value_from.config_map_key_ref.name == "synk8s-config"
+    assert all(e.value is None for n, e in env.items() if n.startswith("AWS_"))  # references, never values
+    pod = (
+        model.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0].template.spec.template.spec
+    )
+    assert pod.node_selector == {"synk8s.io/pool": "gpu"} and pod.tolerations[0].key == "nvidia.com/gpu"
+
+
+def test_a_cpu_trainjob_asks_for_no_gpus():
+    model = trainer_models.TrainerV1alpha1TrainJob.from_dict(_object("pretrain.gpus_per_node=0"))
+    assert model.spec.trainer.num_proc_per_node == 1 and model.spec.trainer.resources_per_node is None
+    assert model.spec.runtime_patches is None
+    assert len(trainjob.trainjob_name("pretrain", "s3://b/x")) <= 63
+
+
+def test_trainjob_state_reads_conditions():
+    running = {"status": {"jobsStatus": [{"name": "node", "active": 2, "succeeded": 0, "failed": 0}]}}
+    assert trainjob.trainjob_state(running) == trainjob.TrainJobState(
+        False, False, "", "Pending; node: 2 active, 0 succeeded, 0 failed"
+    )
+    failed = {
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow"}]
+        }
+    }
+    state = trainjob.trainjob_state(failed)
+    assert state.finished and state.failed and state.reason == "DeadlineExceeded too slow"
+    done = {"status": {"conditions": [{"type": "Complete", "status": "True"}, {"type": "Failed", "status": "False"}]}}
+    assert trainjob.trainjob_state(done).finished and not trainjob.trainjob_state(done).failed
+
+
+class _FakeApiServer(BaseHTTPRequestHandler):
+    """Answers the TrainJob calls the way the API server does, the status advancing on each read."""
+
+    statuses: list = []
+    calls: list = []
+
+    def _reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append(("POST", self.path, body["metadata"]["name"]))
+        self._reply(201, body)
+
+    def do_GET(self):  # noqa: N802
+        self.calls.append(("GET", self.path))
+        status = self.statuses.pop(0) if self.statuses else None
+        self._reply(200, {"status": status} if status is not None else {})
+
+    def do_DELETE(self):  # noqa: N802
+        self.calls.append(("DELETE", self.path))
+        self._reply(200, {})
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(statuses):
+    from kubernetes import client
+
+    _FakeApiServer.statuses, _FakeApiServer.calls = list(statuses), []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_port}"
+    return server, client.ApiClient(configuration)
+
+
+def test_run_trainjob_creates_waits_and_deletes_through_the_api():
+    obj = _object()
+    name = obj["metadata"]["name"]
+    path = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow/trainjobs"
+    running = {"jobsStatus": [{"name": "node", "active": 2}]}
+    server, api = _serve([running, running, {"conditions": [{"type": "Complete", "status": "True"}]}])
+    try:
+        state = trainjob.run_trainjob(api, obj, poll_s=0.01)
+    finally:
+        server.shutdown()
+    assert state.finished and not state.failed
+    calls = _FakeApiServer.calls
+    assert calls[0] == ("POST", path, name) and calls[-1] == ("DELETE", f"{path}/{name}?propagationPolicy=Foreground")
+    assert [c[0] for c in calls[1:-1]] == ["GET", "GET", "GET"]
+
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailed", "message": "exit 1"}]}
+    server, api = _serve([failed])
+    try:
+        with pytest.raises(Synk8sError, match=f"TrainJob kubeflow/{name} failed: PodFailed exit 1"):
+            trainjob.run_trainjob(api, obj, poll_s=0.01)
+    finally:
+        server.shutdown()
+    assert _FakeApiServer.calls[-1][0] == "DELETE"  # cleaned up after a failure too
+
+
+def test_trainer_checks_name_the_missing_pieces():
+    missing = trainjob.trainer_checks(set(), [])
+    assert [r.ok for r in missing] == [False, False] and "install Kubeflow Trainer" in missing[0].hint
+    runtime = {"metadata": {"name": "torch-distributed", "labels": {"trainer.kubeflow.org/framework": "torch"}}}
+    ready = trainjob.trainer_checks({trainjob.CRD, trainjob.RUNTIME_CRD}, [runtime])
+    assert all(r.ok for r in ready)
+    other = {"metadata": {"name": "torch-custom", "labels": {"trainer.kubeflow.org/framework": "torch"}}}
+    result = trainjob.trainer_checks({trainjob.CRD, trainjob.RUNTIME_CRD}, [other])[1]
+    assert not result.ok and "torch-custom" in result.detail

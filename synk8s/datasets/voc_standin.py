@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from synk8s.datasets.drawing import save_jpeg, save_text
+from synk8s.datasets.drawing import save_text
 from synk8s.datasets.standin import MARKER, is_standin
 from synk8s.datasets.standin_formats import voc_xml
 from synk8s.errors import UsageError
@@ -79,7 +79,7 @@ def write_voc_standin(root: str | os.PathLike, *, images: int, size: int = 64, s
         for image_id in ids:
             rng = np.random.default_rng((seed, set_index, int(image_id[-6:])))
             pixels, objects = _draw(rng, size)
-            save_jpeg(base / "JPEGImages" / f"{image_id}.jpg", pixels)
+            _save_jpeg(base / "JPEGImages" / f"{image_id}.jpg", pixels)
             (base / "Annotations").mkdir(parents=True, exist_ok=True)
             (base / "Annotations" / f"{image_id}.xml").write_bytes(voc_xml(image_id, size, objects))
         parts = {split: ids} if split == "test" else {"trainval": ids, "train": ids[: images // 2], "val": ids[images // 2 :]}
@@ -128,3 +128,9 @@ def _shape_mask(shape: str, size: int, x0: int, y0: int, w: int, h: int) -> np.n
     else:
         draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=255)
     return np.asarray(canvas) > 0
+
+
+def _save_jpeg(path: Path, pixels: np.ndarray) -> None:
+    """JPEG without chroma subsampling, so shape edges stay where the boxes say."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0)

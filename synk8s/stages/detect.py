@@ -228,6 +228,30 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     )
 
 
+def load_detector(out: str) -> Any:
+    """The trained detector of a finished detect stage at ``out`` (a torchvision ``FasterRCNN``, eval mode, CPU).
+
+    It is rebuilt from the architecture and ``detect`` config stored with the weights, so no flags are needed.
+
+    Raises:
+        MissingDataError: no detect output at ``out``.
+    """
+    from safetensors.torch import load
+
+    from synk8s.detection.model import build_detector, set_image_sizes
+    from synk8s.detection.trunk import Trunk, build_trunk
+
+    read_manifest(out, "detect")
+    data = storage.get_bytes(storage.join(out, "model.safetensors"))
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])  # u64 length, then the JSON header
+    about = json.loads(header["__metadata__"][MODEL_METADATA_KEY])
+    dc = DetectConfig.model_validate(about["detect"])
+    model = build_detector(dc, build_trunk(Trunk(about["backbone"], {}, "scratch")), num_classes=len(about["classes"]))
+    model.load_state_dict(load(data))
+    set_image_sizes(model, (dc.test_size,))
+    return model.eval()
+
+
 def load_metrics(out: str) -> dict[str, Any]:
     """The ``metrics.json`` of a finished detect stage at ``out``.
 

@@ -82,7 +82,11 @@ def write_voc_standin(root: str | os.PathLike, *, images: int, size: int = 64, s
             _save_jpeg(base / "JPEGImages" / f"{image_id}.jpg", pixels)
             (base / "Annotations").mkdir(parents=True, exist_ok=True)
             (base / "Annotations" / f"{image_id}.xml").write_bytes(voc_xml(image_id, size, objects))
-        parts = {split: ids} if split == "test" else {"trainval": ids, "train": ids[: images // 2], "val": ids[images // 2 :]}
+        parts = (
+            {split: ids}
+            if split == "test"
+            else {"trainval": ids, "train": ids[: images // 2], "val": ids[images // 2 :]}
+        )
         for name, listed in parts.items():
             save_text(base / "ImageSets" / "Main" / f"{name}.txt", listed)
             counts[f"{folder.lower()}/{name}"] = len(listed)
@@ -112,7 +116,9 @@ def _draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[s
         alpha = 0.35 if difficult else 1.0
         pixels[mask] = alpha * colour + (1 - alpha) * pixels[mask]
         ys, xs = np.nonzero(mask)  # the box is the drawn extent, 1-based inclusive
-        objects.append((SHAPES[label][0], [int(xs.min()) + 1, int(ys.min()) + 1, int(xs.max()) + 1, int(ys.max()) + 1], difficult))
+        objects.append(
+            (SHAPES[label][0], [int(xs.min()) + 1, int(ys.min()) + 1, int(xs.max()) + 1, int(ys.max()) + 1], difficult)
+        )
     return pixels.astype(np.uint8), objects
 
 

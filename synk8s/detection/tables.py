@@ -67,7 +67,9 @@ def detection_tables(runs: Iterable[dict[str, Any]], metric: str = "ap50") -> di
         row = run["pretraining"]
         key = (row["data"], bool(row["in1k_init"]))
         for method in METHODS if row["method"] is None else (row["method"],):
-            sums.setdefault(method, {}).setdefault(key, {}).setdefault(int(row["images"]), []).append(float(run[metric]))
+            sums.setdefault(method, {}).setdefault(key, {}).setdefault(int(row["images"]), []).append(
+                float(run[metric])
+            )
     tables = []
     for method, by_row in sums.items():
         paper = PAPER_AP50.get(method, {}) if metric == "ap50" else {}
@@ -85,5 +87,12 @@ def detection_tables(runs: Iterable[dict[str, Any]], metric: str = "ap50") -> di
                     "paper": {str(n): v for n, v in sorted(paper.get(key, {}).items())},
                 }
             )
-        tables.append({"method": method, "caption": CAPTIONS.get(method, method), "columns": [str(c) for c in columns], "rows": rows})
+        tables.append(
+            {
+                "method": method,
+                "caption": CAPTIONS.get(method, method),
+                "columns": [str(c) for c in columns],
+                "rows": rows,
+            }
+        )
     return {"metric": metric, "tables": tables}

@@ -9,8 +9,9 @@ SGD with momentum; normalisation layers get ``weight_decay_norm``, everything el
 
 A checkpoint (``<folder>/iter_NNNNNNN.pt`` plus ``<folder>/latest.json`` naming it, both written
 atomically through :mod:`synk8s.storage`) holds the model, the optimiser, the iteration, the loss
-curve and every process's RNG state, so a run killed at any point and started again continues
-from the last checkpoint and ends with the same weights as a run that was never interrupted.
+curve (with the current logging window's sums) and every process's RNG state, so a run killed at
+any point and started again continues from the last checkpoint and ends with the same weights as
+a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -167,7 +168,13 @@ def _loader(
     images: voc_data.TrainImages, dc: DetectConfig, process: Process, seed: int, start: int, stop: int
 ) -> torch.utils.data.DataLoader:
     batches = voc_data.TrainBatches(
-        len(images), dc.batch_size, rank=process.rank, world=process.world, seed=seed, start=start, stop=stop,
+        len(images),
+        dc.batch_size,
+        rank=process.rank,
+        world=process.world,
+        seed=seed,
+        start=start,
+        stop=stop,
         hflip_prob=dc.hflip_prob,
     )
     return torch.utils.data.DataLoader(
@@ -219,6 +226,8 @@ def train_detector(
     set_image_sizes(model, dc.train_sizes)
     optimizer = torch.optim.SGD(parameter_groups(model, dc), lr=dc.lr, momentum=dc.momentum)
     start, curve, resumed_from = 0, [], None
+    sums: dict[str, float] = {}  # loss sums since the last curve entry
+    count = 0
     saved = read_checkpoint(checkpoints)
     if saved is not None:
         if saved["fingerprint"] != fingerprint:
@@ -230,10 +239,13 @@ def train_detector(
         optimizer.load_state_dict(saved["optimizer"])
         start = resumed_from = int(saved["iteration"])
         curve = list(saved["curve"])
+        sums, count = dict(saved["window"]["sums"]), int(saved["window"]["count"])
         if len(saved["rng"]) == process.world:
             _set_rng_state(process, saved["rng"][process.rank])
         else:
-            log.warning("checkpoint from %d processes resumed by %d: random draws differ", len(saved["rng"]), process.world)
+            log.warning(
+                "checkpoint from %d processes resumed by %d: random draws differ", len(saved["rng"]), process.world
+            )
         log.info("resuming from the checkpoint at iteration %d of %d", start, dc.iterations)
     if process.distributed and process.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -242,8 +254,6 @@ def train_detector(
         device_ids = [process.device.index] if process.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     net.train()
-    sums: dict[str, float] = {}
-    count = 0
     bar = tqdm(total=dc.iterations, initial=start, desc="detect", unit="it", disable=not (progress and process.main))
     for iteration, (batch_images, targets) in zip(
         range(start, dc.iterations), _loader(images, dc, process, seed, start, dc.iterations)
@@ -254,8 +264,9 @@ def train_detector(
         losses = net(*_to(process, batch_images, targets))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
+            terms = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
             raise FloatingPointError(
-                f"detection loss is {float(loss)} at iteration {iteration} ({ {k: float(v) for k, v in losses.items()} }); "
+                f"detection loss is {float(loss)} at iteration {iteration} ({terms}); "
                 "lower detect.lr or lengthen detect.warmup_iters"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -270,7 +281,7 @@ def train_detector(
             bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
             sums, count = {}, 0
         if done % dc.checkpoint_every == 0 or done == dc.iterations:
-            extra = {"curve": curve, "fingerprint": fingerprint}
+            extra = {"curve": curve, "window": {"sums": sums, "count": count}, "fingerprint": fingerprint}
             _write_checkpoint(checkpoints, process, model, optimizer, done, extra)
         bar.update(1)
     bar.close()
@@ -306,7 +317,12 @@ def precise_bn(model: nn.Module, images: voc_data.TrainImages, dc: DetectConfig,
 
 
 def predict(
-    model: nn.Module, records: Sequence[voc_data.VOCImage], dc: DetectConfig, process: Process, *, progress: bool = False
+    model: nn.Module,
+    records: Sequence[voc_data.VOCImage],
+    dc: DetectConfig,
+    process: Process,
+    *,
+    progress: bool = False,
 ) -> list[Detections]:
     """Detections on every image of ``records`` (at ``dc.test_size``), in VOC pixel coordinates.
 

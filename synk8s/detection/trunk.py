@@ -64,7 +64,7 @@ def read_pretrained_trunk(folder: str) -> Trunk:
     info = storage.get_json(info_uri)
     name = info.get("backbone") if isinstance(info, dict) else None
     if not isinstance(name, str):
-        raise MissingDataError(f"{info_uri} names no backbone; it should hold {{\"backbone\": \"resnet50\", ...}}")
+        raise MissingDataError(f'{info_uri} names no backbone; it should hold {{"backbone": "resnet50", ...}}')
     models.get_backbone_info(name)
     try:
         state = load(storage.get_bytes(weights_uri))
@@ -74,7 +74,7 @@ def read_pretrained_trunk(folder: str) -> Trunk:
 
 
 def imagenet_state_dict(cache: str | None) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet-1k ResNet-50 weights (``IMAGENET1K_V1``), from the model cache if one is set.
+    """Return torchvision's ImageNet-1k ResNet-50 weights (``IMAGENET1K_V1``), from the model cache if one is set.
 
     Raises:
         MissingDataError: the cache lacks the file, or (no cache) it cannot be downloaded.
@@ -121,7 +121,9 @@ def resolve_trunk(backbone_folder: str | None, *, init: str, backbone: str, cach
     if init == "scratch":
         return Trunk(backbone=backbone, state_dict={}, source="scratch")
     if models.get_backbone_info(backbone).tiny:
-        raise UsageError(f"backbone {backbone!r} has no ImageNet weights; set detect.init=scratch or pass a backbone folder")
+        raise UsageError(
+            f"backbone {backbone!r} has no ImageNet weights; set detect.init=scratch or pass a backbone folder"
+        )
     return Trunk(backbone=backbone, state_dict=imagenet_state_dict(cache), source="imagenet")
 
 

@@ -80,9 +80,10 @@ def ensure_voc(dc: DetectConfig, seed: int) -> Path:
             try:
                 copied = mirror.mirror(storage.join(root, base), local / base, name)
             except storage.ObjectNotFoundError:
+                hint = "; the drawn stand-in is written only under a local detect.root" if dc.standin else ""
                 raise MissingDataError(
                     f"no {name} data under {storage.join(root, base)}/: upload the VOCdevkit folder with "
-                    f"`synk8s store cp ./data/voc {root}` (it holds {base}/)"
+                    f"`synk8s store cp ./data/voc {root}` (it holds {base}/){hint}"
                 ) from None
             if copied:
                 _copy_marker(root, local)
@@ -148,7 +149,9 @@ def train_records(root: Path, *, train_difficult: bool) -> list[VOCImage]:
             keep = np.ones(len(record.labels), bool) if train_difficult else ~record.difficult
             if keep.any():
                 kept.append(
-                    VOCImage(record.path, record.image_id, record.boxes[keep], record.labels[keep], record.difficult[keep])
+                    VOCImage(
+                        record.path, record.image_id, record.boxes[keep], record.labels[keep], record.difficult[keep]
+                    )
                 )
     return kept
 

@@ -85,7 +85,9 @@ def check_config(dc: DetectConfig) -> None:
     if dc.warmup_iters >= dc.iterations:
         raise UsageError(f"detect.warmup_iters={dc.warmup_iters} must be below detect.iterations={dc.iterations}")
     if dc.arch == "fpn" and len(dc.anchor_sizes) != 5:
-        raise UsageError(f"detect.anchor_sizes needs 5 sizes with arch fpn (one per level), got {list(dc.anchor_sizes)}")
+        raise UsageError(
+            f"detect.anchor_sizes needs 5 sizes with arch fpn (one per level), got {list(dc.anchor_sizes)}"
+        )
 
 
 def pretraining_row(cfg: ExperimentConfig, source: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +140,8 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     dc = cfg.detect
     check_config(dc)
     process = current_process(resolve_device(cfg.device))
+    if dc.batch_size % process.world:
+        raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world} processes")
 
     # 1. Data: rank 0 fetches or draws it first, the others then find it in place.
     if process.main:
@@ -162,10 +166,22 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     images = voc_data.TrainImages(train_set)
     data_seed = derive_seed(cfg.seed, "detect", "data")
     fingerprint = {"config": cfg.digest(*CONFIG_FIELDS), "trunk": trunk.source}
-    logger.info("training on %d images (%s), testing on %d, device %s", len(train_set), trunk.source, len(test_set), process.device)
+    logger.info(
+        "training on %d images (%s), testing on %d, device %s",
+        len(train_set),
+        trunk.source,
+        len(test_set),
+        process.device,
+    )
     trained = train_detector(
-        model, images, dc, process, seed=data_seed, checkpoints=storage.join(out, "checkpoints"),
-        fingerprint=fingerprint, progress=progress,
+        model,
+        images,
+        dc,
+        process,
+        seed=data_seed,
+        checkpoints=storage.join(out, "checkpoints"),
+        fingerprint=fingerprint,
+        progress=progress,
     )
 
     # 4. Precise BN, then the test set.
@@ -176,8 +192,10 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     standin = datasets.is_standin(root)
 
     # 5. Outputs, written by rank 0.
-    uris = {name: storage.join(out, file) for name, file in
-            (("metrics", "metrics.json"), ("model", "model.safetensors"), ("curve", "curve.json"))}
+    uris = {
+        name: storage.join(out, file)
+        for name, file in (("metrics", "metrics.json"), ("model", "model.safetensors"), ("curve", "curve.json"))
+    }
     seconds = time.perf_counter() - started
     if process.main:
         row = pretraining_row(cfg, trunk.source, trunk.info)
@@ -192,8 +210,13 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
             "pretraining": row,
         }
         storage.put_json(uris["metrics"], metrics)
-        about = {"arch": dc.arch, "backbone": trunk.backbone, "classes": list(names), "config_digest": cfg.digest(),
-                 "detect": dc.model_dump(mode="json")}
+        about = {
+            "arch": dc.arch,
+            "backbone": trunk.backbone,
+            "classes": list(names),
+            "config_digest": cfg.digest(),
+            "detect": dc.model_dump(mode="json"),
+        }
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         storage.put_bytes(uris["model"], save(state, {MODEL_METADATA_KEY: json.dumps(about, sort_keys=True)}))
         storage.put_json(uris["curve"], {"iterations": dc.iterations, "entries": trained.curve})

@@ -31,8 +31,13 @@ def _dc(root, *overrides):
 def test_standin_has_the_voc_layout_and_every_split(standin):
     root, counts = standin
     assert counts == {
-        "voc2007/trainval": IMAGES, "voc2007/train": IMAGES // 2, "voc2007/val": IMAGES // 2, "voc2007/test": IMAGES,
-        "voc2012/trainval": IMAGES, "voc2012/train": IMAGES // 2, "voc2012/val": IMAGES // 2,
+        "voc2007/trainval": IMAGES,
+        "voc2007/train": IMAGES // 2,
+        "voc2007/val": IMAGES // 2,
+        "voc2007/test": IMAGES,
+        "voc2012/trainval": IMAGES,
+        "voc2012/train": IMAGES // 2,
+        "voc2012/val": IMAGES // 2,
     }
     for key, n in counts.items():
         name, split = key.split("/")

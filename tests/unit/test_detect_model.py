@@ -27,7 +27,9 @@ def _detector(dc, backbone="tiny-resnet", seed=0):
 def _batch(n=2, size=64):
     g = torch.Generator().manual_seed(1)
     images = [torch.rand(3, size, size, generator=g) for _ in range(n)]
-    targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [33.0, 30.0, 60.0, 55.0]]), "labels": torch.tensor([7, 12])}] * n
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [33.0, 30.0, 60.0, 55.0]]), "labels": torch.tensor([7, 12])}
+    ] * n
     return images, targets
 
 
@@ -47,7 +49,9 @@ def test_r50_c4_is_the_trunk_to_res4_with_res5_as_the_box_head():
     assert detector.rpn.anchor_generator.num_anchors_per_location() == [15]
     assert detector.transform.min_size == tuple(range(480, 801, 32)) and detector.transform.max_size == 1333
     assert (detector.rpn._pre_nms_top_n, detector.rpn._post_nms_top_n) == (
-        {"training": 12000, "testing": 6000}, {"training": 2000, "testing": 1000})
+        {"training": 12000, "testing": 6000},
+        {"training": 2000, "testing": 1000},
+    )
     assert detector.roi_heads.fg_bg_sampler.batch_size_per_image == 512
     # batch norm is trained, not frozen
     norms = [m for m in detector.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -70,7 +74,11 @@ def test_tiny_detector_trains_and_detects(arch):
     losses = detector.train()(images, targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
     sum(losses.values()).backward()
-    assert detector.backbone.body.conv1.weight.grad is not None if arch == "fpn" else detector.backbone.conv1.weight.grad is not None
+    assert (
+        detector.backbone.body.conv1.weight.grad is not None
+        if arch == "fpn"
+        else detector.backbone.conv1.weight.grad is not None
+    )
     with torch.no_grad():
         outputs = detector.eval()(images)
     assert len(outputs) == 2 and outputs[0]["boxes"].shape[1] == 4

@@ -58,7 +58,13 @@ def test_the_stage_writes_metrics_weights_curve_and_manifest(trained):
     drawn = {"car", "dog", "person"}
     assert {n for n, c in metrics["per_class"].items() if c["positives"]} == drawn
     assert all(metrics["per_class"][n]["ap50"] is None for n in set(metrics["per_class"]) - drawn)
-    assert metrics["pretraining"] == {"method": None, "data": "(None)", "in1k_init": False, "images": 0, "backbone": None}
+    assert metrics["pretraining"] == {
+        "method": None,
+        "data": "(None)",
+        "in1k_init": False,
+        "images": 0,
+        "backbone": None,
+    }
     manifest = read_manifest(out, "detect")
     assert manifest["counts"] == {"train_images": 128, "test_images": 64, "iterations": 200}
     assert manifest["resumed_from"] is None and manifest["trunk"] == "scratch" and manifest["processes"] == 1
@@ -66,7 +72,10 @@ def test_the_stage_writes_metrics_weights_curve_and_manifest(trained):
     assert [e["iteration"] for e in curve] == list(range(20, 201, 20))
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"] and curve[-1]["lr"] == pytest.approx(0.002)
     assert storage.get_json(storage.join(out, "checkpoints", "latest.json"))["iteration"] == 200
-    assert [o.uri.rsplit("/", 1)[1] for o in storage.list(storage.join(out, "checkpoints"))] == ["iter_0000200.pt", "latest.json"]
+    assert [o.uri.rsplit("/", 1)[1] for o in storage.list(storage.join(out, "checkpoints"))] == [
+        "iter_0000200.pt",
+        "latest.json",
+    ]
     # the saved detector rebuilds from its own metadata and reproduces the reported AP
     model = detect.load_detector(out)
     records = voc_data.evaluation_records(tmp / "voc")
@@ -88,8 +97,15 @@ def test_a_rerun_resumes_the_finished_run_and_gives_the_same_result(trained):
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-_SHORT = ["detect.iterations=40", "detect.lr_steps=[30]", "detect.warmup_iters=5", "detect.checkpoint_every=5",
-          "detect.log_every=5", "detect.precise_bn_iters=2", "detect.standin_images=8"]
+_SHORT = [
+    "detect.iterations=40",
+    "detect.lr_steps=[30]",
+    "detect.warmup_iters=5",
+    "detect.checkpoint_every=5",
+    "detect.log_every=5",
+    "detect.precise_bn_iters=2",
+    "detect.standin_images=8",
+]
 _CHILD = """
 import sys, torch
 torch.set_num_threads(1)
@@ -102,7 +118,9 @@ detect.run(config.load("tiny", sys.argv[2:]), backbone=None, out=sys.argv[1], pr
 def _child(out, overrides):
     """The stage in a process of its own (one torch thread, as in this one), to be killed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", _CHILD, out, *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, out, *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 @pytest.mark.timeout(180)
@@ -134,20 +152,42 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     from synk8s.errors import UsageError
 
-    overrides = [f"detect.root={tmp_path}/voc", *_SHORT, "detect.iterations=5", "detect.lr_steps=[4]", "detect.warmup_iters=1"]
+    overrides = [
+        f"detect.root={tmp_path}/voc",
+        *_SHORT,
+        "detect.iterations=5",
+        "detect.lr_steps=[4]",
+        "detect.warmup_iters=1",
+    ]
     detect.run(config.load("tiny", overrides), backbone=None, out=str(tmp_path / "out"), progress=False)
     with pytest.raises(UsageError, match="belong to another run"):
-        detect.run(config.load("tiny", [*overrides, "detect.lr=0.01"]), backbone=None, out=str(tmp_path / "out"), progress=False)
+        detect.run(
+            config.load("tiny", [*overrides, "detect.lr=0.01"]),
+            backbone=None,
+            out=str(tmp_path / "out"),
+            progress=False,
+        )
     assert datasets.is_standin(tmp_path / "voc")
 
 
 def test_runs_are_laid_out_as_tables_9_and_10(trained):
     _, result, _ = trained
     ours = detect.load_metrics(str(trained[2] / "out"))
-    synthetic = {"ap50": 79.5, "ap": 50.0, "ap75": 55.0,
-                 "pretraining": {"method": "supervised", "data": "IN-1K Syn", "in1k_init": False, "images": 1_200_000}}
-    moco = [{"ap50": v, "ap": 0.0, "ap75": 0.0,
-             "pretraining": {"method": "mocov2", "data": "IN-2K Syn", "in1k_init": True, "images": 4_000_000}} for v in (82.0, 83.0)]
+    synthetic = {
+        "ap50": 79.5,
+        "ap": 50.0,
+        "ap75": 55.0,
+        "pretraining": {"method": "supervised", "data": "IN-1K Syn", "in1k_init": False, "images": 1_200_000},
+    }
+    moco = [
+        {
+            "ap50": v,
+            "ap": 0.0,
+            "ap75": 0.0,
+            "pretraining": {"method": "mocov2", "data": "IN-2K Syn", "in1k_init": True, "images": 4_000_000},
+        }
+        for v in (82.0, 83.0)
+    ]
     tables = detection_tables([ours, synthetic, *moco])
     supervised, mocov2 = tables["tables"]
     assert (supervised["method"], mocov2["method"]) == ("supervised", "mocov2")

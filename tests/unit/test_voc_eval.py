@@ -32,7 +32,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _gt(boxes, labels, difficult=None):
-    return GroundTruth(np.array(boxes, float).reshape(-1, 4), np.array(labels, int), None if difficult is None else np.array(difficult, bool))
+    return GroundTruth(
+        np.array(boxes, float).reshape(-1, 4),
+        np.array(labels, int),
+        None if difficult is None else np.array(difficult, bool),
+    )
 
 
 def _det(boxes, labels, scores):
@@ -227,13 +231,23 @@ def _coco_ap(truth, found, classes):
         for box, label in zip(g.boxes, g.labels):
             w, h = box[2] - box[0] + 1, box[3] - box[1] + 1  # difference 1: VOC's inclusive pixels
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": i, "category_id": int(label), "bbox": [*box[:2], w, h],
-                 "area": w * h, "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": int(label),
+                    "bbox": [*box[:2], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
             )
         for box, label, score in zip(d.boxes, d.labels, d.scores):
             results.append(
-                {"image_id": i, "category_id": int(label), "score": float(score),
-                 "bbox": [box[0], box[1], box[2] - box[0] + 1, box[3] - box[1] + 1]}
+                {
+                    "image_id": i,
+                    "category_id": int(label),
+                    "score": float(score),
+                    "bbox": [box[0], box[1], box[2] - box[0] + 1, box[3] - box[1] + 1],
+                }
             )
     coco = COCO()
     coco.dataset = {"images": images, "annotations": annotations, "categories": [{"id": k} for k in range(classes)]}
@@ -246,7 +260,9 @@ def _coco_ap(truth, found, classes):
     evaluator.evaluate()
     evaluator.accumulate()
     precision = evaluator.eval["precision"][:, :, :, 0, 0]  # (T, R, K); -1 where a class has no boxes
-    return {k: 100 * precision[:, :, k].mean(axis=1) if (precision[:, :, k] >= 0).all() else None for k in range(classes)}
+    return {
+        k: 100 * precision[:, :, k].mean(axis=1) if (precision[:, :, k] >= 0).all() else None for k in range(classes)
+    }
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -84,10 +84,6 @@ def check_config(dc: DetectConfig) -> None:
         raise UsageError(f"detect.lr_steps {list(dc.lr_steps)} must lie below detect.iterations={dc.iterations}")
     if dc.warmup_iters >= dc.iterations:
         raise UsageError(f"detect.warmup_iters={dc.warmup_iters} must be below detect.iterations={dc.iterations}")
-    if dc.arch == "fpn" and len(dc.anchor_sizes) != 5:
-        raise UsageError(
-            f"detect.anchor_sizes needs 5 sizes with arch fpn (one per level), got {list(dc.anchor_sizes)}"
-        )
 
 
 def pretraining_row(cfg: ExperimentConfig, source: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +139,13 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     if dc.batch_size % process.world:
         raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world} processes")
 
-    # 1. Data: rank 0 fetches or draws it first, the others then find it in place.
+    # 1. Detector around the trunk: the same initial weights on every process.
+    trunk = resolve_trunk(backbone, init=dc.init, backbone=cfg.models.backbone, cache=cfg.models.cache)
+    torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))
+    model = build_detector(dc, build_trunk(trunk), num_classes=len(voc_data.class_names())).to(process.device)
+    torch.manual_seed(derive_seed(cfg.seed, "detect", "train", process.rank))
+
+    # 2. Data: rank 0 fetches or draws it first, the others then find it in place.
     if process.main:
         root = voc_data.ensure_voc(dc, cfg.seed)
     if process.distributed:
@@ -155,12 +157,6 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     names = voc_data.class_names()
     if len(train_set) < dc.batch_size:
         raise UsageError(f"{len(train_set)} training images under {root} cannot fill detect.batch_size={dc.batch_size}")
-
-    # 2. Detector around the trunk: the same initial weights on every process.
-    trunk = resolve_trunk(backbone, init=dc.init, backbone=cfg.models.backbone, cache=cfg.models.cache)
-    torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))
-    model = build_detector(dc, build_trunk(trunk), num_classes=len(names)).to(process.device)
-    torch.manual_seed(derive_seed(cfg.seed, "detect", "train", process.rank))
 
     # 3. Training, resumed from the latest checkpoint under out.
     images = voc_data.TrainImages(train_set)

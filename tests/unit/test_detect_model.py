@@ -33,6 +33,29 @@ def _batch(n=2, size=64):
     return images, targets
 
 
+def test_paper_profile_holds_mocos_detectron2_voc_protocol():
+    dc = config.load("paper").detect
+    assert (dc.arch, dc.init, dc.iterations, dc.batch_size, dc.lr, dc.lr_steps) == (
+        "c4",
+        "scratch",
+        24000,
+        16,
+        0.02,
+        (18000, 22000),
+    )
+    assert (dc.warmup_iters, dc.warmup_factor, dc.momentum, dc.weight_decay, dc.weight_decay_norm) == (
+        100,
+        0.001,
+        0.9,
+        1e-4,
+        0.0,
+    )
+    assert (dc.train_sizes[0], dc.train_sizes[-1], len(dc.train_sizes), dc.test_size) == (480, 800, 11, 800)
+    assert (dc.pooler_resolution, dc.precise_bn_iters, dc.train_difficult, dc.standin) == (14, 200, True, False)
+    tiny = config.load("tiny").detect
+    assert tiny.standin and tiny.root != dc.root and tiny.lr == dc.lr
+
+
 def test_r50_c4_is_the_trunk_to_res4_with_res5_as_the_box_head():
     detector = _detector(config.load("paper").detect, backbone="resnet50")
     names = [name for name, _ in detector.backbone.named_children()]
@@ -86,9 +109,9 @@ def test_tiny_detector_trains_and_detects(arch):
     assert all(1 <= int(label) <= 20 for out in outputs for label in out["labels"])
 
 
-def test_fpn_needs_one_anchor_size_per_level():
+def test_fpn_needs_one_anchor_size_per_level_and_the_schedule_fits_the_run():
     with pytest.raises(UsageError, match="5 sizes"):
-        check_config(_tiny("detect.arch=fpn", "detect.anchor_sizes=[16, 32]"))
+        _detector(_tiny("detect.arch=fpn", "detect.anchor_sizes=[16, 32]"))
     with pytest.raises(UsageError, match="lr_steps"):
         check_config(_tiny("detect.iterations=100", "detect.lr_steps=[100]"))
     with pytest.raises(UsageError, match="strictly increasing"):

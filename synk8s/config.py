@@ -253,6 +253,59 @@ class PretrainConfig(_Section):
     detection_dataset: str
 
 
+class DetectConfig(_Section):
+    """VOC detection transfer (Tables 9-10): Faster R-CNN fine-tuned from a pre-trained trunk.
+
+    Iterations, sizes and counts are per run over all processes; ``batch_size`` is split evenly
+    across the processes of a distributed run.
+    """
+
+    root: str = Field(description="folder or s3:// prefix holding VOCdevkit/VOC2007 and VOCdevkit/VOC2012")
+    standin: bool = Field(description="draw a shapes stand-in under root when the real data is absent")
+    standin_images: int = Field(ge=2, description="stand-in images per trainval set and in the test set")
+    standin_size: int = Field(ge=32, description="stand-in image side in pixels")
+    train_difficult: bool = Field(description="train on objects flagged difficult (evaluation always ignores them)")
+    arch: Literal["c4", "fpn"]
+    init: Literal["scratch", "imagenet"] = Field(description="trunk weights when no pre-trained backbone is given")
+    iterations: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="images per iteration over all processes")
+    lr: float = Field(gt=0.0)
+    momentum: float = Field(ge=0.0, lt=1.0)
+    weight_decay: float = Field(ge=0.0)
+    weight_decay_norm: float = Field(ge=0.0, description="weight decay of normalisation layers")
+    lr_steps: tuple[int, ...] = Field(description="iterations where lr is multiplied by lr_gamma")
+    lr_gamma: float = Field(gt=0.0)
+    warmup_iters: int = Field(ge=0)
+    warmup_factor: float = Field(gt=0.0, le=1.0, description="lr multiplier at iteration 0, rising linearly to 1")
+    train_sizes: tuple[int, ...] = Field(min_length=1, description="shorter image side in training, drawn per image")
+    test_size: int = Field(ge=8)
+    max_size: int = Field(ge=8, description="longer image side cap, train and test")
+    hflip_prob: float = Field(ge=0.0, le=1.0)
+    anchor_sizes: tuple[int, ...] = Field(min_length=1, description="anchor sides in pixels (FPN: one per level, 5)")
+    anchor_ratios: tuple[float, ...] = Field(min_length=1)
+    rpn_pre_nms_train: int = Field(ge=1)
+    rpn_post_nms_train: int = Field(ge=1)
+    rpn_pre_nms_test: int = Field(ge=1)
+    rpn_post_nms_test: int = Field(ge=1)
+    roi_batch_per_image: int = Field(ge=1, description="RoIs sampled per image for the box head loss")
+    pooler_resolution: int = Field(ge=2, description="RoIAlign output side (C4; FPN uses 7)")
+    fpn_channels: int = Field(ge=1)
+    score_thresh: float = Field(ge=0.0, le=1.0)
+    nms_thresh: float = Field(gt=0.0, le=1.0)
+    detections_per_image: int = Field(ge=1)
+    precise_bn_iters: int = Field(ge=0, description="batches that re-estimate BN statistics before testing")
+    checkpoint_every: int = Field(ge=1, description="iterations between checkpoints")
+    log_every: int = Field(ge=1)
+    num_workers: int = Field(ge=0, description="data loader processes per training process")
+
+    @field_validator("lr_steps", "train_sizes", "anchor_sizes")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in zip(value, value[1:])) or any(v < 1 for v in value):
+            raise ValueError(f"must be positive and strictly increasing, got {list(value)}")
+        return value
+
+
 class StoreConfig(_Section):
     """Where artifacts go: a local folder or s3://bucket/prefix."""
 
@@ -296,6 +349,7 @@ class ExperimentConfig(_Section):
     tune: TuneConfig
     fewshot: FewShotConfig
     pretrain: PretrainConfig
+    detect: DetectConfig
     store: StoreConfig
     cluster: ClusterConfig
 

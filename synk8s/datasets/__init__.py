@@ -7,6 +7,7 @@ Examples::
     data = datasets.load("cifar100", "test", "/data")          # (PIL RGB image, label) pairs
     datasets.write_standin("cifar100", "/tmp/data", per_class=4)  # small drawn stand-in, same format
     datasets.download("cifar100", "./data/cifar100")           # fetch where possible, then verify
+    datasets.write_voc_standin("/tmp/voc", images=64)          # learnable VOC07+12 shapes stand-in
 """
 
 from synk8s.datasets.detection import DetectionData, load_detection
@@ -14,6 +15,7 @@ from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
 from synk8s.datasets.registry import DatasetInfo, all, get, names, require_classification
 from synk8s.datasets.standin import MARKER, is_standin, write_standin
+from synk8s.datasets.voc_standin import write_voc_standin
 
 __all__ = [
     "MARKER",
@@ -29,4 +31,5 @@ __all__ = [
     "names",
     "require_classification",
     "write_standin",
+    "write_voc_standin",
 ]

@@ -42,13 +42,26 @@ class DetectionData(Sequence):
 
     def __getitem__(self, i: int) -> tuple[Image.Image, dict[str, list]]:  # type: ignore[override]
         image, annotation = self._voc[i]
+        return image.convert("RGB"), self._target(annotation)
+
+    def image_path(self, i: int) -> Path:
+        """The JPEG file of sample ``i``."""
+        return Path(self._voc.images[i])
+
+    def target(self, i: int) -> dict[str, list]:
+        """The target of sample ``i`` (as ``data[i][1]``), read from its annotation without opening the image."""
+        import xml.etree.ElementTree as ET
+
+        return self._target(self._voc.parse_voc_xml(ET.parse(self._voc.targets[i]).getroot()))
+
+    def _target(self, annotation: dict[str, Any]) -> dict[str, list]:
         boxes, labels, difficult = [], [], []
         for obj in annotation["annotation"].get("object", []):
             box = obj["bndbox"]
             boxes.append([float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax")])
             labels.append(self._index[obj["name"]])
             difficult.append(obj.get("difficult", "0") == "1")
-        return image.convert("RGB"), {"boxes": boxes, "labels": labels, "difficult": difficult}
+        return {"boxes": boxes, "labels": labels, "difficult": difficult}
 
     @functools.cached_property
     def ident(self) -> str:

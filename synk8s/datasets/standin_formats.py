@@ -288,7 +288,8 @@ def dtd(info: DatasetInfo, base: Path, plan: list[str], per_class: int, paint: P
     return counts
 
 
-def _voc_xml(image_id: str, size: int, objects: list[tuple[str, list[int], bool]]) -> bytes:
+def voc_xml(image_id: str, size: int, objects: list[tuple[str, list[int], bool]]) -> bytes:
+    """A VOC annotation file of a ``size`` x ``size`` image: ``(name, [x1, y1, x2, y2], difficult)`` per object."""
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "VOC"
     ET.SubElement(root, "filename").text = f"{image_id}.jpg"
@@ -332,7 +333,7 @@ def voc(info: DatasetInfo, base: Path, plan: list[str], per_class: int, paint: P
                 objects.append((names[obj_label], [x0 + 1, y0 + 1, x0 + w, y0 + h], k == 1 and i % 4 == 3))
             save_jpeg(base / "JPEGImages" / f"{image_id}.jpg", pixels)
             (base / "Annotations").mkdir(parents=True, exist_ok=True)
-            (base / "Annotations" / f"{image_id}.xml").write_bytes(_voc_xml(image_id, size, objects))
+            (base / "Annotations" / f"{image_id}.xml").write_bytes(voc_xml(image_id, size, objects))
             ids.append(image_id)
         save_text(base / "ImageSets" / "Main" / f"{split}.txt", ids)
         ids_of[split], counts[split] = ids, len(ids)

@@ -103,7 +103,8 @@ def _component(source: str, image: str) -> Any:
     filename = f"<synk8s component {name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"dsl": dsl, "__name__": "synk8s.components.generated"}
-    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - source rendered from the stage table
+    # The source is rendered from the stage table; dont_inherit: no postponed annotations from this module.
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102
     return dsl.component(namespace[name], base_image=image, install_kfp_package=False)
 
 

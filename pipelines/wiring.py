@@ -106,7 +106,7 @@ class Wiring:
             raise UsageError(f"plan the run before adding stage {name}")
         missing = [s for s in (*(spec.upstream_stage(p) for p in spec.inputs), *after) if s not in self.tasks]
         if missing:
-            raise UsageError(f"stage {name} reads {', '.join(missing)}: add it to the pipeline first")
+            raise UsageError(f"stage {name} needs {', '.join(missing)}: add it to the pipeline first")
         inputs = {param: self.tasks[spec.upstream_stage(param)].outputs["Output"] for param in spec.inputs}
         if spec.shards:
             task = self._sharded(name, inputs)

@@ -29,6 +29,7 @@ from typing import Any, Optional
 import typer
 
 from synk8s import config, datasets
+from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,15 @@ app = typer.Typer(no_args_is_help=True)
 
 _COMMON = (
     ("profile", str, typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")),
-    ("overrides", list[str], typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")),
-    ("dataset", Optional[str], typer.Option(None, "--dataset", "-d", help="Dataset name (shortcut for --set dataset.name=...).")),
-    ("store", Optional[str], typer.Option(None, "--store", help="Store root: a folder or s3://bucket/prefix (shortcut for store.root).")),
-    ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<images digest>.")),
-)  # fmt: skip
+    (
+        "overrides",
+        list[str],
+        typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable)."),
+    ),
+    ("dataset", Optional[str], typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name).")),
+    ("store", Optional[str], typer.Option(None, "--store", help="Store root (store.root): a folder or s3://...")),
+    ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<digest>.")),
+)
 
 
 def _rounded(value: Any) -> Any:
@@ -57,8 +62,6 @@ def _command(stage: str, options: tuple, collect: bool) -> Callable[..., None]:
     """A command function running ``stage`` (or its collect step) whose signature typer reads for its options."""
 
     def command(**values: Any) -> None:
-        from synk8s.stages.table import TABLE
-
         profile, overrides, dataset, store, run_id = (values[name] for name, _, _ in _COMMON)
         extra = [f"dataset.name={dataset}"] if dataset else []
         extra += [f"store.root={store}"] if store else []
@@ -77,15 +80,14 @@ def _command(stage: str, options: tuple, collect: bool) -> Callable[..., None]:
     for option in options:
         annotation = Optional[option.type] if option.default is None else option.type
         default = typer.Option(option.default, option.flag, help=option.help)
-        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(option.name, keyword, default=default, annotation=annotation))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return command
 
 
 def register_stages(target: typer.Typer) -> None:
     """Add one command per stage of the table (and a collect command per sharded stage) to ``target``."""
-    from synk8s.stages.table import TABLE
-
     for spec in TABLE:
         target.command(spec.name, help=spec.help)(_command(spec.name, spec.options, collect=False))
         if spec.shards:

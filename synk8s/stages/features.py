@@ -15,6 +15,9 @@ image was encoded, so a damaged tar never leaves a short feature set in the cach
 Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <cache URI>}``),
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
 ``manifest.json``.
+
+At about 460 lines this module is over the usual 400: the cache keys, the encoders, the stage and
+the readers of what it writes all depend on the cache layout, and are read together.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ with ``tiny-t5`` the prompts carry no class information.
 
 Outputs in ``out``: ``prompts.jsonl`` (one prompt a line, sorted by class then prompt index),
 ``stats.json`` (per-class counts) and ``manifest.json``.
+
+At about 450 lines this module is over the usual 400: B and LE prompts share the records, the
+per-class statistics and the output files, and are read together.
 """
 
 from __future__ import annotations

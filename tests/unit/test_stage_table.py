@@ -69,7 +69,8 @@ def _table(finished: list) -> StageTable:
 
 
 def _cfg(tmp_path, *overrides):
-    return config.load("tiny", ["dataset.name=eurosat", "pretrain.label_space=cifar100", f"store.root={tmp_path}", *overrides])
+    base = ["dataset.name=eurosat", "pretrain.label_space=cifar100", f"store.root={tmp_path}"]
+    return config.load("tiny", [*base, *overrides])
 
 
 def test_a_stage_depends_on_every_field_upstream_of_it():

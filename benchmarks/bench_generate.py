@@ -30,7 +30,8 @@ import time
 import torch
 
 from synk8s.seeds import derive_seed
-from synk8s.stages.generate import Sampler, render
+from synk8s.stages.generate import render
+from synk8s.stages.shard_writer import Sampler
 from timing import best_of, environment  # benchmarks/timing.py, beside this script
 
 TFLOP_PER_IMAGE = {512: 42.7, 256: 9.6}  # SD 1.5, 25 steps with CFG, UNet + VAE decoder

@@ -12,7 +12,7 @@ seed ``derive_seed(seed, "guided", c, sample_id, s)`` with the shot's file ident
 noise depends on neither the batch, the shard count nor the other shots. The real image is
 centre-cropped to a square and resized to the generator's resolution (bicubic) before encoding.
 
-Shards, tars, resume and manifests are those of :mod:`synk8s.stages.generate` (:func:`~synk8s.stages.generate.write_shard`):
+Shards, tars, resume and manifests are those of :mod:`synk8s.stages.generate` (:func:`~synk8s.stages.shard_writer.write_shard`):
 ``<out>/shard-{i:04d}-of-{n:04d}/{t:05d}.tar`` written atomically, existing tars skipped on a rerun,
 ``plan.json`` refusing a rerun with other settings, and :func:`collect` writing ``<out>/manifest.json``
 (stage ``guided``) that the filter and features stages read like any generation output. Sample keys
@@ -39,8 +39,8 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
-from synk8s.stages import generate
-from synk8s.stages.generate import GenerateResult, Sampler
+from synk8s.stages import generate, shard_writer
+from synk8s.stages.shard_writer import GenerateResult, Sampler
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -210,7 +210,7 @@ def run(
         "strength": strength,
         "split_digest": shots.digest,
     }
-    generate.check_plan(out, shard, num_shards, plan)
+    shard_writer.check_plan(out, shard, num_shards, plan)
     real: dict[int, Image.Image] = {}
 
     def samples(pipe: Any, chunk: Sequence[GuidedItem], sampler: Sampler, bar: Any) -> Iterator[shards.Sample]:
@@ -231,12 +231,12 @@ def run(
                 yield item.key, [(fmt, shards.encode_image(image, fmt)), ("json", shards.encode_json(meta))]
             bar.update(len(batch))
 
-    return generate.write_shard(
+    return shard_writer.write_shard(
         cfg, out=out, shard=shard, num_shards=num_shards, items=items, plan=plan, sampler=sampler,
         samples=samples, img2img=True, start=start,
     )  # fmt: skip
 
 
 def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -> GenerateResult:
-    """Check every RG shard finished and write ``<out>/manifest.json`` (see :func:`generate.collect`)."""
-    return generate.collect(cfg, out=out, num_shards=num_shards, stage=STAGE)
+    """Check every RG shard finished and write ``<out>/manifest.json`` (see :func:`shard_writer.collect`)."""
+    return shard_writer.collect(cfg, out=out, num_shards=num_shards, stage=STAGE)

@@ -14,7 +14,7 @@ from PIL import Image
 from synk8s import config, datasets, shards, storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
-from synk8s.stages import generate, prompts
+from synk8s.stages import generate, prompts, shard_writer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -241,7 +241,7 @@ def test_killed_run_resumes_without_losing_or_doubling_images(reference, prompts
         stderr=subprocess.DEVNULL,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    shard_dir = out / generate.shard_name(0, 1)
+    shard_dir = out / shard_writer.shard_name(0, 1)
     deadline = time.monotonic() + 120
     while not list(shard_dir.glob("*.tar")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)

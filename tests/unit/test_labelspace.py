@@ -5,7 +5,7 @@ import pytest
 from synk8s import config, datasets, labelspace
 from synk8s.errors import UsageError
 from synk8s.stages import generate, prompts
-from synk8s.stages.layout import default_run_id
+from synk8s.stages.table import default_run_id
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,7 @@ from synk8s.errors import UsageError
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
 
-PIPELINES = ("zeroshot",)
+PIPELINES = ("zeroshot", "fewshot", "fewshot_sweep")
 
 
 def build(name: str, cfg: ExperimentConfig, **options: Any):

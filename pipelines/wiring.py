@@ -68,12 +68,31 @@ class Wiring:
         self.tasks: dict[str, dsl.PipelineTask] = {}
         self.config_json: Any = None
         self.run_dir: Any = None
+        self.label = ""  # display-name suffix of a branch's tasks (see branch)
+
+    def branch(self, cfg: ExperimentConfig, config_json: Any, label: str) -> Wiring:
+        """A wiring for a variant of the run (e.g. one shot count of a sweep) in the same run folder.
+
+        Its stages read ``config_json`` (a task output resolving the variant's config) and its tasks'
+        display names end in `` label``; the stages added so far are shared, and what the branch adds
+        stays its own.
+
+        Args:
+            cfg: the variant's compile-time config (it picks the branch's :class:`~synk8s.stages.spec.Choice` inputs).
+            config_json: the variant's resolved config at run time.
+            label: appended to the display names of the branch's tasks, e.g. ``M=4``.
+        """
+        other = Wiring.__new__(Wiring)
+        other.__dict__.update(self.__dict__)
+        other.cfg, other.config_json, other.label = cfg, config_json, f"{self.label} {label}".strip()
+        other.tasks = dict(self.tasks)
+        return other
 
     def configure(
         self, task: dsl.PipelineTask, name: str, resources: Resources, *, gpu: bool = False, store: bool = True
     ) -> dsl.PipelineTask:
         """Display name, caching, CPU and memory, store access and, with ``gpu``, one GPU on the GPU pool."""
-        task.set_display_name(name).set_caching_options(True)
+        task.set_display_name(f"{name} {self.label}".strip()).set_caching_options(True)
         task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
         task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
         _store_access(task, self.cfg, credentials=store)
@@ -104,10 +123,11 @@ class Wiring:
         spec = TABLE.get(name)
         if self.config_json is None:
             raise UsageError(f"plan the run before adding stage {name}")
-        missing = [s for s in (*(spec.upstream_stage(p) for p in spec.inputs), *after) if s not in self.tasks]
+        upstream = {param: spec.upstream_stage(param, self.cfg) for param in spec.inputs}  # a Choice: by self.cfg
+        missing = [s for s in (*upstream.values(), *after) if s not in self.tasks]
         if missing:
             raise UsageError(f"stage {name} needs {', '.join(missing)}: add it to the pipeline first")
-        inputs = {param: self.tasks[spec.upstream_stage(param)].outputs["Output"] for param in spec.inputs}
+        inputs = {param: self.tasks[stage].outputs["Output"] for param, stage in upstream.items()}
         if spec.shards:
             task = self._sharded(name, inputs)
         else:

@@ -2,6 +2,7 @@
 
     synk8s submit zeroshot --dataset cifar100 --store s3://synk8s/store --host http://127.0.0.1:8080 --wait
     synk8s submit zeroshot --profile tiny --dataset cifar10 --local     # no cluster: kfp.local
+    synk8s submit fewshot --dataset eurosat --shots 4 --local --profile tiny
 
 Cluster runs run as ``--service-account`` (default ``cluster.service_account``). A local run is
 :func:`synk8s.pipelines.local.run_local`.
@@ -53,6 +54,9 @@ def submit(
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks)."),
     generator: Optional[str] = typer.Option(None, "--generator", help="models.generator: registry name or hub id."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (seed)."),
+    shots: Optional[int] = typer.Option(
+        None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
+    ),
     store: Optional[str] = typer.Option(
         None, "--store", help="Store root (store.root): s3://bucket/prefix or a folder."
     ),
@@ -81,6 +85,8 @@ def submit(
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
+    if shots is not None:
+        overrides = [*overrides, f"fewshot.shots_per_class={shots}"]
     cfg = resolve_config(
         profile,
         overrides,

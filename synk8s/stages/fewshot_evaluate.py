@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
+from synk8s.fewshot_report import write_fewshot_report
 from synk8s.runs import write_manifest
+from synk8s.stages.fewshot_tune import FEATURES, uses_images
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -146,3 +149,17 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
         ct_syn_top1=top["ct_syn"],
         seconds=seconds,
     )
+
+
+# Cached test features need no GPU; a head whose tower trained encodes the test images again with it.
+STAGE = StageSpec(
+    name="fewshot_evaluate",
+    run=run,
+    help="Top-1 of the zero-shot head, CT w. init and CT w. Syn on the real test split; the few-shot report.",
+    inputs={"features": FEATURES, "tuned": "fewshot_tune"},
+    gpu=uses_images,
+    resources=Resources("2", "4", "8Gi", "16Gi"),
+    outputs={"metrics.json": None, "report.json": None},
+    folder="fewshot-evaluate",
+    finish=write_fewshot_report,
+)

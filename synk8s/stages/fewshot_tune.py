@@ -38,6 +38,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.runs import write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.spec import Choice, Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -402,3 +403,23 @@ def load_tuned(out: str, variant: str) -> tuple[dict[str, torch.Tensor], dict[st
     read_manifest(out, "fewshot_tune")
     tensors, metadata = read_tensors(storage.join(out, f"{variant}.safetensors"))
     return tensors, json.loads(metadata.get(METADATA_KEY, "{}"))
+
+
+# The folders fewshot.strategy names (Table 5): B = generate + CF, RF = B + real filter, RG = guided + CF.
+IMAGES = Choice("fewshot.strategy", {"B": "generate", "RF": "generate", "RG": "guided"})
+FEATURES = Choice("fewshot.strategy", {"B": "features", "RF": "features", "RG": "features_guided"})
+SELECTION = Choice("fewshot.strategy", {"B": "filter", "RF": "realfilter", "RG": "filter_guided"})
+
+# CLIP encodes the N x M real shots (16,000 for 16-shot ImageNet) and, unless only a frozen-BN head
+# trains, trains the image tower on images: a GPU task.
+STAGE = StageSpec(
+    name="fewshot_tune",
+    run=run,
+    help="Few-shot classifier tuning: CT w. init (real shots) and CT w. Syn (real + synthetic, fewshot.schedule).",
+    inputs={"split": "split", "features": FEATURES, "selection": SELECTION, "images": IMAGES},
+    depends=("tune", "fewshot"),
+    gpu=True,
+    resources=Resources("4", "8", "16Gi", "32Gi"),
+    outputs={"ct_*.safetensors": load_tuned, "curve.json": None, "val.json": None, "results.json": None},
+    folder="fewshot-tune",
+)

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from synk8s import shards
@@ -39,8 +39,10 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
-from synk8s.stages import generate, shard_writer
+from synk8s.stages import features, generate, shard_writer
+from synk8s.stages import filter as filter_stage
 from synk8s.stages.shard_writer import GenerateResult, Sampler
+from synk8s.stages.spec import Option, Resources, Sharding, StageSpec
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGE = "guided"
+NAME = "guided"  # stage name in seeds and manifests
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def work_items(
         rank[c] = r + 1
         for s in range(count):
             p = (r * count + s) % len(by_class[c])
-            seed = derive_seed(cfg.seed, STAGE, c, shot.sample_id, s)
+            seed = derive_seed(cfg.seed, NAME, c, shot.sample_id, s)
             items.append(GuidedItem(c, classes[c], p, s, by_class[c][p], seed, shot))
     return items
 
@@ -239,4 +241,46 @@ def run(
 
 def collect(cfg: ExperimentConfig, *, out: str, num_shards: int | None = None) -> GenerateResult:
     """Check every RG shard finished and write ``<out>/manifest.json`` (see :func:`shard_writer.collect`)."""
-    return shard_writer.collect(cfg, out=out, num_shards=num_shards, stage=STAGE)
+    return shard_writer.collect(cfg, out=out, num_shards=num_shards, stage=NAME)
+
+
+# One img2img pipeline in memory, like generate's text-to-image one.
+STAGE = StageSpec(
+    name=NAME,
+    run=run,
+    help="Real guidance (RG): img2img from each real shot, one shard of the images; reruns skip finished tars.",
+    inputs={"split": "split", "prompts": "prompts"},
+    depends=(
+        "models.generator", "models.generator_revision", "generate",
+        "fewshot.images_per_class", "fewshot.guidance_strength",
+    ),  # fmt: skip
+    gpu=True,
+    resources=Resources("4", "8", "24Gi", "32Gi"),
+    outputs={"shard-*-of-*/*.tar": shards.iter_samples, "manifest.json": shards.manifest_tars},
+    folder="images-rg",
+    options=(Option("shard", int, 0, "Which shard to generate (0-based)."), generate.NUM_SHARDS),
+    shards=Sharding(
+        count=generate.shard_count,
+        collect=collect,
+        collect_name="collect_guided",
+        collect_help="Check every RG shard finished and write the RG images manifest.",
+        collect_resources=Resources("500m", "1", "1Gi", "2Gi"),
+        collect_options=(generate.NUM_SHARDS,),
+    ),
+)
+
+# CF and CLIP features of the RG images: the zero-shot rows reading guided's images into folders of their own.
+FILTER_STAGE = replace(
+    filter_stage.STAGE,
+    name="filter_guided",
+    help="CLIP filter (CF) of the real-guided (RG) images.",
+    inputs={"images": NAME},
+    folder="filter-rg",
+)
+FEATURES_STAGE = replace(
+    features.STAGE,
+    name="features_guided",
+    help="CLIP image features of the real-guided (RG) images and the real test images (cached).",
+    inputs={"images": NAME},
+    folder="features-rg",
+)

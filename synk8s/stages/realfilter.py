@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
+from synk8s.stages.filter import load_selection
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -160,7 +162,7 @@ def run(
 
     from synk8s.runs import write_manifest
     from synk8s.stages.split import load_split, shot_features
-    from synk8s.stages.tune import load_feature_set, load_selection
+    from synk8s.stages.tune import load_feature_set
 
     start = time.monotonic()
     info = datasets.get(cfg.dataset.name)
@@ -223,3 +225,16 @@ def run(
         dropped=dropped,
         seconds=seconds,
     )
+
+
+# CLIP encodes the N x M real shots (16,000 for 16-shot ImageNet) unless the feature cache has them.
+# Its rule has no setting: its folder depends only on what it reads (split, features, CF selection).
+STAGE = StageSpec(
+    name="realfilter",
+    run=run,
+    help="Real filter (RF): drop CF-kept images whose nearest real shot (CLIP cosine) is of another class.",
+    inputs={"split": "split", "features": "features", "selection": "filter"},
+    gpu=True,
+    resources=Resources("4", "8", "16Gi", "32Gi"),
+    outputs={"selection.safetensors": load_selection, "stats.json": None},
+)

@@ -85,6 +85,31 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """An input read from one of several stages of the same run folder, picked by a config field.
+
+    The few-shot stages read the images, features and selection that ``fewshot.strategy`` names
+    (B: generate and filter, RF: realfilter's selection, RG: the real-guided images). The reading
+    stage's folder digest covers the fields of every candidate, so it never depends on which one a
+    config picks; a pipeline picks its task at compile time.
+
+    Attributes:
+        field: the dotted config field whose value picks the stage, e.g. ``fewshot.strategy``.
+        stages: each value of the field -> the stage read for it.
+    """
+
+    field: str
+    stages: Mapping[str, str]
+
+    def pick(self, cfg: ExperimentConfig) -> str:
+        """The stage read under ``cfg``."""
+        value: Any = cfg
+        for part in self.field.split("."):
+            value = getattr(value, part)
+        return self.stages[value]
+
+
+@dataclass(frozen=True)
 class Sharding:
     """A stage whose work splits into shards, one task each, and a collect step after them all.
 
@@ -120,8 +145,8 @@ class StageSpec:
         help: one line: what the stage does (command help, component description).
         resources: CPU and memory of its task.
         inputs: keyword of ``run`` -> the stage whose output folder it reads (a stage name for the
-            same run folder, an :class:`Upstream` for another one). The stage's folder digest
-            includes every field its inputs depend on.
+            same run folder, an :class:`Upstream` for another one, a :class:`Choice` of stages picked
+            by the config). The stage's folder digest includes every field its inputs depend on.
         depends: the config fields (dotted paths, whole sections allowed) this stage's own output
             depends on, beyond those of its inputs.
         gpu: whether its task needs a GPU: a constant, or a function of the config.
@@ -141,7 +166,7 @@ class StageSpec:
     run: Callable[..., Any]
     help: str
     resources: Resources
-    inputs: Mapping[str, str | Upstream] = field(default_factory=dict)
+    inputs: Mapping[str, str | Upstream | Choice] = field(default_factory=dict)
     depends: tuple[str, ...] = ()
     gpu: bool | Callable[[ExperimentConfig], bool] = False
     outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
@@ -160,7 +185,22 @@ class StageSpec:
         """The stage's folder name in the run folder (before any digest suffix)."""
         return self.folder or self.name
 
-    def upstream_stage(self, param: str) -> str:
-        """The stage name that input ``param`` reads from."""
+    def upstream_stage(self, param: str, cfg: ExperimentConfig | None = None) -> str:
+        """The stage name that input ``param`` reads from (a :class:`Choice` is picked by ``cfg``).
+
+        Raises:
+            ValueError: ``param`` is a :class:`Choice` and no ``cfg`` was given.
+        """
         source = self.inputs[param]
+        if isinstance(source, Choice):
+            if cfg is None:
+                raise ValueError(f"stage {self.name}: input {param!r} is picked by {source.field}; pass the config")
+            return source.pick(cfg)
         return source.stage if isinstance(source, Upstream) else source
+
+    def candidate_stages(self, param: str) -> tuple[str, ...]:
+        """Every stage input ``param`` may read: the stages of a :class:`Choice`, else the one stage."""
+        source = self.inputs[param]
+        if isinstance(source, Choice):
+            return tuple(dict.fromkeys(source.stages.values()))
+        return (source.stage if isinstance(source, Upstream) else source,)

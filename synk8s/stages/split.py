@@ -38,6 +38,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, StoreError, UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -367,3 +368,14 @@ def shot_features(
     return cached_or_encode(
         cfg, clip, data, samples, total=len(split.entries), desc="few-shot features", progress=progress
     )
+
+
+# Lists the training split and decodes the N x M drawn images once (pixel digests); no model.
+STAGE = StageSpec(
+    name="split",
+    run=run,
+    help="Draw the N-way M-shot split (fewshot.shots_per_class real training images per class) and save it.",
+    depends=("dataset", "seed", "fewshot.shots_per_class", "fewshot.split_seed"),
+    resources=Resources("1", "2", "4Gi", "8Gi"),
+    outputs={SPLIT_FILE: load_split},
+)

@@ -21,8 +21,9 @@ from synk8s import runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.stages import evaluate, features, generate, prompts, tune
+from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
 from synk8s.stages import filter as filter_stage
-from synk8s.stages.spec import RESERVED, StageSpec, Upstream
+from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream
 
 RUN_KEY = "generate"  # the run folder is named by the dataset and the digest of this stage's fields
 
@@ -63,9 +64,10 @@ class StageTable:
                 if param in RESERVED:
                     raise ValueError(f"stage {row.name}: argument name {param!r} is reserved")
             for param in row.inputs:
-                if row.upstream_stage(param) not in self._rows:
-                    raise ValueError(f"stage {row.name}: input {param!r} reads {row.upstream_stage(param)!r}, "
-                                     "which is not a row before it")
+                for stage in row.candidate_stages(param):
+                    if stage not in self._rows:
+                        raise ValueError(f"stage {row.name}: input {param!r} reads {stage!r}, "
+                                         "which is not a row before it")
             self._rows[row.name] = row
         if run_key not in self._rows:
             raise ValueError(f"run key {run_key!r} is not a stage of the table")
@@ -92,11 +94,12 @@ class StageTable:
     # ------------------------------------------------------------------------- layout
 
     def fields(self, name: str) -> tuple[str, ...]:
-        """Every config field the output of ``name`` depends on: its own and its inputs', sorted."""
+        """Every config field the output of ``name`` depends on: its own and its inputs' (every candidate of a choice)."""
         spec = self.get(name)
         found = set(spec.depends)
         for param in spec.inputs:
-            found.update(self.fields(spec.upstream_stage(param)))
+            for stage in spec.candidate_stages(param):
+                found.update(self.fields(stage))
         return tuple(sorted(found))
 
     def default_run_id(self, cfg: ExperimentConfig) -> str:
@@ -117,7 +120,8 @@ class StageTable:
         found = {name: self.stage_dir(run, name, cfg)}
         for param in self.get(name).inputs:
             source_run, source_cfg = self._source_run(name, param, run, cfg)
-            for stage, folder in self.folders(self.get(name).upstream_stage(param), source_run, source_cfg).items():
+            upstream = self.get(name).upstream_stage(param, cfg)
+            for stage, folder in self.folders(upstream, source_run, source_cfg).items():
                 found.setdefault(stage, folder)
         return {stage: found[stage] for stage in self.names if stage in found}
 
@@ -127,7 +131,7 @@ class StageTable:
         dirs = {}
         for param in spec.inputs:
             source_run, source_cfg = self._source_run(name, param, run, cfg)
-            dirs[param] = self.stage_dir(source_run, spec.upstream_stage(param), source_cfg)
+            dirs[param] = self.stage_dir(source_run, spec.upstream_stage(param, cfg), source_cfg)
         return dirs
 
     def _source_run(self, name: str, param: str, run: str, cfg: ExperimentConfig) -> tuple[str, ExperimentConfig]:
@@ -171,13 +175,23 @@ class StageTable:
         dirs = self.input_dirs(name, run, cfg) if inputs is None else dict(inputs)
         if set(dirs) != set(spec.inputs):
             raise UsageError(f"stage {name} reads {sorted(spec.inputs)}, got {sorted(dirs)}")
+        for param, source in spec.inputs.items():
+            picked = self.stage_dir(run, spec.upstream_stage(param, cfg), cfg) if isinstance(source, Choice) else None
+            if picked is not None and dirs[param].rstrip("/") != picked.rstrip("/"):
+                raise UsageError(
+                    f"stage {name}: {source.field}={spec.upstream_stage(param, cfg)!r} reads {param} from {picked}, "
+                    f"got {dirs[param]}; compile the pipeline with the config it runs"
+                )
         result = spec.run(cfg, **dirs, out=out, **options)
         uri = spec.finish(cfg, run, self.folders(name, run, cfg)) if spec.finish else out
         return Done(result, out, uri)
 
 
 TABLE = StageTable(
-    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE),
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE,
+     # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
+     split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
+     fewshot_tune.STAGE, fewshot_evaluate.STAGE),
     run_key=RUN_KEY,
 )
 

@@ -1,0 +1,143 @@
+"""The few-shot study (paper section 3.2) as a Kubeflow pipeline: one shot count, or a sweep over them.
+
+    plan -> prompts -> generate_shards -> generate x n (ParallelFor, GPU) -> collect    (B, RF)
+         -> filter (CF) -> features
+         -> split -> [realfilter (RF)] -> fewshot_tune -> fewshot_evaluate (report.json)
+
+    plan -> prompts                                                                       (RG)
+         -> split -> guided_shards -> guided x n (ParallelFor, GPU) -> collect_guided
+         -> filter_guided (CF) -> features_guided -> fewshot_tune -> fewshot_evaluate (report.json)
+
+Which branch runs is chosen **when the pipeline is compiled**, from ``fewshot.strategy`` of the
+config (``synk8s submit`` compiles with the run's config, so ``--set fewshot.strategy=B`` picks B):
+the three strategies read different folders, and the stage table picks them by that field. A run
+whose resolved config names another strategy than the compiled one fails at its first few-shot
+task, saying so, instead of writing folders named for the other strategy.
+
+``fewshot`` runs one shot count, ``fewshot.shots_per_class`` (``--shots``). ``fewshot_sweep`` runs
+every M of ``fewshot.shots`` in one submission, for Figure 1's curve: the stages that do not depend
+on M (prompts, and for B and RF generation, CF and features) run once; each M gets its own branch
+(``shots_config`` -> split -> ... -> fewshot_evaluate, display names ending in ``M=<m>``), all
+sharing one split seed (the splits nest). The branches are unrolled when compiling, one per M, not
+a ``dsl.ParallelFor``: RG's branch holds a sharded ParallelFor with ``dsl.Collected`` of its own,
+which KFP does not gather from inside another loop, and kfp.local hands tasks inside a loop the loop
+item in place of upstream outputs. Branches have no edges between them, so a cluster runs them at
+once. A final ``sweep_report`` task writes ``fewshot-sweep-<digest>/sweep.json`` with every M's
+top-1 of CT w. init and CT w. Syn and the path of each M's report.
+
+GPU tasks, the Secret and ConfigMap, retries of the sharded tasks and caching are those of every
+pipeline (:mod:`synk8s.pipelines.wiring`).
+"""
+
+from kfp import dsl
+
+from synk8s.components.params import pipeline_arguments
+from synk8s.components.sweep import shots_config, sweep_report
+from synk8s.config import ExperimentConfig
+from synk8s.pipelines.wiring import LIGHT, Wiring
+
+PIPELINE_NAME = "synk8s-fewshot"
+SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
+
+# Per strategy: the stages that do not depend on M, then those of one M, in pipeline order.
+STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "B": (("prompts", "generate", "filter", "features"), ("split", "fewshot_tune", "fewshot_evaluate")),
+    "RF": (("prompts", "generate", "filter", "features"), ("split", "realfilter", "fewshot_tune", "fewshot_evaluate")),
+    "RG": (
+        ("prompts",),
+        ("split", "guided", "filter_guided", "features_guided", "fewshot_tune", "fewshot_evaluate"),
+    ),
+}
+# The features stages run after the filter over the same images: it has filled the feature cache.
+AFTER = {"features": ("filter",), "features_guided": ("filter_guided",)}
+
+
+def with_shots(cfg: ExperimentConfig, shots: int) -> ExperimentConfig:
+    """``cfg`` with ``fewshot.shots_per_class`` = ``shots``."""
+    return cfg.model_copy(update={"fewshot": cfg.fewshot.model_copy(update={"shots_per_class": shots})})
+
+
+def build_pipeline(
+    cfg: ExperimentConfig,
+    *,
+    retry: bool = True,
+    parallelism: int | None = None,
+    threads: int | None = None,
+    sweep: bool = False,
+):
+    """The few-shot pipeline function for ``cfg``.
+
+    Args:
+        cfg: resolved config; it sets the parameter defaults, the cluster settings and, fixed at
+            compile time, ``fewshot.strategy`` (and for a sweep ``fewshot.shots``).
+        retry: retry a failed shard task (see :class:`~synk8s.pipelines.wiring.Wiring`).
+        parallelism: shard tasks of one sharded stage that run at once; None: all of them.
+        threads: ``OMP_NUM_THREADS`` of every task (a local run's share of the cores); None: unset.
+        sweep: one branch per M of ``fewshot.shots`` and a ``sweep_report`` task; else one run of
+            ``fewshot.shots_per_class``.
+
+    Returns:
+        A ``@dsl.pipeline`` function whose output is the URI of the run's ``report.json`` (a sweep:
+        of its ``sweep.json``).
+    """
+    defaults = pipeline_arguments(cfg)
+    shared, per_shot = STAGES[cfg.fewshot.strategy]
+    shot_counts = tuple(cfg.fewshot.shots) if sweep else (cfg.fewshot.shots_per_class,)
+    light = {"base_image": cfg.cluster.cpu_image, "install_kfp_package": False}
+    shots_component = dsl.component(shots_config, **light)
+    sweep_component = dsl.component(sweep_report, **light)
+
+    @dsl.pipeline(
+        name=SWEEP_PIPELINE_NAME if sweep else PIPELINE_NAME,
+        description=f"Few-shot CLIP classifier tuning with synthetic data (strategy {cfg.fewshot.strategy}, "
+        f"{'M in ' + str(list(shot_counts)) if sweep else 'one M'}): CT w. init vs CT w. Syn on a real test set.",
+    )
+    def fewshot(
+        dataset: str = defaults["dataset"],
+        profile: str = defaults["profile"],
+        images_per_class: int = defaults["images_per_class"],
+        num_shards: int = defaults["num_shards"],
+        generator: str = defaults["generator"],
+        seed: int = defaults["seed"],
+        store_root: str = defaults["store_root"],
+        overrides: str = defaults["overrides"],
+        # KFP reads parameter defaults from the signature; these objects are never mutated.
+        gpu_node_selector: dict = dict(cfg.cluster.gpu_node_selector),  # noqa: B006
+        gpu_tolerations: list = [dict(t) for t in cfg.cluster.gpu_tolerations],  # noqa: B006
+    ) -> str:
+        wire = Wiring(
+            cfg,
+            gpu_node_selector=gpu_node_selector,
+            gpu_tolerations=gpu_tolerations,
+            retry=retry,
+            parallelism=parallelism,
+            threads=threads,
+        )
+        wire.plan(
+            profile=profile,
+            dataset=dataset,
+            images_per_class=images_per_class,
+            num_shards=num_shards,
+            generator=generator,
+            seed=seed,
+            store_root=store_root,
+            overrides=overrides,
+        )
+        for stage in shared:
+            wire.add(stage, after=AFTER.get(stage, ()))
+        evaluations = []
+        for shots in shot_counts:
+            branch = wire
+            if sweep:
+                task = shots_component(config_json=wire.config_json, shots=shots)
+                wire.configure(task, f"shots_config M={shots}", LIGHT, store=False)
+                branch = wire.branch(with_shots(cfg, shots), task.output, f"M={shots}")
+            for stage in per_shot:
+                branch.add(stage, after=AFTER.get(stage, ()))
+            evaluations.append(branch.tasks["fewshot_evaluate"])
+        if not sweep:
+            return evaluations[0].outputs["Output"]  # the run report's URI
+        gather = sweep_component(config_json=wire.config_json, run_dir=wire.run_dir).after(*evaluations)
+        return wire.configure(gather, "sweep_report", LIGHT).output
+
+    return fewshot

@@ -1,0 +1,134 @@
+"""The few-shot run report: one N-way M-shot run's headline numbers in one small file.
+
+``<fewshot_evaluate folder>/report.json`` is written after the fewshot_evaluate stage (its ``finish``
+hook), so a pipeline run, a local run and ``synk8s stage fewshot_evaluate`` all leave one::
+
+    {"dataset": "eurosat", "shots": 4, "strategy": "RG", "schedule": "mix", "freeze_bn": true,
+     "trainable": "head", "split_digest": "...",
+     "top1": {"zeroshot": 0.1, "ct_init": 0.12, "ct_syn": 0.15},     # CT w. init: real only
+     "counts": {"real": 40, "synthetic_train": 30, "synthetic_val": 10, "test": 40},
+     "seconds": {"split": 0.4, ...}, "config_digest": "...", "store_root": "...", "run_dir": "...",
+     "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
+
+It reads the stage manifests and ``metrics.json`` only; the folders come from the stage table's caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from synk8s import storage
+from synk8s.report import REPORT_FILE, STANDIN_NOTICE
+from synk8s.runs import read_manifest
+
+if TYPE_CHECKING:
+    from synk8s.config import ExperimentConfig
+
+# Stages whose seconds the report lists when the run has them (generate: summed over its shards).
+TIMED_STAGES = (
+    "prompts", "split", "generate", "guided", "filter", "filter_guided", "features", "features_guided",
+    "realfilter", "fewshot_tune", "fewshot_evaluate",
+)  # fmt: skip
+
+
+def fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> dict[str, Any]:
+    """Gather the report of a few-shot run from its stage outputs.
+
+    Args:
+        cfg: the run's config.
+        run: the run folder URI.
+        folders: the output folder of ``fewshot_evaluate`` and of every stage upstream of it, by stage name.
+
+    Raises:
+        MissingDataError: a stage of the run has not finished.
+    """
+    evaluate = folders["fewshot_evaluate"]
+    read_manifest(evaluate, "fewshot_evaluate")
+    metrics = storage.get_json(storage.join(evaluate, "metrics.json"))
+    tune = read_manifest(folders["fewshot_tune"], "fewshot_tune")
+    seconds = {}
+    for stage in TIMED_STAGES:
+        if stage in folders:
+            manifest = read_manifest(folders[stage], stage)
+            seconds[stage] = round(float(manifest.get("shard_seconds", manifest["seconds"])), 3)
+    report: dict[str, Any] = {
+        "dataset": cfg.dataset.name,
+        "profile": cfg.profile,
+        "shots": metrics["shots"],
+        "strategy": metrics["strategy"],
+        "schedule": metrics["schedule"],
+        "freeze_bn": cfg.fewshot.freeze_bn,
+        "trainable": cfg.tune.trainable,
+        "inputs": metrics["inputs"],
+        "split_digest": metrics["split_digest"],
+        "top1": {name: metrics["top1"][name] for name in ("zeroshot", "ct_init", "ct_syn")},
+        "selected_on_validation": metrics["selected_on_validation"],
+        "counts": {
+            "real": tune["counts"]["real"],
+            "synthetic_train": tune["counts"]["train"],
+            "synthetic_val": tune["counts"]["val"],
+            "test": metrics["test"],
+        },
+        "seconds": seconds,
+        "config_digest": cfg.digest(),
+        "store_root": cfg.store.root,
+        "run_dir": run,
+    }
+    if metrics["standin"]:
+        report["notice"] = STANDIN_NOTICE
+    return report
+
+
+def write_fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> str:
+    """Write :func:`fewshot_report` into the fewshot_evaluate folder as ``report.json``; returns its URI."""
+    uri = storage.join(folders["fewshot_evaluate"], REPORT_FILE)
+    storage.put_json(uri, fewshot_report(cfg, run, folders))
+    return uri
+
+
+SWEEP_FILE = "sweep.json"
+
+
+def sweep_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
+    """The reports of every shot count M of ``fewshot.shots`` in the run folder ``run``: Figure 1's curve.
+
+    Each M's config is ``cfg`` with ``fewshot.shots_per_class`` = M; its report is read from the
+    fewshot_evaluate folder the stage table names for it.
+
+    Raises:
+        MissingDataError: the run of some M has not finished.
+    """
+    from synk8s.stages.table import TABLE
+
+    rows = []
+    for shots in cfg.fewshot.shots:
+        one = cfg.model_copy(update={"fewshot": cfg.fewshot.model_copy(update={"shots_per_class": shots})})
+        folder = TABLE.stage_dir(run, "fewshot_evaluate", one)
+        read_manifest(folder, "fewshot_evaluate")
+        rows.append({"report": storage.join(folder, REPORT_FILE), **storage.get_json(storage.join(folder, REPORT_FILE))})
+    return {
+        "dataset": cfg.dataset.name,
+        "strategy": cfg.fewshot.strategy,
+        "schedule": cfg.fewshot.schedule,
+        "shots": list(cfg.fewshot.shots),
+        "ct_init_top1": [row["top1"]["ct_init"] for row in rows],
+        "ct_syn_top1": [row["top1"]["ct_syn"] for row in rows],
+        "runs": rows,
+        "run_dir": run,
+    }
+
+
+def write_sweep_report(cfg: ExperimentConfig, run: str) -> str:
+    """Write :func:`sweep_report` to ``<run>/fewshot-sweep-<digest>/sweep.json``; returns its URI.
+
+    The folder's digest covers every field the evaluations depend on and the list of shot counts.
+    """
+    from synk8s import runs
+    from synk8s.stages.table import TABLE
+
+    fields = (*TABLE.fields("fewshot_evaluate"), "fewshot.shots")
+    folder = runs.stage_folder(run, "fewshot-sweep", cfg, fields, TABLE.fields(TABLE.run_key))
+    uri = storage.join(folder, SWEEP_FILE)
+    storage.put_json(uri, sweep_report(cfg, run))
+    return uri

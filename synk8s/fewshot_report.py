@@ -90,23 +90,22 @@ def write_fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, 
 SWEEP_FILE = "sweep.json"
 
 
-def sweep_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
-    """The reports of every shot count M of ``fewshot.shots`` in the run folder ``run``: Figure 1's curve.
+def sweep_report(cfg: ExperimentConfig, run: str, folders: Mapping[int, str]) -> dict[str, Any]:
+    """The reports of every shot count M of a sweep, in the order of ``fewshot.shots``: Figure 1's curve.
 
-    Each M's config is ``cfg`` with ``fewshot.shots_per_class`` = M; its report is read from the
-    fewshot_evaluate folder the stage table names for it.
+    Args:
+        cfg: the sweep's config.
+        run: the run folder URI.
+        folders: each M's fewshot_evaluate folder (holding its ``report.json``).
 
     Raises:
         MissingDataError: the run of some M has not finished.
     """
-    from synk8s.stages.table import TABLE
-
     rows = []
     for shots in cfg.fewshot.shots:
-        one = cfg.model_copy(update={"fewshot": cfg.fewshot.model_copy(update={"shots_per_class": shots})})
-        folder = TABLE.stage_dir(run, "fewshot_evaluate", one)
-        read_manifest(folder, "fewshot_evaluate")
-        rows.append({"report": storage.join(folder, REPORT_FILE), **storage.get_json(storage.join(folder, REPORT_FILE))})
+        read_manifest(folders[shots], "fewshot_evaluate")
+        uri = storage.join(folders[shots], REPORT_FILE)
+        rows.append({"report": uri, **storage.get_json(uri)})
     return {
         "dataset": cfg.dataset.name,
         "strategy": cfg.fewshot.strategy,
@@ -119,16 +118,8 @@ def sweep_report(cfg: ExperimentConfig, run: str) -> dict[str, Any]:
     }
 
 
-def write_sweep_report(cfg: ExperimentConfig, run: str) -> str:
-    """Write :func:`sweep_report` to ``<run>/fewshot-sweep-<digest>/sweep.json``; returns its URI.
-
-    The folder's digest covers every field the evaluations depend on and the list of shot counts.
-    """
-    from synk8s import runs
-    from synk8s.stages.table import TABLE
-
-    fields = (*TABLE.fields("fewshot_evaluate"), "fewshot.shots")
-    folder = runs.stage_folder(run, "fewshot-sweep", cfg, fields, TABLE.fields(TABLE.run_key))
-    uri = storage.join(folder, SWEEP_FILE)
-    storage.put_json(uri, sweep_report(cfg, run))
+def write_sweep_report(cfg: ExperimentConfig, run: str, folders: Mapping[int, str], out: str) -> str:
+    """Write :func:`sweep_report` to ``<out>/sweep.json``; returns its URI."""
+    uri = storage.join(out, SWEEP_FILE)
+    storage.put_json(uri, sweep_report(cfg, run, folders))
     return uri

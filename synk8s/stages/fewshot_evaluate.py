@@ -151,6 +151,29 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
     )
 
 
+
+def write_sweep(cfg: ExperimentConfig, run: str) -> str:
+    """Gather the reports of every M of ``fewshot.shots`` in ``run`` into ``fewshot-sweep-<digest>/sweep.json``.
+
+    Each M's report is read from the folder the stage table names for ``cfg`` with
+    ``fewshot.shots_per_class`` = M. The sweep folder's digest covers the fields of this stage
+    and the list of shot counts. Returns the URI of ``sweep.json``.
+
+    Raises:
+        MissingDataError: the run of some M has not finished.
+    """
+    from synk8s.fewshot_report import write_sweep_report
+    from synk8s.runs import stage_folder
+    from synk8s.stages.table import TABLE
+
+    folders = {}
+    for shots in cfg.fewshot.shots:
+        one = cfg.model_copy(update={"fewshot": cfg.fewshot.model_copy(update={"shots_per_class": shots})})
+        folders[shots] = TABLE.stage_dir(run, "fewshot_evaluate", one)
+    fields = (*TABLE.fields("fewshot_evaluate"), "fewshot.shots")
+    out = stage_folder(run, "fewshot-sweep", cfg, fields, TABLE.fields(TABLE.run_key))
+    return write_sweep_report(cfg, run, folders, out)
+
 # Cached test features need no GPU; a head whose tower trained encodes the test images again with it.
 STAGE = StageSpec(
     name="fewshot_evaluate",

@@ -21,8 +21,17 @@ PINNED = {
             "generate": "images",
             "filter": "filter-3e26236ce1c0ddc0",
             "features": "features-1852f160d3da0186",
-            "tune": "tune-c5cd93b172e4f4a7",
-            "evaluate": "evaluate-c5cd93b172e4f4a7",
+            # moved at the few-shot merge (b17b6b3): tune.trainable joined the tune section
+            "tune": "tune-bc5bab640a33c655",
+            "evaluate": "evaluate-bc5bab640a33c655",
+            # few-shot rows, pinned when they joined the table
+            "split": "split-3adafdbb7dcb0be0",
+            "guided": "images-rg-50c3de7c91e12c77",
+            "filter_guided": "filter-rg-b60b16eea8161f27",
+            "features_guided": "features-rg-42a7b177619b2dcc",
+            "realfilter": "realfilter-4aec5b959b27929a",
+            "fewshot_tune": "fewshot-tune-691b162f500c60cc",
+            "fewshot_evaluate": "fewshot-evaluate-691b162f500c60cc",
         },
     ),
     "paper": (
@@ -32,8 +41,16 @@ PINNED = {
             "generate": "images",
             "filter": "filter-86c4d3d41be3a3ce",
             "features": "features-0ce91bf201fa396d",
-            "tune": "tune-559c31dfab364277",
-            "evaluate": "evaluate-559c31dfab364277",
+            # moved at the few-shot merge (b17b6b3): tune.trainable joined the tune section
+            "tune": "tune-2e94e5c1ec857847",
+            "evaluate": "evaluate-2e94e5c1ec857847",
+            "split": "split-a002b8d79e0ecaf6",
+            "guided": "images-rg-9634a8ae9fd19626",
+            "filter_guided": "filter-rg-b49782455a798358",
+            "features_guided": "features-rg-71c8cc0965d43138",
+            "realfilter": "realfilter-d39d803594c086b3",
+            "fewshot_tune": "fewshot-tune-d3ff8ef946fe4063",
+            "fewshot_evaluate": "fewshot-evaluate-d3ff8ef946fe4063",
         },
     ),
 }
@@ -45,7 +62,7 @@ def test_run_and_stage_folder_names_do_not_move(profile):
     run_id, folders = PINNED[profile]
     assert default_run_id(cfg) == run_id
     assert run_dir(cfg) == f"/store/runs/{run_id}"
-    assert {name: stage_dir("/run", name, cfg) for name in TABLE.names} == {
+    assert {name: stage_dir("/run", name, cfg) for name in folders} == {
         name: f"/run/{folder}" for name, folder in folders.items()
     }
 
@@ -62,7 +79,16 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     sce = config.with_overrides(base, ["tune.loss=ce"])
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
-    assert same == ["prompts", "generate", "filter", "features"]
+    assert same == ["prompts", "generate", "filter", "features", "split", "guided", "filter_guided",
+                    "features_guided", "realfilter"]
+
+
+def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():
+    base = config.load("tiny", ["dataset.name=eurosat"])
+    four = config.with_overrides(base, ["fewshot.shots_per_class=4"])
+    moved = [n for n in TABLE.names if stage_dir("r", n, four) != stage_dir("r", n, base)]
+    assert moved == ["split", "guided", "filter_guided", "features_guided", "realfilter", "fewshot_tune",
+                     "fewshot_evaluate"]
 
 
 def test_an_explicit_run_id_names_the_run_folder():

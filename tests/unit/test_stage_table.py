@@ -151,4 +151,4 @@ def test_every_row_of_the_table_fits_its_function():
         if spec.shards:
             collect = inspect.signature(spec.shards.collect).parameters
             assert {"out", *(o.name for o in spec.shards.collect_options)} <= set(collect)
-    assert [s.name for s in TABLE if s.shards] == ["generate"]
+    assert [s.name for s in TABLE if s.shards] == ["generate", "guided"]

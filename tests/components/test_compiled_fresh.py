@@ -1,4 +1,4 @@
-"""The committed pipelines/compiled/zeroshot.yaml is, byte for byte, what the code compiles today."""
+"""The committed pipelines/compiled/<name>.yaml files are, byte for byte, what the code compiles today."""
 
 import subprocess
 import sys
@@ -6,18 +6,24 @@ import sys
 import pytest
 
 from synk8s import config
-from synk8s.pipelines import compile_pipeline, compiled_path
+from synk8s.pipelines import PIPELINES, compile_pipeline, compiled_path
 
 pytestmark = pytest.mark.timeout(120)
 
-FIX = "synk8s compile zeroshot --profile paper -o pipelines/compiled/zeroshot.yaml"
+FIX = "synk8s compile {name} --profile paper -o pipelines/compiled/{name}.yaml"
 
 
-def test_committed_zeroshot_yaml_is_fresh(tmp_path):
-    committed = compiled_path("zeroshot")
-    assert committed.exists(), f"{committed} is missing; run: {FIX}"
-    fresh = compile_pipeline("zeroshot", config.load("paper"), tmp_path / "zeroshot.yaml").read_bytes()
-    assert committed.read_bytes() == fresh, f"{committed} is stale; run: {FIX}"
+def test_every_pipeline_has_a_committed_yaml():
+    assert set(PIPELINES) >= {"zeroshot", "fewshot", "fewshot_sweep"}
+    missing = [name for name in PIPELINES if not compiled_path(name).exists()]
+    assert not missing, "missing compiled pipelines; run: " + "; ".join(FIX.format(name=n) for n in missing)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_committed_yaml_is_fresh(tmp_path, name):
+    committed = compiled_path(name)
+    fresh = compile_pipeline(name, config.load("paper"), tmp_path / f"{name}.yaml").read_bytes()
+    assert committed.read_bytes() == fresh, f"{committed} is stale; run: {FIX.format(name=name)}"
 
 
 def test_two_compiles_in_separate_processes_give_the_same_bytes(tmp_path):

@@ -101,12 +101,16 @@ class Choice:
     field: str
     stages: Mapping[str, str]
 
-    def pick(self, cfg: ExperimentConfig) -> str:
-        """The stage read under ``cfg``."""
+    def value(self, cfg: ExperimentConfig) -> Any:
+        """The value of :attr:`field` under ``cfg``."""
         value: Any = cfg
         for part in self.field.split("."):
             value = getattr(value, part)
-        return self.stages[value]
+        return value
+
+    def pick(self, cfg: ExperimentConfig) -> str:
+        """The stage read under ``cfg``."""
+        return self.stages[self.value(cfg)]
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ class StageTable:
             picked = self.stage_dir(run, spec.upstream_stage(param, cfg), cfg) if isinstance(source, Choice) else None
             if picked is not None and dirs[param].rstrip("/") != picked.rstrip("/"):
                 raise UsageError(
-                    f"stage {name}: {source.field}={spec.upstream_stage(param, cfg)!r} reads {param} from {picked}, "
+                    f"stage {name}: {source.field}={source.value(cfg)!r} reads {param} from {picked}, "
                     f"got {dirs[param]}; compile the pipeline with the config it runs"
                 )
         result = spec.run(cfg, **dirs, out=out, **options)

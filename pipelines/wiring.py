@@ -18,6 +18,7 @@ ParallelFor limit and generation retries.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -82,8 +83,7 @@ class Wiring:
             config_json: the variant's resolved config at run time.
             label: appended to the display names of the branch's tasks, e.g. ``M=4``.
         """
-        other = Wiring.__new__(Wiring)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)  # the components, GPU parameters, run folder and settings are shared
         other.cfg, other.config_json, other.label = cfg, config_json, f"{self.label} {label}".strip()
         other.tasks = dict(self.tasks)
         return other

@@ -117,3 +117,23 @@ def test_the_sweep_runs_every_shot_count_once_and_shares_the_m_independent_stage
     labels = sorted(t["taskInfo"]["name"] for n, t in root.items() if _stage(n) == "fewshot_evaluate")
     assert labels == sorted(f"fewshot_evaluate M={m}" for m in shots)
     assert "secretAsEnv" in executors["exec-sweep-report"]
+
+
+def test_submit_shots_sets_the_shot_count_and_compiles_the_strategy_asked_for(kfp_api):
+    from typer.testing import CliRunner
+
+    from synk8s.cli.main import app
+    from synk8s.components.params import config_from_arguments
+
+    store = "s3://synk8s-test/store"
+    args = ["submit", "fewshot", "--profile", "tiny", "--dataset", "eurosat", "--shots", "4", "--set",
+            "fewshot.strategy=B", "--store", store, "--host", kfp_api.url]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/runs")
+    cfg = config_from_arguments(**created.body["runtime_config"]["parameters"])
+    assert (cfg.fewshot.shots_per_class, cfg.fewshot.strategy, cfg.dataset.name) == (4, "B", "eurosat")
+    spec = created.body["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "synk8s-fewshot"
+    assert set(spec["root"]["dag"]["tasks"]) >= {"split", "generate-shards", "filter", "fewshot-tune"}
+    assert not {"guided-shards", "realfilter"} & set(spec["root"]["dag"]["tasks"])

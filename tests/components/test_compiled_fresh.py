@@ -1,4 +1,4 @@
-"""The committed pipelines/compiled/zeroshot.yaml is, byte for byte, what the code compiles today."""
+"""The committed pipelines/compiled/*.yaml are, byte for byte, what the code compiles today."""
 
 import subprocess
 import sys
@@ -18,6 +18,14 @@ def test_committed_zeroshot_yaml_is_fresh(tmp_path):
     assert committed.exists(), f"{committed} is missing; run: {FIX}"
     fresh = compile_pipeline("zeroshot", config.load("paper"), tmp_path / "zeroshot.yaml").read_bytes()
     assert committed.read_bytes() == fresh, f"{committed} is stale; run: {FIX}"
+
+
+def test_committed_pretrain_yaml_is_fresh(tmp_path):
+    fix = "synk8s compile pretrain --profile paper -o pipelines/compiled/pretrain.yaml"
+    committed = compiled_path("pretrain")
+    assert committed.exists(), f"{committed} is missing; run: {fix}"
+    fresh = compile_pipeline("pretrain", config.load("paper"), tmp_path / "pretrain.yaml").read_bytes()
+    assert committed.read_bytes() == fresh, f"{committed} is stale; run: {fix}"
 
 
 def test_two_compiles_in_separate_processes_give_the_same_bytes(tmp_path):

@@ -209,7 +209,7 @@ def training_set(
     from synk8s import datasets, shards, stream
 
     if images:
-        samples = [s for t in shards.manifest_tars(images) for s in stream.raw_samples(t.uri)]
+        samples = [s for t in shards.manifest_tars(images) for s in stream.raw_samples(t)]
         return _Encoded(samples), [s.label for s in samples], "synthetic"
     data = datasets.load(cfg.dataset.name, "train", root)
     keep = list(range(len(data))) if not real_per_class else draw_per_class(data.labels, int(real_per_class), cfg.seed)

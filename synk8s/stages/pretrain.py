@@ -87,8 +87,8 @@ class PretrainResult(BaseModel):
 class TrainingData:
     """The generate output as the trainer sees it: tars, monitor tars and counts."""
 
-    tars: list[str]
-    monitor: frozenset[str]
+    tars: list[shards.TarRecord]
+    monitor: frozenset[shards.TarRecord]
     images: int
     held_out: int
     num_classes: int
@@ -105,7 +105,7 @@ def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
 
     manifest = read_manifest(images, "generate")
     records = shards.manifest_tars(images)
-    tars = [t.uri for t in records]
+    tars = list(records)
     monitor = stream.monitor_tar_uris(tars, cfg.pretrain.monitor_tars)
     held = sum(1 for _ in stream.held_out(tars, monitor, cfg.seed, cfg.pretrain.monitor_fraction))
     return TrainingData(

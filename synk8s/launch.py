@@ -57,5 +57,6 @@ def train(cfg: ExperimentConfig, *, stage: str, target: str, out: str, **kwargs:
     from synk8s import trainjob
     from synk8s.cluster import api_client
 
-    log.info("%s: training as a TrainJob on %d node(s) x %d GPU(s)", stage, cfg.pretrain.nodes, cfg.pretrain.gpus_per_node)
+    p = cfg.pretrain
+    log.info("%s: training as a TrainJob on %d node(s) x %d GPU(s)", stage, p.nodes, p.gpus_per_node)
     trainjob.submit(cfg, api_client(), stage=stage, target=target, out=out, **kwargs)

@@ -62,7 +62,8 @@ def read_pretrained_trunk(folder: str) -> Trunk:
         raise MissingDataError(f"cannot read the trunk in {folder} ({type(error).__name__}: {error})") from None
     name = info.get("backbone") if isinstance(info, dict) else None
     if not isinstance(name, str):
-        raise MissingDataError(f'{storage.join(folder, META_FILE)} names no backbone; it should hold {{"backbone": ...}}')
+        meta = storage.join(folder, META_FILE)
+        raise MissingDataError(f'{meta} names no backbone; it should hold {{"backbone": "resnet50", ...}}')
     models.get_backbone_info(name)
     return Trunk(backbone=name, state_dict=state, source=folder, info=info)
 

@@ -352,7 +352,10 @@ def load_result(out: str, seconds: float = 0.0) -> PretrainResult:
 
 
 def load_backbone(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The trunk a finished pre-training wrote: ``(state_dict, backbone.json)`` (see :func:`~synk8s.models.checkpoints.load_trunk`)."""
+    """The trunk a finished pre-training wrote: ``(state_dict, backbone.json)``.
+
+    See :func:`synk8s.models.checkpoints.load_trunk`, the one reader of trunks (detection uses it too).
+    """
     from synk8s.models.checkpoints import load_trunk
 
     return load_trunk(out)

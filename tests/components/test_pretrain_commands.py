@@ -33,7 +33,8 @@ def test_moco_pretraining_on_cifar100_is_reported_beside_training_from_scratch(t
     for side in ("pretrained", "scratch"):
         assert 0.0 <= report[side]["top1"] <= 1.0
         assert [e["epoch"] for e in report["curves"][side]] == [1, 2]
-    assert [e["epoch"] for e in report["curves"]["pretrain"]] == [1, 2] and "knn_top1" in report["curves"]["pretrain"][0]
+    pretraining = report["curves"]["pretrain"]
+    assert [e["epoch"] for e in pretraining] == [1, 2] and "knn_top1" in pretraining[0]
     assert report["notice"].startswith("stand-in data:")
 
 

@@ -90,7 +90,9 @@ def test_a_pretraining_runs_images_depend_on_its_label_space_and_image_total():
     wider = config.with_overrides(base, ["pretrain.label_space=imagenet-1k"])
     assert len({default_run_id(base), default_run_id(more), default_run_id(wider)}) == 3
     # The transfer and its start weights rename only the transfer folders, never the trunk.
-    voc = config.with_overrides(base, ["pretrain.transfer=voc", "pretrain.finetune.init=scratch", "detect.init=pretrained"])
+    voc = config.with_overrides(
+        base, ["pretrain.transfer=voc", "pretrain.finetune.init=scratch", "detect.init=pretrained"]
+    )
     assert default_run_id(voc) == default_run_id(base)
     assert stage_dir("r", "pretrain", voc) == stage_dir("r", "pretrain", base)
     assert stage_dir("r", "finetune", voc) != stage_dir("r", "finetune", base)

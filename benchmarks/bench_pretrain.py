@@ -58,7 +58,7 @@ def model_images_per_s(args: argparse.Namespace, batch_size: int, classes: int, 
 
 def loader_images_per_s(args: argparse.Namespace, images: str, batch_size: int) -> float:
     """Images/s the stage's shard stream delivers through a DataLoader with ``--workers`` workers."""
-    tars = [t.uri for t in shards.manifest_tars(images)]
+    tars = shards.manifest_tars(images)
     transform = augment.moco_v2(args.resolution) if args.method == "moco" else augment.supervised(args.resolution)
     dataset = stream.ShardStream(
         tars,

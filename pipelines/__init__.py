@@ -20,7 +20,7 @@ from synk8s.errors import UsageError
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
 
-PIPELINES = ("zeroshot", "fewshot", "fewshot_sweep")
+PIPELINES = ("zeroshot", "fewshot", "fewshot_sweep", "pretrain")
 
 
 def build(name: str, cfg: ExperimentConfig, **options: Any):
@@ -34,10 +34,24 @@ def build(name: str, cfg: ExperimentConfig, **options: Any):
     Raises:
         UsageError: unknown pipeline name.
     """
+    return _module(name).build_pipeline(cfg, **options)
+
+
+def _module(name: str) -> Any:
     if name not in PIPELINES:
         raise UsageError(f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}")
-    module = importlib.import_module(f"synk8s.pipelines.{name}")
-    return module.build_pipeline(cfg, **options)
+    return importlib.import_module(f"synk8s.pipelines.{name}")
+
+
+def prepare(name: str, cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config pipeline ``name`` runs for ``cfg``: its ``prepare_config`` fills fields it needs (pretrain:
+    the label space); submitting passes this config's parameters.
+
+    Raises:
+        UsageError: unknown pipeline name.
+    """
+    module = _module(name)
+    return module.prepare_config(cfg) if hasattr(module, "prepare_config") else cfg
 
 
 def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:

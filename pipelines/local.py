@@ -90,8 +90,9 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
     from kfp import local
 
     from synk8s.components.params import pipeline_arguments
-    from synk8s.pipelines import build
+    from synk8s.pipelines import build, prepare
 
+    cfg = prepare(pipeline, cfg)
     check_store(cfg.store.root)
     threads = threads or default_threads()
     func = build(pipeline, cfg, retry=False, parallelism=LOCAL_PARALLELISM, threads=threads)

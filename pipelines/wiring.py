@@ -19,12 +19,14 @@ ParallelFor limit and generation retries.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from kfp import dsl, kubernetes
 
 from synk8s.components.params import STORE_ROOT_ENV
 from synk8s.components.stages import make_components
+from synk8s.components.transfer import make_transfer_components
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.stages.spec import Resources
@@ -62,6 +64,7 @@ class Wiring:
         """
         self.cfg = cfg
         self.comps = make_components(cfg)
+        self.extra = make_transfer_components(cfg)
         self.gpu = {"node_selector_json": gpu_node_selector, "toleration_json": gpu_tolerations}
         self.retry = retry
         self.parallelism = parallelism
@@ -110,32 +113,48 @@ class Wiring:
         self.config_json, self.run_dir = task.outputs["config_json"], task.outputs["run_dir"]
         return task
 
-    def add(self, name: str, *, after: tuple[str, ...] = ()) -> dsl.PipelineTask:
+    def add(
+        self, name: str, *, after: tuple[str, ...] = (), overrides: tuple[str, ...] = (), label: str | None = None
+    ) -> dsl.PipelineTask:
         """Add stage ``name``, reading the outputs of its inputs' stages; returns the task whose output is its folder.
 
         Args:
             name: a stage of the table.
-            after: stages it must also wait for without reading them (e.g. to reuse a cache they fill).
+            after: stages (or labels) it must also wait for without reading them (e.g. to reuse a cache they fill).
+            overrides: ``key.path=value`` strings this task's config sets on top of the run's (a ``variant``
+                task makes that config); the stage's folder digest tells the variant apart.
+            label: the task's display name and its key for ``after``; default ``name``. A variant needs
+                its own label when the stage is added twice.
 
         Raises:
-            UsageError: :meth:`plan` was not called, or an input's stage (or an ``after`` stage) was not added before.
+            UsageError: :meth:`plan` was not called, an input's stage (or an ``after`` stage) was not added
+                before, the label is taken, or ``overrides`` are given for a sharded stage.
         """
         spec = TABLE.get(name)
+        key = label or name
         if self.config_json is None:
             raise UsageError(f"plan the run before adding stage {name}")
+        if key in self.tasks:
+            raise UsageError(f"the pipeline already has a task {key!r}; give the variant another label")
         upstream = {param: spec.upstream_stage(param, self.cfg) for param in spec.inputs}  # a Choice: by self.cfg
         missing = [s for s in (*upstream.values(), *after) if s not in self.tasks]
         if missing:
             raise UsageError(f"stage {name} needs {', '.join(missing)}: add it to the pipeline first")
         inputs = {param: self.tasks[stage].outputs["Output"] for param, stage in upstream.items()}
         if spec.shards:
+            if overrides:
+                raise UsageError(f"stage {name} is sharded: its shards share the run's config, so no overrides")
             task = self._sharded(name, inputs)
         else:
-            task = self.comps.stages[name](config_json=self.config_json, run_dir=self.run_dir, **inputs)
-            self.configure(task, name, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            config_json = self.config_json
+            if overrides:
+                made = self.extra.variant(config_json=self.config_json, overrides=json.dumps(list(overrides)))
+                config_json = self.configure(made, f"{key}_config", LIGHT, store=False).output
+            task = self.comps.stages[name](config_json=config_json, run_dir=self.run_dir, **inputs)
+            self.configure(task, key, spec.resources, gpu=spec.needs_gpu(self.cfg))
         for stage in after:
             task.after(self.tasks[stage])
-        self.tasks[name] = task
+        self.tasks[key] = task
         return task
 
     def _sharded(self, name: str, inputs: dict[str, Any]) -> dsl.PipelineTask:

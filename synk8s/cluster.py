@@ -10,7 +10,8 @@ root Secret ``synk8s-minio-root`` and the pipelines' Secret ``synk8s-s3-credenti
 user) in the synk8s namespace; the ``kfp-launcher`` ConfigMap and a copy of the pipelines' Secret in
 the namespace where runs execute; when runs execute next to MinIO, the NetworkPolicy that lets them
 reach the Kubernetes API, set to a real address; the KFP API Service ``ml-pipeline`` in the KFP
-namespace; GPU nodes labelled ``synk8s.io/pool=gpu`` and tainted ``nvidia.com/gpu``.
+namespace; GPU nodes labelled ``synk8s.io/pool=gpu`` and tainted ``nvidia.com/gpu``; the Kubeflow
+Trainer CRDs and the ``torch-distributed`` ClusterTrainingRuntime that the training stages' TrainJobs use.
 """
 
 from __future__ import annotations
@@ -327,4 +328,8 @@ def run_checks(
     results.append(_check_launcher(snapshot, run_namespace))
     if run_namespace == namespace:
         results.append(_check_api_egress(snapshot, namespace))
+    if snapshot.trainer_crds is not None:
+        from synk8s.trainjob import trainer_checks
+
+        results.extend(trainer_checks(snapshot.trainer_crds, snapshot.training_runtimes))
     return results

@@ -41,6 +41,8 @@ class ClusterSnapshot:
         secrets: ``V1Secret`` objects (the S3 and MinIO root credentials); values are never shown.
         config_maps: ``V1ConfigMap`` objects (``kfp-launcher``).
         network_policies: ``V1NetworkPolicy`` objects (the Kubernetes API egress policy).
+        trainer_crds: the Kubeflow Trainer CRD names installed; None when not read (no Trainer checks).
+        training_runtimes: the ClusterTrainingRuntime objects, as dicts.
     """
 
     nodes: list[Any] = field(default_factory=list)
@@ -51,6 +53,8 @@ class ClusterSnapshot:
     secrets: list[Any] = field(default_factory=list)
     config_maps: list[Any] = field(default_factory=list)
     network_policies: list[Any] = field(default_factory=list)
+    trainer_crds: set[str] | None = None
+    training_runtimes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -118,13 +118,16 @@ def read_snapshot(
     """Read the objects :func:`run_checks` needs from a live cluster.
 
     Only named objects are read (plus the node list), so the caller needs ``get`` on them (Secrets,
-    ConfigMap, Services, Endpoints, Deployment, NetworkPolicy) and ``list`` on nodes. Arguments are as in :func:`run_checks`; ``api`` is an ``ApiClient``.
+    ConfigMap, Services, Endpoints, Deployment, NetworkPolicy, the Trainer CRDs) and ``list`` on nodes and
+    ClusterTrainingRuntimes. Arguments are as in :func:`run_checks`; ``api`` is an ``ApiClient``.
 
     Raises:
         Synk8sError: the API server cannot be reached or refuses a read.
     """
     from kubernetes import client
     from urllib3.exceptions import HTTPError
+
+    from synk8s import trainjob
 
     run_namespace = run_namespace or namespace
     core, apps, networking = (
@@ -146,6 +149,7 @@ def read_snapshot(
         secrets.append(_read(core.read_namespaced_secret, MINIO_ROOT_SECRET, namespace))
         config_maps = [_read(core.read_namespaced_config_map, LAUNCHER_CONFIG_MAP, run_namespace)]
         network_policies = [_read(networking.read_namespaced_network_policy, KUBE_API_POLICY, namespace)]
+        trainer_crds, runtimes = trainjob.read_trainer(api)
     except HTTPError as error:
         reason = " ".join(str(error).split())
         raise Synk8sError(f"cannot reach the Kubernetes API at {host}: {reason}") from None
@@ -163,4 +167,6 @@ def read_snapshot(
         secrets=present(secrets),
         config_maps=present(config_maps),
         network_policies=present(network_policies),
+        trainer_crds=trainer_crds,
+        training_runtimes=runtimes,
     )

@@ -115,6 +115,9 @@ class PretrainConfig(Section):
     moco: MocoConfig
     finetune: FinetuneConfig
     detection_dataset: str
+    transfer: Literal["cifar100", "voc"] = Field(
+        description="what the pretrain pipeline measures the trunk by: CIFAR-100 fine-tuning or VOC detection"
+    )
 
 
 class DetectConfig(Section):
@@ -130,7 +133,9 @@ class DetectConfig(Section):
     standin_size: int = Field(ge=32, description="stand-in image side in pixels")
     train_difficult: bool = Field(description="train on objects flagged difficult (evaluation always ignores them)")
     arch: Literal["c4", "fpn"]
-    init: Literal["scratch", "imagenet"] = Field(description="trunk weights when no pre-trained backbone is given")
+    init: Literal["pretrained", "scratch", "imagenet"] = Field(
+        description="trunk weights: the pretrain stage's (the table's detect stage), random, or ImageNet-1K"
+    )
     iterations: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="images per iteration over all processes")
     lr: float = Field(gt=0.0)

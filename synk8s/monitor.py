@@ -40,7 +40,12 @@ class MonitorSet:
 
 
 def load_monitor(
-    tars: Sequence[str], monitor: frozenset[str], *, seed: int, fraction: float, resolution: int
+    tars: Sequence[shards.TarRecord],
+    monitor: frozenset[shards.TarRecord],
+    *,
+    seed: int,
+    fraction: float,
+    resolution: int,
 ) -> MonitorSet:
     """Read and preprocess the held-out samples of the monitor tars."""
     prepare = augment.evaluation_uint8(resolution)

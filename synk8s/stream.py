@@ -49,7 +49,7 @@ class Sample:
     label: int
 
 
-def monitor_tar_uris(tars: Sequence[str], count: int) -> frozenset[str]:
+def monitor_tar_uris(tars: Sequence[shards.TarRecord], count: int) -> frozenset[shards.TarRecord]:
     """``count`` tars evenly spaced through ``tars`` (all of them when there are fewer)."""
     if count >= len(tars):
         return frozenset(tars)
@@ -66,24 +66,28 @@ def monitor_role(key: str, seed: int) -> str:
     return "bank" if derive_seed(seed, "monitor-role", key) % 2 == 0 else "query"
 
 
-def raw_samples(uri: str) -> Iterator[Sample]:
-    """The samples of one tar, undecoded."""
-    for key, members in shards.iter_tar(uri):
+def raw_samples(tar: shards.TarRecord) -> Iterator[Sample]:
+    """The samples of one tar (its manifest record: the bytes are checked as they stream), undecoded."""
+    for key, members in shards.iter_tar(tar):
         found = dict(members)
         ext = next((e for e in shards.IMAGE_EXTS if e in found), None)
         if ext is None or "json" not in found:
-            raise MissingDataError(f"sample {key} in {uri} lacks an image or its json; regenerate that tar")
+            raise MissingDataError(f"sample {key} in {tar.uri} lacks an image or its json; regenerate that tar")
         yield Sample(key, found[ext], int(json.loads(found["json"])["class_index"]))
 
 
-def held_out(tars: Sequence[str], monitor: frozenset[str], seed: int, fraction: float) -> Iterator[Sample]:
+def held_out(
+    tars: Sequence[shards.TarRecord], monitor: frozenset[shards.TarRecord], seed: int, fraction: float
+) -> Iterator[Sample]:
     """The monitor samples, in tar order."""
     for uri in tars:
         if uri in monitor:
             yield from (s for s in raw_samples(uri) if is_monitor(s.key, seed, fraction))
 
 
-def slot_share(order: Sequence[str], slot: int, slots: int) -> Iterator[tuple[str, Sample]]:
+def slot_share(
+    order: Sequence[shards.TarRecord], slot: int, slots: int
+) -> Iterator[tuple[shards.TarRecord, Sample]]:
     """(tar, sample) of one slot's share of the tars in ``order`` (see the module notes)."""
     if len(order) >= slots:
         for uri in order[slot::slots]:
@@ -116,8 +120,8 @@ class ShardStream(IterableDataset):
 
     def __init__(
         self,
-        tars: Sequence[str],
-        monitor: frozenset[str],
+        tars: Sequence[shards.TarRecord],
+        monitor: frozenset[shards.TarRecord],
         views: Views,
         *,
         seed: int,

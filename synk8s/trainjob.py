@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synk8s import storage
-from synk8s.cluster import CheckResult
+from synk8s.cluster_model import CheckResult
 from synk8s.config import ExperimentConfig
 from synk8s.distributed import torchrun_command
 from synk8s.errors import Synk8sError

@@ -46,7 +46,7 @@ def check(
     kubeconfig: Path | None = typer.Option(None, help="kubeconfig file. Default: $KUBECONFIG or ~/.kube/config."),
     context: str | None = typer.Option(None, help="kubeconfig context. Default: the current context."),
 ) -> None:
-    """Check GPU nodes, MinIO, the KFP API, the S3 Secret and the kfp-launcher ConfigMap."""
+    """Check GPU nodes, MinIO, the KFP API, the S3 Secret, the kfp-launcher ConfigMap and Kubeflow Trainer."""
     api = cluster.api_client(kubeconfig, context)
     snapshot = cluster.read_snapshot(api, namespace, run_namespace, kfp_namespace)
     results = cluster.run_checks(snapshot, namespace, run_namespace, kfp_namespace)

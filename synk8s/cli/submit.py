@@ -3,6 +3,7 @@
     synk8s submit zeroshot --dataset cifar100 --store s3://synk8s/store --host http://127.0.0.1:8080 --wait
     synk8s submit zeroshot --profile tiny --dataset cifar10 --local     # no cluster: kfp.local
     synk8s submit fewshot --dataset eurosat --shots 4 --local --profile tiny
+    synk8s submit pretrain --label-space cifar100 --method moco --transfer cifar100 --local --profile tiny
 
 Cluster runs run as ``--service-account`` (default ``cluster.service_account``). A local run is
 :func:`synk8s.pipelines.local.run_local`.
@@ -78,18 +79,27 @@ def submit(
         True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
     ),
     poll_seconds: float = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait."),
+    label_space: Optional[str] = typer.Option(
+        None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
+    ),
+    method: Optional[str] = typer.Option(None, "--method", help="pretrain.method: supervised or moco."),
+    transfer: Optional[str] = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc."),
 ) -> None:
     """Run a pipeline on Kubeflow Pipelines (or here, with --local)."""
     from synk8s.components.params import pipeline_arguments
-    from synk8s.pipelines import PIPELINES
+    from synk8s.pipelines import PIPELINES, prepare
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
-    if shots is not None:
-        overrides = [*overrides, f"fewshot.shots_per_class={shots}"]
+    shortcuts = {
+        "fewshot.shots_per_class": shots,
+        "pretrain.label_space": label_space,
+        "pretrain.method": method,
+        "pretrain.transfer": transfer,
+    }
     cfg = resolve_config(
         profile,
-        overrides,
+        [*overrides, *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)],
         dataset=dataset,
         images_per_class=images_per_class,
         num_shards=num_shards,
@@ -97,6 +107,7 @@ def submit(
         seed=seed,
         store=store,
     )
+    cfg = prepare(pipeline, cfg)
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")

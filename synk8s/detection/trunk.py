@@ -2,7 +2,9 @@
 
 A pre-training output folder (local or ``s3://``) holds ``backbone.safetensors`` (the trunk's
 state dict under torchvision ResNet names, without ``fc.*``) and ``backbone.json``
-(``{"backbone": <registry name>, ...}``); :func:`read_pretrained_trunk` reads the pair.
+(``{"backbone": <registry name>, "method", "label_space", "images", "num_images", "init", ...}``);
+:func:`read_pretrained_trunk` reads the pair with the pre-training stage's own reader,
+:func:`synk8s.models.checkpoints.load_trunk`.
 :func:`imagenet_state_dict` gives torchvision's ImageNet-1k ResNet-50 (``IMAGENET1K_V1``, 76.1 %
 top-1) from the model cache, where it is the file torchvision downloads, at
 ``<cache>/torchvision/resnet50-0676ba61.pth``; with no cache configured torchvision fetches it.
@@ -25,9 +27,6 @@ from synk8s.errors import MissingDataError, UsageError
 
 log = logging.getLogger(__name__)
 
-TRUNK_WEIGHTS = "backbone.safetensors"
-TRUNK_INFO = "backbone.json"
-
 
 @dataclass(frozen=True)
 class Trunk:
@@ -47,29 +46,25 @@ class Trunk:
 
 
 def read_pretrained_trunk(folder: str) -> Trunk:
-    """Read ``backbone.safetensors`` and ``backbone.json`` from a pre-training output folder.
+    """The trunk of a pre-training output folder, read with :func:`synk8s.models.checkpoints.load_trunk`.
 
     Raises:
-        MissingDataError: either file is missing or unreadable.
+        MissingDataError: the folder holds no trunk, or its weights cannot be read.
         UsageError: ``backbone.json`` names no registered backbone.
     """
-    from safetensors.torch import load
+    from synk8s.models.checkpoints import META_FILE, load_trunk
 
-    info_uri, weights_uri = storage.join(folder, TRUNK_INFO), storage.join(folder, TRUNK_WEIGHTS)
-    for uri in (info_uri, weights_uri):
-        if not storage.exists(uri):
-            raise MissingDataError(
-                f"no {uri}: pass the output folder of a pre-training run (it holds {TRUNK_WEIGHTS} and {TRUNK_INFO})"
-            )
-    info = storage.get_json(info_uri)
+    try:
+        state, info = load_trunk(folder)
+    except MissingDataError:
+        raise
+    except Exception as error:  # safetensors raises its own error types on a damaged file
+        raise MissingDataError(f"cannot read the trunk in {folder} ({type(error).__name__}: {error})") from None
     name = info.get("backbone") if isinstance(info, dict) else None
     if not isinstance(name, str):
-        raise MissingDataError(f'{info_uri} names no backbone; it should hold {{"backbone": "resnet50", ...}}')
+        meta = storage.join(folder, META_FILE)
+        raise MissingDataError(f'{meta} names no backbone; it should hold {{"backbone": "resnet50", ...}}')
     models.get_backbone_info(name)
-    try:
-        state = load(storage.get_bytes(weights_uri))
-    except Exception as error:  # safetensors raises its own error types on a damaged file
-        raise MissingDataError(f"cannot read {weights_uri} ({type(error).__name__}: {error})") from error
     return Trunk(backbone=name, state_dict=state, source=folder, info=info)
 
 
@@ -102,7 +97,8 @@ def resolve_trunk(backbone_folder: str | None, *, init: str, backbone: str, cach
 
     Args:
         backbone_folder: a pre-training output folder URI, or None to use ``init``.
-        init: ``scratch`` (random) or ``imagenet`` (torchvision's ImageNet-1k ResNet-50).
+        init: ``scratch`` (random) or ``imagenet`` (torchvision's ImageNet-1k ResNet-50); ``pretrained``
+            requires ``backbone_folder``.
         backbone: the configured architecture (``models.backbone``); a pre-training folder must match it.
         cache: the model cache (``models.cache``), for ``imagenet``.
 
@@ -110,6 +106,8 @@ def resolve_trunk(backbone_folder: str | None, *, init: str, backbone: str, cach
         UsageError: the folder's architecture differs from ``backbone``, or ``imagenet`` with a tiny backbone.
         MissingDataError: see :func:`read_pretrained_trunk` and :func:`imagenet_state_dict`.
     """
+    if backbone_folder is None and init == "pretrained":
+        raise UsageError("detect.init=pretrained needs the output folder of a pre-training run (backbone)")
     if backbone_folder is not None:
         trunk = read_pretrained_trunk(backbone_folder)
         if trunk.backbone != backbone:

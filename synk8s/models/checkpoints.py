@@ -79,7 +79,8 @@ def load_trunk(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     weights, meta = storage.join(uri, WEIGHTS_FILE), storage.join(uri, META_FILE)
     if not (storage.exists(weights) and storage.exists(meta)):
         raise MissingDataError(
-            f"no pretrained backbone at {uri}: run `synk8s stage pretrain` first (missing {weights})"
+            f"no pretrained backbone at {uri}: it needs {WEIGHTS_FILE} and {META_FILE}; "
+            "pass the output folder of a pre-training run (`synk8s stage pretrain`)"
         )
     return load(storage.get_bytes(weights)), storage.get_json(meta)
 

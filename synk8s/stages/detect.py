@@ -31,6 +31,7 @@ from synk8s.config import DetectConfig, ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.spec import Resources, StageSpec
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ CONFIG_FIELDS = ("seed", "models.backbone", "models.cache", "detect")
 MODEL_METADATA_KEY = "synk8s"
 METRIC_NAME = "VOC2007 11-point AP, percent"
 #: Table label of each pre-training label space.
-DATA_LABELS = {"cifar100": "CIFAR-100 Syn", "imagenet1k": "IN-1K Syn", "imagenet2k": "IN-2K Syn"}
+DATA_LABELS = {"cifar100": "CIFAR-100 Syn", "imagenet-1k": "IN-1K Syn", "imagenet-2k": "IN-2K Syn"}
+#: Table name of each ``pretrain.method`` (Table 10 is MoCo v2).
+METHOD_LABELS = {"supervised": "supervised", "moco": "mocov2"}
+TARGET = "synk8s.stages.detect:train"
 
 
 class DetectResult(BaseModel):
@@ -90,18 +94,20 @@ def pretraining_row(cfg: ExperimentConfig, source: str, info: dict[str, Any]) ->
     """Where a run belongs in Tables 9-10: ``method``, ``data``, ``in1k_init``, ``images``, ``backbone``.
 
     ``scratch`` and ``imagenet`` starts are the "(None)" rows (0 synthetic images; ``method`` None,
-    so they appear in both tables). A pre-training folder's ``backbone.json`` may carry ``method``,
-    ``label_space`` and ``num_images`` (else ``pretrain.*`` of the config fills them) and ``init``
-    (``imagenet`` when the pre-training itself started from IN-1k weights).
+    so they appear in both tables). The pre-training stage's ``backbone.json`` carries ``method``
+    (``moco`` is the tables' ``mocov2``), ``label_space``, ``num_images`` (the synthetic images
+    generated; ``images``, those trained on, when absent) and ``init`` (``imagenet`` when the
+    pre-training itself started from IN-1k weights); ``pretrain.*`` of the config fills what is missing.
     """
     if source in ("scratch", "imagenet"):
         return {"method": None, "data": "(None)", "in1k_init": source == "imagenet", "images": 0, "backbone": None}
     label_space = info.get("label_space", cfg.pretrain.label_space)
+    method = info.get("method", cfg.pretrain.method)
     return {
-        "method": info.get("method", cfg.pretrain.method),
+        "method": METHOD_LABELS.get(method, method),
         "data": DATA_LABELS.get(label_space, label_space),
         "in1k_init": info.get("init") == "imagenet",
-        "images": int(info.get("num_images", cfg.pretrain.num_images)),
+        "images": int(info.get("num_images", info.get("images", cfg.pretrain.images))),
         "backbone": source,
     }
 
@@ -225,6 +231,7 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
             outputs=uris,
             trunk=trunk.source,
             processes=process.world,
+            world_size=process.world,
             device=str(process.device),
             resumed_from=trained.resumed_from,
             standin=standin,
@@ -243,6 +250,68 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
         train_images=len(train_set),
         test_images=len(test_set),
         standin=standin,
+        seconds=seconds,
+    )
+
+
+def train(cfg: ExperimentConfig, *, out: str, backbone: str = "") -> None:
+    """One DDP process of :func:`run` (the target :func:`synk8s.launch.train` starts under torchrun or a TrainJob).
+
+    Args:
+        cfg: the run config.
+        out: the stage's output folder.
+        backbone: a pre-training output folder; empty: the trunk from ``detect.init``.
+    """
+    from synk8s import distributed
+    from synk8s.models.device import resolve_device
+
+    with distributed.session(resolve_device(cfg.device)):
+        run(cfg, backbone=backbone or None, out=out, progress=False)
+
+
+def transfer(cfg: ExperimentConfig, *, backbone: str, out: str, progress: bool = True) -> DetectResult:
+    """The stage table's detect: :func:`run` from the pre-training output when ``detect.init=pretrained``.
+
+    With ``detect.init`` ``scratch`` or ``imagenet`` the pre-training output is not read (the tables'
+    "(None)" rows). Training runs on ``pretrain.nproc`` local processes (torchrun when more than one)
+    or, in a pipeline task on a cluster, as a Kubeflow Trainer TrainJob (:func:`synk8s.launch.train`).
+
+    Args:
+        cfg: the run config.
+        backbone: the pretrain stage's output folder.
+        out: this stage's output folder.
+        progress: unused (the training processes log their own progress); kept for the stage signature.
+    """
+    from synk8s import launch
+
+    start = time.monotonic()
+    check_config(cfg.detect)
+    trunk = backbone if cfg.detect.init == "pretrained" else ""
+    launch.train(cfg, stage="detect", target=TARGET, out=out, backbone=trunk)
+    return load_result(out, seconds=time.monotonic() - start)
+
+
+def load_result(out: str, seconds: float = 0.0) -> DetectResult:
+    """The :class:`DetectResult` of a finished detect stage at ``out``.
+
+    Raises:
+        MissingDataError: no detect output at ``out``.
+    """
+    manifest = read_manifest(out, "detect")
+    metrics = storage.get_json(storage.join(out, "metrics.json"))
+    return DetectResult(
+        metrics=storage.join(out, "metrics.json"),
+        model=storage.join(out, "model.safetensors"),
+        curve=storage.join(out, "curve.json"),
+        manifest=storage.join(out, "manifest.json"),
+        ap50=metrics["ap50"],
+        ap=metrics["ap"],
+        ap75=metrics["ap75"],
+        iterations=metrics["iterations"],
+        resumed_from=manifest.get("resumed_from"),
+        train_images=metrics["train_images"],
+        test_images=manifest["counts"]["test_images"],
+        standin=metrics["standin"],
         seconds=seconds,
     )
 
@@ -279,3 +348,14 @@ def load_metrics(out: str) -> dict[str, Any]:
     """
     read_manifest(out, "detect")
     return storage.get_json(storage.join(out, "metrics.json"))
+
+
+STAGE = StageSpec(
+    name="detect",
+    run=transfer,
+    help="Faster R-CNN on VOC07+12 from the pre-trained trunk (detect.init=pretrained) or not; AP on VOC07 test.",
+    inputs={"backbone": "pretrain"},
+    depends=CONFIG_FIELDS,
+    resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob; the nodes train
+    outputs={"metrics.json": load_metrics, "model.safetensors": load_detector, "curve.json": None},
+)

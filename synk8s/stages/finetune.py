@@ -31,6 +31,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +209,7 @@ def training_set(
     from synk8s import datasets, shards, stream
 
     if images:
-        samples = [s for t in shards.manifest_tars(images) for s in stream.raw_samples(t.uri)]
+        samples = [s for t in shards.manifest_tars(images) for s in stream.raw_samples(t)]
         return _Encoded(samples), [s.label for s in samples], "synthetic"
     data = datasets.load(cfg.dataset.name, "train", root)
     keep = list(range(len(data))) if not real_per_class else draw_per_class(data.labels, int(real_per_class), cfg.seed)
@@ -354,7 +355,7 @@ def run(cfg: ExperimentConfig, *, out: str, backbone: str | None = None, progres
     Args:
         cfg: the run config (``pretrain.finetune``, ``models.backbone``, ``models.cache``, ``dataset`` root).
         out: this stage's output folder.
-        backbone: the pre-training stage's output folder; needed for ``init=pretrained``.
+        backbone: the pre-training stage's output folder; needed for ``init=pretrained``, not read otherwise.
         progress: unused (one log line per epoch); kept for the stage signature.
 
     Raises:
@@ -364,16 +365,16 @@ def run(cfg: ExperimentConfig, *, out: str, backbone: str | None = None, progres
     init = cfg.pretrain.finetune.init
     if init == "pretrained" and not backbone:
         raise UsageError("pretrain.finetune.init=pretrained needs the pre-training stage's output folder (backbone)")
-    return fit(downstream(cfg), out=out, init=init, backbone=backbone or "")
+    return fit(downstream(cfg), out=out, init=init, backbone=(backbone or "") if init == "pretrained" else "")
 
 
 def fit(cfg: ExperimentConfig, *, out: str, init: str, **sources: str) -> FinetuneResult:
-    """Prepare the dataset, run :func:`train` in DDP (``pretrain.nproc`` processes), read back its result."""
-    from synk8s import realdata
+    """Prepare the dataset, run :func:`train` in DDP (:func:`synk8s.launch.train`), read back its result."""
+    from synk8s import launch, realdata
 
     start = time.monotonic()
     realdata.ensure_dataset(cfg)  # once, before several processes would race to write a stand-in
-    distributed.call(TARGET, cfg, nproc=cfg.pretrain.nproc, out=out, init=init, **sources)
+    launch.train(cfg, stage="finetune", target=TARGET, out=out, init=init, **sources)
     return load_result(out, seconds=time.monotonic() - start)
 
 
@@ -391,3 +392,17 @@ def load_result(out: str, seconds: float = 0.0) -> FinetuneResult:
         world_size=manifest["world_size"],
         seconds=seconds,
     )
+
+
+#: Config fields a fine-tuning's output depends on (the ``dataset`` section gives the data root and stand-in).
+FIELDS = ("seed", "device", "models.backbone", "models.cache", "dataset", "pretrain.finetune")
+
+STAGE = StageSpec(
+    name="finetune",
+    run=run,
+    help="Fine-tune on CIFAR-100 from the pre-trained trunk (pretrain.finetune.init=pretrained) or not; top-1.",
+    inputs={"backbone": "pretrain"},
+    depends=FIELDS,
+    resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
+    outputs={METRICS_FILE: None, CURVE_FILE: None},
+)

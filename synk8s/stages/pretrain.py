@@ -7,8 +7,9 @@
   on a per-step half-cosine, ``pretrain.moco.epochs``.
 * ``pretrain.init=imagenet`` starts the trunk from ImageNet-1K weights in the model cache.
 
-Training runs in DDP through :func:`synk8s.distributed.call`: in this process with ``pretrain.nproc=1``,
-else on ``nproc`` local processes under torchrun (the manifest records ``world_size``). Images stream from
+Training runs in DDP through :func:`synk8s.launch.train`: in this process with ``pretrain.nproc=1``,
+else on ``nproc`` local processes under torchrun, and as a Kubeflow Trainer TrainJob from a pipeline
+task on a cluster (the manifest records ``world_size``). Images stream from
 the generate stage's tars (:mod:`synk8s.stream`), split by rank and worker. Rank 0 writes a checkpoint
 every ``pretrain.checkpoint_every`` steps and after every epoch; a rerun into the same folder resumes from
 it and, on CPU, ends with the same weights as a run that was never stopped. After each epoch rank 0 scores
@@ -31,11 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synk8s import distributed, storage
+from synk8s import distributed, launch, storage
 from synk8s.config import ExperimentConfig
+from synk8s.config_studies import PretrainConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TARGET = "synk8s.stages.pretrain:train"
+#: Fields of ``pretrain`` that only the transfer stages read: the trunk does not depend on them.
+TRANSFER_FIELDS = ("finetune", "detection_dataset", "transfer")
 CURVE_FILE = "curve.json"
 
 
@@ -82,8 +87,8 @@ class PretrainResult(BaseModel):
 class TrainingData:
     """The generate output as the trainer sees it: tars, monitor tars and counts."""
 
-    tars: list[str]
-    monitor: frozenset[str]
+    tars: list[shards.TarRecord]
+    monitor: frozenset[shards.TarRecord]
     images: int
     held_out: int
     num_classes: int
@@ -100,7 +105,7 @@ def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
 
     manifest = read_manifest(images, "generate")
     records = shards.manifest_tars(images)
-    tars = [t.uri for t in records]
+    tars = list(records)
     monitor = stream.monitor_tar_uris(tars, cfg.pretrain.monitor_tars)
     held = sum(1 for _ in stream.held_out(tars, monitor, cfg.seed, cfg.pretrain.monitor_fraction))
     return TrainingData(
@@ -147,7 +152,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
 
 def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]:
     """What a checkpoint belongs to; a resume with another plan is refused."""
-    fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in ("finetune", "detection_dataset")]
+    fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in TRANSFER_FIELDS]
     return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
 
 
@@ -273,6 +278,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             "method": p.method,
             "label_space": data.label_space,
             "images": train_images,
+            "num_images": data.images,
             "epochs": epochs,
             "steps": total_steps,
             "world_size": ctx.world_size,
@@ -319,7 +325,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     """
     start = time.monotonic()
     read_manifest(images, "generate")
-    distributed.call(TARGET, cfg, nproc=cfg.pretrain.nproc, images=images, out=out)
+    launch.train(cfg, stage="pretrain", target=TARGET, out=out, images=images)
     return load_result(out, seconds=time.monotonic() - start)
 
 
@@ -343,3 +349,30 @@ def load_result(out: str, seconds: float = 0.0) -> PretrainResult:
         knn_top1=curve[-1].get("knn_top1") if curve else None,
         seconds=seconds,
     )
+
+
+def load_backbone(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trunk a finished pre-training wrote: ``(state_dict, backbone.json)``.
+
+    See :func:`synk8s.models.checkpoints.load_trunk`, the one reader of trunks (detection uses it too).
+    """
+    from synk8s.models.checkpoints import load_trunk
+
+    return load_trunk(out)
+
+
+STAGE = StageSpec(
+    name="pretrain",
+    run=run,
+    help="Pre-train a backbone on the generated images (supervised or MoCo v2) in DDP; writes its trunk.",
+    inputs={"images": "generate"},
+    depends=(
+        "seed",
+        "device",
+        "models.backbone",
+        "models.cache",
+        *(f"pretrain.{n}" for n in PretrainConfig.model_fields if n not in TRANSFER_FIELDS),
+    ),
+    resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
+    outputs={"backbone.safetensors": load_backbone, "backbone.json": None, CURVE_FILE: None},
+)

@@ -443,6 +443,7 @@ STAGE = StageSpec(
     run=run,
     help="Build the prompts (B: templates x class names; LE: T5 sentences).",
     depends=("seed", "device", "dataset.name", "models.le", "prompts"),
+    depends_on=labelspace.digest_fields,
     gpu=needs_gpu,
     resources=Resources("2", "4", "8Gi", "16Gi"),
     outputs={PROMPTS_FILE: read_prompts, STATS_FILE: None},

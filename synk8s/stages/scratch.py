@@ -20,7 +20,8 @@ from synk8s import datasets
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
-from synk8s.stages.finetune import FinetuneResult, downstream, fit
+from synk8s.stages.finetune import CURVE_FILE, FIELDS, METRICS_FILE, FinetuneResult, downstream, fit
+from synk8s.stages.spec import Resources, StageSpec
 
 
 def run(
@@ -58,3 +59,23 @@ def run(
             )
         return fit(downstream(cfg), out=out, init="scratch", images=images)
     return fit(downstream(cfg), out=out, init="scratch", real_per_class=str(real_per_class))
+
+
+def synthetic(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> FinetuneResult:
+    """The stage table's scratch: Table 4's synthetic row, from random weights on a generate output.
+
+    The real columns (M images per class, ``pretrain.finetune.real_per_class``) are calls of :func:`run`
+    with ``real_per_class``.
+    """
+    return run(cfg, out=out, images=images, progress=progress)
+
+
+STAGE = StageSpec(
+    name="scratch",
+    run=synthetic,
+    help="Train from random weights on the generated images of the fine-tuning classes (Table 4); top-1.",
+    inputs={"images": "generate"},
+    depends=FIELDS,
+    resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
+    outputs={METRICS_FILE: None, CURVE_FILE: None},
+)

@@ -153,6 +153,8 @@ class StageSpec:
             by the config). The stage's folder digest includes every field its inputs depend on.
         depends: the config fields (dotted paths, whole sections allowed) this stage's own output
             depends on, beyond those of its inputs.
+        depends_on: more such fields that a config decides (e.g. a pre-training run's label space,
+            which a zero-shot run's prompts do not depend on, so their digests stay as they were).
         gpu: whether its task needs a GPU: a constant, or a function of the config.
         outputs: the files it writes in its folder (glob patterns allowed) -> the function other
             code reads them with (first argument: the stage's folder URI), or None when people read
@@ -172,6 +174,7 @@ class StageSpec:
     resources: Resources
     inputs: Mapping[str, str | Upstream | Choice] = field(default_factory=dict)
     depends: tuple[str, ...] = ()
+    depends_on: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
     gpu: bool | Callable[[ExperimentConfig], bool] = False
     outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
     folder: str = ""
@@ -179,6 +182,11 @@ class StageSpec:
     shards: Sharding | None = None
     markdown: str | None = None
     finish: Callable[..., str] | None = None
+
+    def own_fields(self, cfg: ExperimentConfig | None = None) -> tuple[str, ...]:
+        """The fields of :attr:`depends`, and of :attr:`depends_on` for ``cfg`` when one is given."""
+        extra = self.depends_on(cfg) if cfg is not None and self.depends_on else ()
+        return (*self.depends, *extra)
 
     def needs_gpu(self, cfg: ExperimentConfig) -> bool:
         """Whether this stage's task asks for a GPU under ``cfg``."""

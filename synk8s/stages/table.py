@@ -20,7 +20,7 @@ from typing import Any
 from synk8s import runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.stages import evaluate, features, generate, prompts, tune
+from synk8s.stages import detect, evaluate, features, finetune, generate, pretrain, prompts, scratch, tune
 from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
 from synk8s.stages import filter as filter_stage
 from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream
@@ -93,18 +93,21 @@ class StageTable:
 
     # ------------------------------------------------------------------------- layout
 
-    def fields(self, name: str) -> tuple[str, ...]:
-        """Every config field the output of ``name`` depends on: its own and its inputs' (every candidate of a choice)."""
+    def fields(self, name: str, cfg: ExperimentConfig | None = None) -> tuple[str, ...]:
+        """Every config field the output of ``name`` depends on: its own and its inputs' (every candidate of a choice), sorted.
+
+        With ``cfg``, the fields each row's ``depends_on`` adds for it are included.
+        """
         spec = self.get(name)
-        found = set(spec.depends)
+        found = set(spec.own_fields(cfg))
         for param in spec.inputs:
             for stage in spec.candidate_stages(param):
-                found.update(self.fields(stage))
+                found.update(self.fields(stage, cfg))
         return tuple(sorted(found))
 
     def default_run_id(self, cfg: ExperimentConfig) -> str:
         """``<dataset>-<digest>`` of the run key's fields: configs that make the same images share a run."""
-        return runs.run_id(cfg, self.fields(self.run_key))
+        return runs.run_id(cfg, self.fields(self.run_key, cfg))
 
     def run_dir(self, cfg: ExperimentConfig, run_id: str | None = None) -> str:
         """The run folder URI under ``store.root``; ``run_id`` defaults to :meth:`default_run_id`."""
@@ -113,7 +116,9 @@ class StageTable:
     def stage_dir(self, run: str, name: str, cfg: ExperimentConfig) -> str:
         """The output folder URI of stage ``name`` for ``cfg`` inside the run folder ``run``."""
         spec = self.get(name)
-        return runs.stage_folder(run, spec.folder_name, cfg, self.fields(name), self.fields(self.run_key))
+        return runs.stage_folder(
+            run, spec.folder_name, cfg, self.fields(name, cfg), self.fields(self.run_key, cfg)
+        )
 
     def folders(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
         """The folders of ``name`` and of every stage upstream of it, by stage name, in table order."""
@@ -191,7 +196,9 @@ TABLE = StageTable(
     (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE,
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
-     fewshot_tune.STAGE, fewshot_evaluate.STAGE),
+     fewshot_tune.STAGE, fewshot_evaluate.STAGE,
+     # pre-training and transfer (docs/pretrain.md, docs/detection.md)
+     pretrain.STAGE, finetune.STAGE, scratch.STAGE, detect.STAGE),
     run_key=RUN_KEY,
 )
 

@@ -192,3 +192,58 @@ def test_a_local_run_sets_every_tasks_threads_and_a_cluster_run_none(tmp_path, c
         assert container["env"] == [{"name": "OMP_NUM_THREADS", "value": "3"}], name
     assert all("env" not in container for container in _containers(compiled[1]).values())
     assert default_threads(1) == len(os.sched_getaffinity(0)) >= default_threads(2) >= default_threads(64) == 1
+
+
+# ----------------------------------------------------------------------------- the pretrain pipeline
+
+PRETRAIN_LIGHT = {"pretrain", "finetune", "finetune-2"}  # they launch a TrainJob; the TrainJob's nodes train
+
+
+def _compile_pretrain(tmp_path, *overrides):
+    cfg = config.load("paper", list(overrides))
+    spec, platform = yaml.safe_load_all(compile_pipeline("pretrain", cfg, tmp_path / "pretrain.yaml").read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_pretrain_pipeline_generates_on_gpus_and_launches_training_from_light_cpu_tasks(tmp_path):
+    spec, executors = _compile_pretrain(tmp_path)
+    cfg = config.load("paper")
+    containers = _containers(spec)
+    assert set(containers) == {
+        "plan", "prompts", "generate-shards", "generate", "collect", "pretrain",
+        "variant", "variant-2", "finetune", "finetune-2", "transfer-report",
+    }  # fmt: skip
+    assert containers["generate"]["resources"]["accelerator"]["resourceCount"] == "1"
+    for name in PRETRAIN_LIGHT:
+        resources = containers[name]["resources"]
+        assert "accelerator" not in resources and resources["cpuLimit"] <= 1, name
+        assert containers[name]["image"] == cfg.cluster.cpu_image
+        (secret,) = executors[f"exec-{name}"]["secretAsEnv"]  # it writes the config the TrainJob reads
+        assert secret["secretName"] == cfg.cluster.s3_secret
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["pretrain"]["inputs"]["parameters"]["images"]["taskOutputParameter"]["producerTask"] == "collect"
+    sides = {}
+    for name in ("finetune", "finetune-2"):
+        params = tasks[name]["inputs"]["parameters"]
+        assert params["backbone"]["taskOutputParameter"]["producerTask"] == "pretrain"
+        variant = params["config_json"]["taskOutputParameter"]["producerTask"]
+        sides[tasks[name]["taskInfo"]["name"]] = tasks[variant]["inputs"]["parameters"]["overrides"]
+    assert sides == {
+        "finetune_pretrained": {"runtimeValue": {"constant": '["pretrain.finetune.init=pretrained"]'}},
+        "finetune_scratch": {"runtimeValue": {"constant": '["pretrain.finetune.init=scratch"]'}},
+    }
+    report = tasks["transfer-report"]["inputs"]["parameters"]
+    assert report["transfer"] == {"runtimeValue": {"constant": "cifar100"}}
+    assert {report[s]["taskOutputParameter"]["producerTask"] for s in ("pretrained", "scratch")} == {
+        "finetune",
+        "finetune-2",
+    }
+
+
+def test_the_voc_transfer_runs_detect_from_the_trunk_and_from_scratch(tmp_path):
+    spec, _ = _compile_pretrain(tmp_path, "pretrain.transfer=voc")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {t["taskInfo"]["name"] for t in tasks.values()} >= {"detect_pretrained", "detect_scratch", "transfer_report"}
+    assert not any(t["taskInfo"]["name"].startswith("finetune") for t in tasks.values())
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert '"pretrain.label_space=\\"cifar100\\""' in params["overrides"]["defaultValue"]

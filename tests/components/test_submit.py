@@ -332,3 +332,19 @@ def test_compile_replaces_an_earlier_file_whole(tmp_path):
     assert _invoke("compile", "zeroshot", "--profile", "tiny", "-o", str(out)).exit_code == 0
     assert out.read_text().startswith("# PIPELINE DEFINITION\n# Name: synk8s-zeroshot\n")
     assert [p.name for p in tmp_path.iterdir()] == ["z.yml"]
+
+
+def test_submit_pretrain_sets_label_space_method_and_transfer(kfp_api):
+    result = _invoke(
+        "submit", "pretrain", "--profile", "tiny", "--store", STORE, "--host", kfp_api.url,
+        "--label-space", "imagenet-1k", "--method", "moco", "--transfer", "voc",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (created,) = kfp_api.sent("POST", "/runs")
+    cfg = config_from_arguments(**created.body["runtime_config"]["parameters"])
+    assert (cfg.pretrain.label_space, cfg.pretrain.method, cfg.pretrain.transfer) == ("imagenet-1k", "moco", "voc")
+    assert cfg.dataset.name == "imagenet"  # the run folder is named by the label space's source dataset
+    spec = created.body["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "synk8s-pretrain"
+    names = {t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()}
+    assert names >= {"detect_pretrained", "detect_scratch"}

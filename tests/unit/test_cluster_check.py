@@ -347,3 +347,17 @@ def test_cli_with_malformed_kubeconfig_prints_one_line(tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot use kubeconfig {kubeconfig}"), result.output
     assert "Traceback" not in result.output
+
+
+def test_a_snapshot_with_the_trainer_read_adds_its_crds_and_torch_runtime():
+    torch_runtime = {"metadata": {"name": "torch-distributed", "labels": {"trainer.kubeflow.org/framework": "torch"}}}
+    crds = {"trainjobs.trainer.kubeflow.org", "clustertrainingruntimes.trainer.kubeflow.org"}
+    ready = dataclasses.replace(_complete(), trainer_crds=crds, training_runtimes=[torch_runtime])
+    results = cluster.run_checks(ready)
+    assert _failed(results) == []
+    assert [r.name for r in results[-2:]] == ["Kubeflow Trainer CRDs", "ClusterTrainingRuntime torch-distributed"]
+    missing = cluster.run_checks(dataclasses.replace(_complete(), trainer_crds=set()))
+    assert _failed(missing) == ["Kubeflow Trainer CRDs", "ClusterTrainingRuntime torch-distributed"]
+    assert "install Kubeflow Trainer" in missing[-2].hint
+    # Not read (a snapshot built without it): no Trainer lines.
+    assert len(cluster.run_checks(_complete())) == len(results) - 2

@@ -147,10 +147,10 @@ def test_two_processes_under_torchrun_record_the_world_size(drawn, tmp_path):
 
 
 def test_ranks_and_workers_read_disjoint_shares_that_cover_every_sample(drawn):
-    tars = [t.uri for t in manifest_tars(drawn)]
-    every = sorted(s.key for uri in tars for s in stream.raw_samples(uri))
+    tars = manifest_tars(drawn)
+    every = sorted(s.key for tar in tars for s in stream.raw_samples(tar))
     for slots in (2, 5):  # 3 tars: split by tar, then by sample position
         shares = [[s.key for _, s in stream.slot_share(tars, slot, slots)] for slot in range(slots)]
         assert sorted(k for share in shares for k in share) == every
         assert all(len(share) > 0 for share in shares)
-    assert {uri for uri, _ in stream.slot_share(tars, 1, 2)} == {tars[1]}
+    assert {tar for tar, _ in stream.slot_share(tars, 1, 2)} == {tars[1]}

@@ -67,6 +67,55 @@ def test_run_and_stage_folder_names_do_not_move(profile):
     }
 
 
+# A pre-training run: prompts and images also depend on the label space
+# and the image total (synk8s.labelspace.digest_fields), the zero-shot folders above do not.
+PRETRAINING = {
+    "tiny": (
+        "cifar100-b02683525e3e92e9",
+        {
+            "pretrain": "pretrain-6ddfcc5f31bb1c8e",
+            "finetune": "finetune-7855e26acd1cdc80",
+            "scratch": "scratch-f30467f8d2ba3e55",
+            "detect": "detect-5b2245f220c3569b",
+        },
+    ),
+    "paper": (
+        "cifar100-94a9e38fbea1866e",
+        {
+            "pretrain": "pretrain-6794a16da350d499",
+            "finetune": "finetune-8490fd877371190a",
+            "scratch": "scratch-1443299672ed31cd",
+            "detect": "detect-c22ec9d094e91df0",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PRETRAINING))
+def test_pretraining_folder_names_do_not_move(profile):
+    cfg = config.load(profile, ["pretrain.label_space=cifar100", "store.root=/store"])
+    run_id, folders = PRETRAINING[profile]
+    assert default_run_id(cfg) == run_id
+    assert {name: stage_dir("/run", name, cfg) for name in folders} == {
+        name: f"/run/{folder}" for name, folder in folders.items()
+    }
+
+
+def test_a_pretraining_runs_images_depend_on_its_label_space_and_image_total():
+    base = config.load("tiny", ["pretrain.label_space=cifar100"])
+    more = config.with_overrides(base, ["pretrain.images=2000"])
+    wider = config.with_overrides(base, ["pretrain.label_space=imagenet-1k"])
+    assert len({default_run_id(base), default_run_id(more), default_run_id(wider)}) == 3
+    # The transfer and its start weights rename only the transfer folders, never the trunk.
+    voc = config.with_overrides(
+        base, ["pretrain.transfer=voc", "pretrain.finetune.init=scratch", "detect.init=pretrained"]
+    )
+    assert default_run_id(voc) == default_run_id(base)
+    assert stage_dir("r", "pretrain", voc) == stage_dir("r", "pretrain", base)
+    assert stage_dir("r", "finetune", voc) != stage_dir("r", "finetune", base)
+    assert stage_dir("r", "detect", voc) != stage_dir("r", "detect", base)
+
+
 def test_store_and_cluster_settings_do_not_rename_folders():
     base = config.load("tiny", ["dataset.name=cifar10"])
     moved = config.load("tiny", ["dataset.name=cifar10", "store.root=s3://bkt/p", "cluster.namespace=other"])
@@ -80,7 +129,7 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
     assert same == ["prompts", "generate", "filter", "features", "split", "guided", "filter_guided",
-                    "features_guided", "realfilter"]
+                    "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect"]
 
 
 def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():
@@ -97,5 +146,5 @@ def test_an_explicit_run_id_names_the_run_folder():
 
 
 def test_an_unknown_stage_is_a_usage_error():
-    with pytest.raises(UsageError, match="unknown stage 'detect'; stages: prompts, generate"):
-        stage_dir("r", "detect", config.load("tiny"))
+    with pytest.raises(UsageError, match="unknown stage 'segment'; stages: prompts, generate"):
+        stage_dir("r", "segment", config.load("tiny"))

@@ -4,7 +4,8 @@
 pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
 
     {"dataset": "cifar10", "zeroshot_top1": 0.12, "tuned_top1": 0.15,
-     "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40},
+     "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40}, "seed": 0, "setting_digest": "...",
+     "setting": {"prompts": "LE", "filter": true, "loss": "sce"}, "generator": "tiny-sd", "generator_note": "...",
      "seconds": {"prompts": 1.2, "generate": 20.5, ...}, "config_digest": "...", "store_root": "...",
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
@@ -28,6 +29,10 @@ REPORT_FILE = "report.json"
 STANDIN_NOTICE = (
     "stand-in data: the test images are a small drawn stand-in for the real dataset, "
     "so these accuracies say nothing about the method"
+)
+GENERATOR_NOTE = (
+    "the paper generated with GLIDE (64 px base + 256 px upsampler, guidance 3, 100 steps); this run used "
+    "the generator named beside this note instead"
 )
 REPORT_STAGES = ("prompts", "generate", "filter", "features", "tune", "evaluate")
 _PNG_LINK = re.compile(r"\]\(([\w.-]+\.png)\)")
@@ -65,10 +70,24 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
         "config_digest": cfg.digest(),
         "store_root": cfg.store.root,
         "run_dir": run,
+        **setting_fields(cfg),
     }
     if evaluate["standin"]:
         report["notice"] = STANDIN_NOTICE
     return report
+
+
+def setting_fields(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a results table groups and places a run by: its seed, the digest of everything else, the
+    Table 2 setting (prompt mode, filter, loss), and the generator with the substitution it makes."""
+    others = sorted(set(type(cfg).model_fields) - {"seed", "store", "cluster"})
+    return {
+        "seed": cfg.seed,
+        "setting_digest": cfg.digest(*others),
+        "setting": {"prompts": cfg.prompts.mode, "filter": cfg.filter.enabled, "loss": cfg.tune.loss},
+        "generator": cfg.models.generator,
+        "generator_note": GENERATOR_NOTE,
+    }
 
 
 def write_run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> str:

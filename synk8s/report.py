@@ -7,6 +7,7 @@ pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
      "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40}, "seed": 0, "setting_digest": "...",
      "setting": {"prompts": "LE", "filter": true, "loss": "sce"}, "generator": "tiny-sd", "generator_note": "...",
      "seconds": {"prompts": 1.2, "generate": 20.5, ...}, "config_digest": "...", "store_root": "...",
+     "cost": {"devices": ["cpu"], "device_hours": 0.01, "device_hours_per_1000_images": 0.2, ...},
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
 It reads the stage manifests only; the folders come from the stage table's caller.
@@ -19,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from synk8s import storage
+from synk8s import cost, storage
 from synk8s.runs import read_manifest
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
         "run_dir": run,
         **setting_fields(cfg),
     }
+    records = cost.read_records(run, folders)
+    if records:
+        gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"])
+        report["cost"] = cost.run_cost(records, generated=report["counts"]["generated"], gain=gain)
     if evaluate["standin"]:
         report["notice"] = STANDIN_NOTICE
     return report

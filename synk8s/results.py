@@ -33,7 +33,7 @@ PAPER_FILE = "paper_tables.json"
 REPORT_FILE = "report.json"
 CSV_COLUMNS = (
     "dataset", "data", "profile", "setting", "seeds", "zeroshot_mean", "zeroshot_std", "tuned_mean", "tuned_std",
-    "paper", "paper_cell", "generator",
+    "paper", "paper_cell", "generator", "devices", "device_hours_per_1000_images", "points_per_device_hour",
 )
 TABLE2_COLUMNS = ("CLIP", "B/CE", "B/SCE", "LE/CE", "LE/SCE", "LE+CF/CE", "LE+CF/SCE")
 
@@ -88,6 +88,8 @@ class Row:
         generator: the generator the runs used.
         paper: ``{"table", "column", "value"}`` of the paper's cell this row reproduces, or None.
         run_dirs: the run folders.
+        cost: mean over the runs of ``device_hours_per_1000_images`` and ``points_per_device_hour``
+            (see :func:`synk8s.cost.run_cost`) and the ``devices`` seen; empty when no run recorded cost.
     """
 
     dataset: str
@@ -101,6 +103,7 @@ class Row:
     generator: str
     paper: dict[str, Any] | None
     run_dirs: tuple[str, ...] = field(default=())
+    cost: dict[str, Any] = field(default_factory=dict)
 
 
 def find_reports(sources: Iterable[str]) -> list[dict[str, Any]]:
@@ -181,10 +184,21 @@ def aggregate(reports: Iterable[dict[str, Any]]) -> list[Row]:
                 generator=first.get("generator", "?"),
                 paper=paper_cell(dataset, column),
                 run_dirs=tuple(r.get("run_dir", "") for r in runs),
+                cost=_mean_cost([r["cost"] for r in runs if "cost" in r]),
             )
         )
     order = {c: i for i, c in enumerate(TABLE2_COLUMNS)}
     return sorted(rows, key=lambda r: (r.dataset, order.get(r.column or "", len(order)), r.profile))
+
+
+def _mean_cost(costs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if not costs:
+        return {}
+    out: dict[str, Any] = {"devices": sorted({d for c in costs for d in c["devices"]})}
+    for key in ("device_hours_per_1000_images", "points_per_device_hour"):
+        values = [c[key] for c in costs if c.get(key) is not None]
+        out[key] = round(sum(values) / len(values), 6) if values else None
+    return out
 
 
 def _paper_text(row: Row) -> str:
@@ -207,6 +221,9 @@ def _flat(row: Row) -> dict[str, Any]:
         "paper": None if row.paper is None else row.paper["value"],
         "paper_cell": None if row.paper is None else f"Table {row.paper['table']} {row.paper['column']}",
         "generator": row.generator,
+        "devices": "+".join(row.cost.get("devices", [])),
+        "device_hours_per_1000_images": row.cost.get("device_hours_per_1000_images"),
+        "points_per_device_hour": row.cost.get("points_per_device_hour"),
     }
 
 
@@ -226,14 +243,17 @@ def standin_note(rows: Sequence[Row]) -> str:
 def to_markdown(rows: Sequence[Row]) -> str:
     """One Markdown table, a row per setting: seeds, zero-shot and tuned top-1 (mean ± std), the paper's cell."""
     lines = [
-        "| dataset | data | setting | seeds | CLIP zero-shot | tuned on synthetic | paper |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | data | setting | seeds | CLIP zero-shot | tuned on synthetic | paper "
+        "| device-h / 1000 images | points / device-h | devices |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         flat = _flat(row)
+        per_k, per_h = flat["device_hours_per_1000_images"], flat["points_per_device_hour"]
         lines.append(
             f"| {row.dataset} | {flat['data']} | {flat['setting']} | {row.zeroshot.n} | {row.zeroshot.text()} | "
-            f"{row.tuned.text()} | {_paper_text(row)} |"
+            f"{row.tuned.text()} | {_paper_text(row)} | {'-' if per_k is None else f'{per_k:.4g}'} "
+            f"| {'-' if per_h is None else f'{per_h:.4g}'} | {flat['devices'] or '-'} |"
         )
     notes = [substitution_note(rows), standin_note(rows)]
     return "\n".join(lines) + "\n\n" + "\n".join(n for n in notes if n) + "\n"

@@ -13,11 +13,12 @@ on nothing more (prompts, generate) need no digest in their folder names.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from synk8s import runs
+from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.stages import evaluate, features, generate, prompts, tune
@@ -151,6 +152,8 @@ class StageTable:
     ) -> Done:
         """Run stage ``name`` (or its collect step) into its folder of the run folder ``run``.
 
+        A stage call (not a collect step) also leaves its cost record (:func:`synk8s.cost.record`).
+
         Args:
             name: the stage.
             cfg: the run's config.
@@ -171,7 +174,9 @@ class StageTable:
         dirs = self.input_dirs(name, run, cfg) if inputs is None else dict(inputs)
         if set(dirs) != set(spec.inputs):
             raise UsageError(f"stage {name} reads {sorted(spec.inputs)}, got {sorted(dirs)}")
+        start = time.perf_counter()
         result = spec.run(cfg, **dirs, out=out, **options)
+        cost.record(cfg, run, out, name, result, time.perf_counter() - start, shard=options.get("shard"))
         uri = spec.finish(cfg, run, self.folders(name, run, cfg)) if spec.finish else out
         return Done(result, out, uri)
 

@@ -87,7 +87,7 @@ def test_results_writes_csv_and_json(tmp_path):
     header, *body = csv_out.output.splitlines()
     assert header.split(",") == list(results.CSV_COLUMNS) and len(body) == 3
     assert body[-1].startswith("eurosat,real,tiny,LE+CF/SCE,3,30.0,0.0,53.0,3.6056,")
-    assert body[-1].endswith(",55.37,Table 2 LE+CF/SCE,tiny-sd")
+    assert body[-1].endswith(",55.37,Table 2 LE+CF/SCE,tiny-sd,,,")
     target = tmp_path / "out.json"
     CliRunner().invoke(app, ["results", str(tmp_path), "--format", "json", "-o", str(target)])
     body = json.loads(target.read_text())

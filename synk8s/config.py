@@ -156,6 +156,14 @@ class TuneConfig(Section):
     )
 
 
+class LeakageConfig(Section):
+    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.leakage)."""
+
+    clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
+    hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
+    grid_pairs: int = Field(ge=0, description="closest pairs drawn in grid.png")
+
+
 class StoreConfig(Section):
     """Where artifacts go: a local folder or s3://bucket/prefix."""
 
@@ -200,6 +208,7 @@ class ExperimentConfig(Section):
     fewshot: FewShotConfig
     pretrain: PretrainConfig
     detect: DetectConfig
+    leakage: LeakageConfig
     store: StoreConfig
     cluster: ClusterConfig
 

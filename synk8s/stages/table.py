@@ -21,7 +21,7 @@ from typing import Any
 from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.stages import evaluate, features, generate, prompts, tune
+from synk8s.stages import evaluate, features, generate, leakage, prompts, tune
 from synk8s.stages import filter as filter_stage
 from synk8s.stages.spec import RESERVED, StageSpec, Upstream
 
@@ -182,7 +182,7 @@ class StageTable:
 
 
 TABLE = StageTable(
-    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE),
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE, leakage.STAGE),
     run_key=RUN_KEY,
 )
 

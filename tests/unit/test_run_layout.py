@@ -28,6 +28,7 @@ PINNED = {
             "features": "features-6e62e3712b54b6cc",
             "tune": "tune-c9cf2c09fe685cbe",
             "evaluate": "evaluate-c9cf2c09fe685cbe",
+            "leakage": "leakage-ce248bcbfc97ceea",
         },
     ),
     "paper": (
@@ -39,6 +40,7 @@ PINNED = {
             "features": "features-e6a5574f48d1a9bc",
             "tune": "tune-f5924facad866304",
             "evaluate": "evaluate-f5924facad866304",
+            "leakage": "leakage-f35d8956b94c3c7d",
         },
     ),
 }
@@ -67,7 +69,7 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     sce = config.with_overrides(base, ["tune.loss=ce"])
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
-    assert same == ["prompts", "generate", "filter", "features"]
+    assert same == ["prompts", "generate", "filter", "features", "leakage"]
 
 
 def test_an_explicit_run_id_names_the_run_folder():

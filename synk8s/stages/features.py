@@ -115,12 +115,19 @@ def key_parts(bundle: ClipBundle, precision: str, data: dict[str, Any]) -> dict[
     """What a feature cache key is made of.
 
     Args:
-        bundle: the CLIP model (its identity and preprocessing go into the key).
+        bundle: the CLIP model (its identity, a digest of its weights and preprocessing go into the
+            key, with the open_clip version).
         precision: compute precision, e.g. ``float32`` or ``float16`` (autocast on CUDA).
         data: identity of the images, e.g. ``{"kind": "synthetic", "tars": [sha256, ...]}``.
     """
+    import open_clip
+
+    from synk8s.models.clip import weights_digest
+
     return {
         "clip": bundle.identity,
+        "weights": weights_digest(bundle.model),
+        "open_clip": open_clip.__version__,
         "preprocess": describe_preprocess(bundle.preprocess),
         "precision": precision,
         "data": data,

@@ -87,3 +87,20 @@ def test_the_paper_profile_says_which_generator_stands_in_for_glide():
 
     text = resources.files("synk8s").joinpath("profiles", "paper.yaml").read_text()
     assert "GLIDE" in text and config.load("paper").filter.keep_mode == "fill" and config.load("paper").filter.strict
+
+
+def test_feature_cache_key_names_the_weights_and_open_clip_version():
+    import dataclasses
+
+    import open_clip
+
+    from synk8s.models import load_clip
+    from synk8s.stages import features
+
+    clip = load_clip("tiny-clip", seed=0)
+    parts = features.key_parts(clip, "float32", {"kind": "test"})
+    assert parts["open_clip"] == open_clip.__version__
+    # Same identity string, other weights: another key.
+    other = dataclasses.replace(load_clip("tiny-clip", seed=1), identity=clip.identity)
+    changed = features.key_parts(other, "float32", {"kind": "test"})
+    assert changed["clip"] == parts["clip"] and features.cache_key(changed) != features.cache_key(parts)

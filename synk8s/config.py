@@ -136,6 +136,9 @@ class FeaturesConfig(Section):
 
     batch_size: int = Field(ge=1)
     dtype: DType
+    templates: Literal["paper", "clip"] = Field(
+        description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
+    )
 
 
 class TuneConfig(Section):

@@ -73,6 +73,8 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
         "run_dir": run,
         **setting_fields(cfg),
     }
+    if "templates" in manifests["features"]:
+        report["templates"] = manifests["features"]["templates"]
     records = cost.read_records(run, folders)
     if records:
         gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"])

@@ -33,6 +33,7 @@ from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
 from synk8s.stages.features import read_tensors
+from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         )
     bundle = load_clip_for(cfg)
     feats = synthetic_features(cfg, images, bundle=bundle, progress=progress)
-    weight = text_head(bundle, info.classes, info.templates)  # (K, D)
+    weight = text_head(bundle, info.classes, head_templates(cfg)[0])  # (K, D)
     labels = feats.labels  # (N,)
 
     # 2. Scores and selection.

@@ -104,3 +104,17 @@ def test_feature_cache_key_names_the_weights_and_open_clip_version():
     other = dataclasses.replace(load_clip("tiny-clip", seed=1), identity=clip.identity)
     changed = features.key_parts(other, "float32", {"kind": "test"})
     assert changed["clip"] == parts["clip"] and features.cache_key(changed) != features.cache_key(parts)
+
+
+def test_text_head_templates_come_from_the_official_set_where_it_has_one():
+    from synk8s.stages.head_templates import head_templates
+
+    assert head_templates(config.load("paper", ["dataset.name=eurosat"])) == (
+        ("a centered satellite photo of {}.",),
+        "paper",
+    )
+    seven, source = head_templates(config.load("paper", ["dataset.name=imagenet"]))
+    assert (len(seven), source) == (7, "paper")
+    assert head_templates(config.load("paper", ["dataset.name=cifar10"]))[1] == "clip"  # no official set
+    crossed, source = head_templates(config.load("paper", ["dataset.name=imagenet", "features.templates=clip"]))
+    assert (len(crossed), source) == (80, "clip")

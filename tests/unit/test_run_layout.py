@@ -7,7 +7,9 @@ the commit: runs made before it are no longer found.
 Moved on purpose: the paper's LE and B inputs and CF keep rule (prompts.le_prefix, b_templates,
 dataset_prefix; filter.strict, keep_mode fill; top_p 1.0, other-class sentences kept) add fields
 to the prompts and filter sections, so both profiles' digests moved (tiny's too: the new fields
-are in the sections its run folder is named by).
+are in the sections its run folder is named by). Then features.templates (the text head's template
+set) moved the features folder and everything that reads it (filter, tune, evaluate, leakage) in
+both profiles; the run folder and the prompts and images folders kept their names.
 """
 
 import pytest
@@ -24,11 +26,11 @@ PINNED = {
         {
             "prompts": "prompts",
             "generate": "images",
-            "filter": "filter-640a53eb7937ee1e",
-            "features": "features-6e62e3712b54b6cc",
-            "tune": "tune-c9cf2c09fe685cbe",
-            "evaluate": "evaluate-c9cf2c09fe685cbe",
-            "leakage": "leakage-ce248bcbfc97ceea",
+            "filter": "filter-dc617ee6fc79a817",
+            "features": "features-9e5c97bd465fa1c4",
+            "tune": "tune-b16292e9b6540e93",
+            "evaluate": "evaluate-b16292e9b6540e93",
+            "leakage": "leakage-8e656e1b80cd20d1",
         },
     ),
     "paper": (
@@ -36,11 +38,11 @@ PINNED = {
         {
             "prompts": "prompts",
             "generate": "images",
-            "filter": "filter-fb279da80b49de93",
-            "features": "features-e6a5574f48d1a9bc",
-            "tune": "tune-f5924facad866304",
-            "evaluate": "evaluate-f5924facad866304",
-            "leakage": "leakage-f35d8956b94c3c7d",
+            "filter": "filter-c452bf4e57f2d57f",
+            "features": "features-98a51ee7543b6937",
+            "tune": "tune-14f0e354a444097e",
+            "evaluate": "evaluate-14f0e354a444097e",
+            "leakage": "leakage-1ca85e1769f271b5",
         },
     ),
 }

@@ -118,3 +118,13 @@ def test_text_head_templates_come_from_the_official_set_where_it_has_one():
     assert head_templates(config.load("paper", ["dataset.name=cifar10"]))[1] == "clip"  # no official set
     crossed, source = head_templates(config.load("paper", ["dataset.name=imagenet", "features.templates=clip"]))
     assert (len(crossed), source) == (80, "clip")
+
+
+def test_the_evaluation_report_names_the_generator_substitution():
+    from synk8s.stages.evaluate import render_report
+
+    metrics = {"dataset": "cifar10", "standin": False, "zeroshot_top1": 0.5, "tuned_top1": 0.6, "loss": "sce",
+               "generator": "sd15", "best_epoch": 3, "best_val_top1": 0.7, "test": 10, "generated": 20, "kept": 15,
+               "per_class": []}
+    text = render_report(metrics)
+    assert "Generator: sd15; the paper generated with GLIDE (64 px base + 256 px upsampler" in text

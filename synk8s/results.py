@@ -303,12 +303,11 @@ def table2_markdown(rows: Sequence[Row]) -> str:
             lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + " |")
         if dataset in paper:
             base = paper[dataset]["CLIP"]
-            cells = [f"{base:.2f}"] + [f"{paper[dataset][c]:.2f} (+{paper[dataset][c] - base:.2f})" for c in TABLE2_COLUMNS[1:]]
+            cells = [f"{base:.2f}"]
+            cells += [f"{paper[dataset][c]:.2f} (+{paper[dataset][c] - base:.2f})" for c in TABLE2_COLUMNS[1:]]
             lines.append(f"| {dataset if not mine else ''} | paper | " + " | ".join(cells) + " |")
-    notes = [substitution_note(rows), standin_note(rows)]
-    return "Table 2 layout (top-1 %, ours: mean ± std over seeds)\n\n" + "\n".join(lines) + "\n\n" + "\n".join(
-        n for n in notes if n
-    ) + "\n"
+    notes = "\n".join(n for n in (substitution_note(rows), standin_note(rows)) if n)
+    return "Table 2 layout (top-1 %, ours: mean ± std over seeds)\n\n" + "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 RESULTS_DIR = "results"

@@ -209,7 +209,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"synthetic validation split (top-1 {_percent(metrics['best_val_top1'])}%); "
         "the test set played no part in the choice.",
         "",
-        *([f"Generator: {metrics['generator']}; {GENERATOR_NOTE.split(';')[0]}.", ""] if "generator" in metrics else []),
+        *([f"Generator: {metrics['generator']}; {GENERATOR_NOTE.split(';')[0]}.", ""] * ("generator" in metrics)),
         "## Per class",
         "",
         "| class | test images | zero-shot (%) | tuned (%) | generated | kept |",

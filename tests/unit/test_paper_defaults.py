@@ -57,7 +57,11 @@ def test_b_is_one_plain_prompt_per_class_in_the_paper_profile(tmp_path):
 
 
 def test_eurosat_le_prompts_carry_the_official_prefix(tmp_path):
-    cfg = config.load("tiny", ["dataset.name=eurosat", "prompts.mode=LE", "prompts.sentences_per_class=1"])
+    cfg = config.load(
+        "tiny",
+        ["dataset.name=eurosat", "prompts.mode=LE", "prompts.sentences_per_class=1", "prompts.oversample=1.0",
+         "prompts.max_new_tokens=4"],
+    )
     result = prompts.run(cfg, out=str(tmp_path / "on"))
     records = [json.loads(line) for line in storage.get_bytes(result.prompts_uri).decode().splitlines()]
     assert records and all(r["prompt"].startswith("a centered satellite photo of ") for r in records)

@@ -100,6 +100,9 @@ class PromptsConfig(Section):
     top_p: float = Field(gt=0.0, le=1.0)
     temperature: float = Field(gt=0.0)
     drop_other_classes: bool = Field(description="drop a sentence that names another class of the dataset")
+    le_prefix: str = Field(description="text before the class name in the LE model input (official code: 'a ')")
+    b_templates: Literal["first", "all"] = Field(description="B: the dataset's first template, or every one")
+    dataset_prefix: bool = Field(description="put the dataset's generation prefix before LE sentences")
 
 
 class GenerateConfig(Section):
@@ -122,7 +125,10 @@ class FilterConfig(Section):
     enabled: bool
     threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
     keep_per_class: int | None = Field(ge=1, description="keep at most N per class after thresholding")
-    keep_mode: Literal["random", "top"]
+    keep_mode: Literal["random", "top", "fill"] = Field(
+        description="random or top N of those passing; fill: random N if N pass, else the top N (official code)"
+    )
+    strict: bool = Field(description="pass when confidence > threshold (official code); false: >=")
 
 
 class FeaturesConfig(Section):
@@ -130,6 +136,9 @@ class FeaturesConfig(Section):
 
     batch_size: int = Field(ge=1)
     dtype: DType
+    templates: Literal["paper", "clip"] = Field(
+        description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
+    )
 
 
 class TuneConfig(Section):
@@ -148,6 +157,14 @@ class TuneConfig(Section):
     trainable: Literal["head", "proj", "last-block", "last-stage", "all"] = Field(
         description="what trains besides the head (few-shot tuning; see synk8s.trainable); head = frozen encoder"
     )
+
+
+class LeakageConfig(Section):
+    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.leakage)."""
+
+    clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
+    hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
+    grid_pairs: int = Field(ge=0, description="closest pairs drawn in grid.png")
 
 
 class StoreConfig(Section):
@@ -194,6 +211,7 @@ class ExperimentConfig(Section):
     fewshot: FewShotConfig
     pretrain: PretrainConfig
     detect: DetectConfig
+    leakage: LeakageConfig
     store: StoreConfig
     cluster: ClusterConfig
 

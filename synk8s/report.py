@@ -4,8 +4,10 @@
 pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
 
     {"dataset": "cifar10", "zeroshot_top1": 0.12, "tuned_top1": 0.15,
-     "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40},
+     "counts": {"prompts": 40, "generated": 40, "kept": 31, "test": 40}, "seed": 0, "setting_digest": "...",
+     "setting": {"prompts": "LE", "filter": true, "loss": "sce"}, "generator": "tiny-sd", "generator_note": "...",
      "seconds": {"prompts": 1.2, "generate": 20.5, ...}, "config_digest": "...", "store_root": "...",
+     "cost": {"devices": ["cpu"], "device_hours": 0.01, "device_hours_per_1000_images": 0.2, ...},
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
 It reads the stage manifests only; the folders come from the stage table's caller.
@@ -18,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from synk8s import storage
+from synk8s import cost, storage
 from synk8s.runs import read_manifest
 
 if TYPE_CHECKING:
@@ -28,6 +30,10 @@ REPORT_FILE = "report.json"
 STANDIN_NOTICE = (
     "stand-in data: the test images are a small drawn stand-in for the real dataset, "
     "so these accuracies say nothing about the method"
+)
+GENERATOR_NOTE = (
+    "the paper generated with GLIDE (64 px base + 256 px upsampler, guidance 3, 100 steps); this run used "
+    "the generator named beside this note instead"
 )
 REPORT_STAGES = ("prompts", "generate", "filter", "features", "tune", "evaluate")
 _PNG_LINK = re.compile(r"\]\(([\w.-]+\.png)\)")
@@ -65,10 +71,30 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
         "config_digest": cfg.digest(),
         "store_root": cfg.store.root,
         "run_dir": run,
+        **setting_fields(cfg),
     }
+    if "templates" in manifests["features"]:
+        report["templates"] = manifests["features"]["templates"]
+    records = cost.read_records(run, folders)
+    if records:
+        gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"])
+        report["cost"] = cost.run_cost(records, generated=report["counts"]["generated"], gain=gain)
     if evaluate["standin"]:
         report["notice"] = STANDIN_NOTICE
     return report
+
+
+def setting_fields(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a results table groups and places a run by: its seed, the digest of everything else, the
+    Table 2 setting (prompt mode, filter, loss), and the generator with the substitution it makes."""
+    others = sorted(set(type(cfg).model_fields) - {"seed", "store", "cluster"})
+    return {
+        "seed": cfg.seed,
+        "setting_digest": cfg.digest(*others),
+        "setting": {"prompts": cfg.prompts.mode, "filter": cfg.filter.enabled, "loss": cfg.tune.loss},
+        "generator": cfg.models.generator,
+        "generator_note": GENERATOR_NOTE,
+    }
 
 
 def write_run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> str:

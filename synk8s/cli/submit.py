@@ -58,6 +58,9 @@ def submit(
     shots: Optional[int] = typer.Option(
         None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
     ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
+    ),
     store: Optional[str] = typer.Option(
         None, "--store", help="Store root (store.root): s3://bucket/prefix or a folder."
     ),
@@ -113,8 +116,15 @@ def submit(
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         from synk8s.pipelines.local import run_local
 
+        if seeds is not None:
+            from synk8s.pipelines.seeded import run_local_seeds
+
+            typer.echo(run_local_seeds(pipeline, cfg, seeds, threads=threads))
+            return
         typer.echo(run_local(pipeline, cfg, threads=threads))
         return
+    if seeds is not None:
+        raise UsageError("--seeds runs here with --local; on a cluster submit one run per seed with --seed")
     if threads is not None:
         raise UsageError("--threads sets the threads of a --local run; a cluster task's CPU comes from its limits")
     endpoint = resolve_host(host, cfg)

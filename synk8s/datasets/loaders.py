@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synk8s.datasets import readers
+from synk8s.datasets import coop_splits, readers
 from synk8s.datasets.registry import CLASSIFICATION, DatasetInfo, get
 from synk8s.errors import MissingDataError, UsageError
 
@@ -147,6 +147,9 @@ def check_split(info: DatasetInfo, split: str, task: str) -> None:
 def load(name: str, split: str, root: str | os.PathLike) -> ClassificationData:
     """Load one split of a classification dataset from its own on-disk format.
 
+    A CoOp split file beside the data (:mod:`synk8s.datasets.coop_splits`) decides the ``train``,
+    ``val`` and ``test`` images of the datasets it covers.
+
     Args:
         name: Registry name, e.g. ``"cifar100"``.
         split: One of ``get(name).splits``.
@@ -159,8 +162,12 @@ def load(name: str, split: str, root: str | os.PathLike) -> ClassificationData:
     info = get(name)
     check_split(info, split, CLASSIFICATION)
     root_path = Path(root).expanduser().absolute()
+    coop = coop_splits.split_file(info, root_path) if split in ("train", "val", "test") else None
     try:
-        files = _READERS[name](info, split, root_path)
+        if coop is not None:
+            files = coop_splits.coop_files(info, split, coop, lambda own: _READERS[name](info, own, root_path))
+        else:
+            files = _READERS[name](info, split, root_path)
     except (RuntimeError, OSError, KeyError, ValueError) as error:  # torchvision's parsers on bad files
         raise MissingDataError(
             f"{name} {split} split under {root_path / info.base_dir} could not be read ({error}); "

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 #: Images per class in the train split of the Caltech datasets (the CLIP / VTAB protocol).
 CALTECH_TRAIN_PER_CLASS = 30
+CALTECH_SPLIT_SEED = 0  # the draw of Caltech's training images (see _seeded_n)
 #: Cumulative fractions of each EuroSAT class (files sorted by name) for train and train+val.
 EUROSAT_CUTS = (0.6, 0.8)
 
@@ -149,33 +150,46 @@ def cifar(info: DatasetInfo, split: str, root: Path) -> SplitFiles:
     return SplitFiles(labels, [base / b for b in batches], np.ascontiguousarray(array))
 
 
-def _first_n(split: str, index: Sequence[int], n: int) -> list[int]:
-    """Positions whose 1-based per-class image number puts them in ``split`` (first ``n`` train)."""
-    return [i for i, number in enumerate(index) if (number <= n) == (split == "train")]
+def _seeded_n(split: str, classes: Sequence[int], index: Sequence[int], n: int) -> list[int]:
+    """Positions in ``split``: per class, the ``n`` images ranked first by a seeded hash train, the rest test.
+
+    The rank of an image is ``derive_seed(CALTECH_SPLIT_SEED, "caltech-train", class, image number)``,
+    so the draw depends only on the seed and the files, not on their listing order.
+    """
+    from synk8s.seeds import derive_seed
+
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(classes):
+        by_class.setdefault(c, []).append(i)
+    train = set()
+    for c, members in by_class.items():
+        ranked = sorted(members, key=lambda i: (derive_seed(CALTECH_SPLIT_SEED, "caltech-train", c, index[i]), i))
+        train.update(ranked[:n])
+    return [i for i in range(len(index)) if (i in train) == (split == "train")]
 
 
 def caltech101(info: DatasetInfo, split: str, root: Path) -> SplitFiles:
-    """Caltech101 layout, parsed by torchvision; the first 30 images of each class train, the rest test."""
+    """Caltech101 layout, parsed by torchvision; 30 images of each class drawn with a seed train, the rest test."""
     from torchvision.datasets import Caltech101
 
     base = require(info, split, root, "101_ObjectCategories/BACKGROUND_Google")
     ds = Caltech101(str(root), target_type="category", download=False)
     folder = base / "101_ObjectCategories"
     to_registry = _label_map(info, ds.categories, folder)
-    keep = _first_n(split, ds.index, CALTECH_TRAIN_PER_CLASS)
+    keep = _seeded_n(split, ds.y, ds.index, CALTECH_TRAIN_PER_CLASS)
     paths = [folder / ds.categories[ds.y[i]] / f"image_{ds.index[i]:04d}.jpg" for i in keep]
     return SplitFiles([to_registry[ds.y[i]] for i in keep], paths)
 
 
 def caltech256(info: DatasetInfo, split: str, root: Path) -> SplitFiles:
-    """Caltech256 layout, parsed by torchvision; the first 30 images of each class train, the rest test."""
+    """Caltech256 layout, parsed by torchvision; 30 images of each class drawn with a seed train, the rest test."""
     from torchvision.datasets import Caltech256
 
     base = require(info, split, root, "256_ObjectCategories")
     ds = Caltech256(str(root), download=False)
     folder = base / "256_ObjectCategories"
     to_registry = _label_map(info, ds.categories, folder)
-    keep = _first_n(split, ds.index, CALTECH_TRAIN_PER_CLASS)
+    keep = _seeded_n(split, ds.y, ds.index, CALTECH_TRAIN_PER_CLASS)
     paths = [folder / ds.categories[ds.y[i]] / f"{ds.y[i] + 1:03d}_{ds.index[i]:04d}.jpg" for i in keep]
     return SplitFiles([to_registry[ds.y[i]] for i in keep], paths)
 

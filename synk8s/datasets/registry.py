@@ -112,7 +112,7 @@ _SPECS: dict[str, _Spec] = {
         homepage="https://data.caltech.edu/records/mzrjq-6wc02",
         layout=(
             "101_ObjectCategories/<class>/image_NNNN.jpg (BACKGROUND_Google is skipped); "
-            "no official split: the first 30 images of each class train, the rest test"
+            "no official split: 30 seeded images of each class train, the rest test (a CoOp split file replaces it)"
         ),
         torchvision_class="Caltech101",
     ),
@@ -125,7 +125,7 @@ _SPECS: dict[str, _Spec] = {
         homepage="https://data.caltech.edu/records/nyy15-4j048",
         layout=(
             "256_ObjectCategories/NNN.<class>/NNN_NNNN.jpg (257 folders incl. 257.clutter); "
-            "no official split: the first 30 images of each class train, the rest test"
+            "no official split: 30 seeded images of each class train, the rest test (a CoOp split file replaces it)"
         ),
         torchvision_class="Caltech256",
     ),

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -152,3 +153,28 @@ def _tiny_clip(seed: int) -> tuple[Any, Any, Any]:
         model = CLIP(embed_dim=_TINY_EMBED_DIM, vision_cfg=dict(_TINY_VISION_CFG), text_cfg=dict(_TINY_TEXT_CFG))
     preprocess = image_transform(TINY_IMAGE_SIZE, is_train=False)
     return model, preprocess, SimpleTokenizer(context_length=_TINY_TEXT_CFG["context_length"])
+
+
+_DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def weights_digest(model: Any) -> str:
+    """Hex SHA-256 over a model's state dict (names, dtypes, shapes and bytes, in key order).
+
+    Names the weights actually loaded, whatever file or cache they came from, so a feature cache
+    keyed by it never serves features of other weights under the same ``<arch>/<pretrained>``.
+    Computed once per model object (about 0.1 GB of bytes for RN50); the frozen model never changes.
+    """
+    if model in _DIGESTS:
+        return _DIGESTS[model]
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    _DIGESTS[model] = digest.hexdigest()
+    return _DIGESTS[model]

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
-from synk8s.report import write_run_report
+from synk8s.report import GENERATOR_NOTE, write_run_report
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import feature_set_uri, load_feature_set, load_text_head
 from synk8s.stages.filter import load_selection
@@ -209,6 +209,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"synthetic validation split (top-1 {_percent(metrics['best_val_top1'])}%); "
         "the test set played no part in the choice.",
         "",
+        *([f"Generator: {metrics['generator']}; {GENERATOR_NOTE.split(';')[0]}.", ""] * ("generator" in metrics)),
         "## Per class",
         "",
         "| class | test images | zero-shot (%) | tuned (%) | generated | kept |",
@@ -283,6 +284,7 @@ def run(
         "zeroshot_top1": top1(zs_logits, test_labels),
         "tuned_top1": top1(tuned_logits, test_labels),
         "loss": about["tune"]["loss"],
+        "generator": cfg.models.generator,
         "best_epoch": about["best_epoch"],
         "best_val_top1": about["best_val_top1"],
         "head_config_digest": about["config_digest"],

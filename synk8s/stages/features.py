@@ -16,16 +16,13 @@ Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
 ``manifest.json``.
 
-At about 460 lines this module is over the usual 400: the cache keys, the encoders, the stage and
-the readers of what it writes all depend on the cache layout, and are read together.
+The cache keys are made in :mod:`synk8s.stages.feature_keys`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +34,8 @@ from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.runs import read_manifest
+from synk8s.stages.feature_keys import cache_key, describe_preprocess, key_parts  # noqa: F401 (re-exported)
+from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -97,34 +96,7 @@ class FeatureSet:
     from_cache: bool
 
 
-# ----------------------------------------------------------------------------- cache keys
-
-
-def describe_preprocess(transform: Any) -> str:
-    """A stable text description of an image transform (its repr without memory addresses)."""
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))
-
-
-def cache_key(parts: dict[str, Any]) -> str:
-    """Hex SHA-256 of the canonical JSON of ``parts``; any changed part changes the key."""
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def key_parts(bundle: ClipBundle, precision: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What a feature cache key is made of.
-
-    Args:
-        bundle: the CLIP model (its identity and preprocessing go into the key).
-        precision: compute precision, e.g. ``float32`` or ``float16`` (autocast on CUDA).
-        data: identity of the images, e.g. ``{"kind": "synthetic", "tars": [sha256, ...]}``.
-    """
-    return {
-        "clip": bundle.identity,
-        "preprocess": describe_preprocess(bundle.preprocess),
-        "precision": precision,
-        "data": data,
-    }
+# ----------------------------------------------------------------------------- cache keys (see feature_keys)
 
 
 def cache_uri(cfg: ExperimentConfig, key: str, suffix: str) -> str:
@@ -396,7 +368,8 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     storage.put_json(listing_uri, {name: fs.uri for name, fs in sets.items()})
 
     # 2. Zero-shot head, ready to use as a linear layer on the features.
-    weight = bundle.logit_scale * text_head(bundle, info.classes, info.templates)  # (K, D)
+    templates, template_source = head_templates(cfg)
+    weight = bundle.logit_scale * text_head(bundle, info.classes, templates)  # (K, D)
     head_uri = storage.join(out, "text_head.safetensors")
     storage.put_bytes(
         head_uri,
@@ -416,6 +389,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         counts={"synthetic": len(sets["synthetic"].labels), "test": len(sets["test"].labels), "cache_hits": hits},
         inputs={"images": images},
         clip=bundle.identity,
+        templates={"source": template_source, "count": len(templates)},
         feature_sets={name: {"uri": fs.uri, "key": fs.key} for name, fs in sets.items()},
         standin=datasets.is_standin(data_root),
         seconds=seconds,

@@ -2,10 +2,12 @@
 
 The confidence of an image is the zero-shot probability of the class it was generated for,
 ``softmax(logit_scale * f @ W.T)[label]`` with ``f`` its L2-normalised CLIP feature and ``W`` the
-text head (see :mod:`synk8s.zeroshot`). An image is kept when its confidence is at least the
-threshold (``filter.threshold``, default 1/K). ``filter.keep_per_class`` then caps each class at N
-images: ``keep_mode: random`` draws N of the passing images with a seeded generator, ``top``
-keeps the N most confident. The teacher logits of the kept images (the soft targets of SCE) are
+text head (see :mod:`synk8s.zeroshot`). An image passes when its confidence is above the
+threshold (``filter.threshold``, default 1/K; ``filter.strict: false`` also passes equality).
+``filter.keep_per_class`` then keeps N images per class: ``keep_mode: random`` draws N of the
+passing images with a seeded generator, ``top`` keeps the N most confident passing ones, and
+``fill`` (the official code) draws N of the passing images when at least N pass, else keeps the N
+most confident images of the class, passing or not. The teacher logits of the kept images (the soft targets of SCE) are
 the zero-shot logits. ``filter.enabled: false`` keeps every image and still writes its logits.
 
     cfg = config.load("tiny")
@@ -31,6 +33,7 @@ from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
 from synk8s.stages.features import read_tensors
+from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -102,32 +105,40 @@ def select(
     keep_per_class: int | None,
     keep_mode: str,
     seed: int,
+    strict: bool = False,
 ) -> torch.Tensor:
     """Row indices of the images to keep.
 
     Args:
         scores: (N,) confidence of each image in its intended class.
         labels: (N,) intended class of each image.
-        threshold: minimum confidence; an image with ``score >= threshold`` passes.
-        keep_per_class: keep at most this many passing images per class; None keeps all.
+        threshold: minimum confidence; an image with ``score >= threshold`` passes (``>`` when ``strict``).
+        keep_per_class: keep this many images per class (at most, except in ``fill`` mode); None keeps
+            every passing image.
         keep_mode: ``random`` (a draw seeded by ``seed`` and the class) or ``top`` (highest scores,
-            ties to the earlier row).
+            ties to the earlier row) among the passing images; ``fill``: ``random`` when at least N
+            pass, else the N highest-scoring images of the class, passing or not.
         seed: seed of the random draw.
+        strict: pass only scores above the threshold (the official code's ``>``); default ``>=``.
 
     Returns:
         (M,) int64 row indices in ascending order.
     """
     import torch
 
-    if keep_mode not in ("random", "top"):
-        raise ValueError(f"keep_mode must be 'random' or 'top', got {keep_mode!r}")
-    passing = scores >= threshold  # (N,)
+    if keep_mode not in ("random", "top", "fill"):
+        raise ValueError(f"keep_mode must be 'random', 'top' or 'fill', got {keep_mode!r}")
+    passing = scores > threshold if strict else scores >= threshold  # (N,)
     if keep_per_class is None:
         return passing.nonzero().flatten().long()
     kept = []
     for c in labels.unique(sorted=True).tolist():
         rows = (passing & (labels == c)).nonzero().flatten()  # ascending
-        if len(rows) > keep_per_class:
+        if keep_mode == "fill" and len(rows) < keep_per_class:
+            rows = (labels == c).nonzero().flatten()  # too few pass: the top N of the whole class
+            order = torch.sort(scores[rows], descending=True, stable=True).indices
+            rows = rows[order[:keep_per_class]]
+        elif len(rows) > keep_per_class:
             if keep_mode == "top":
                 order = torch.sort(scores[rows], descending=True, stable=True).indices
             else:
@@ -235,7 +246,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         )
     bundle = load_clip_for(cfg)
     feats = synthetic_features(cfg, images, bundle=bundle, progress=progress)
-    weight = text_head(bundle, info.classes, info.templates)  # (K, D)
+    weight = text_head(bundle, info.classes, head_templates(cfg)[0])  # (K, D)
     labels = feats.labels  # (N,)
 
     # 2. Scores and selection.
@@ -252,6 +263,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
             keep_per_class=cfg.filter.keep_per_class,
             keep_mode=cfg.filter.keep_mode,
             seed=cfg.seed,
+            strict=cfg.filter.strict,
         )
     teacher = teacher_logits(feats.features, weight, bundle.logit_scale, kept)  # (M, K)
 

@@ -2,15 +2,21 @@
 
 Two modes (``prompts.mode``):
 
-* **B** (basic): every template of the dataset filled with the class name, e.g.
-  ``"a photo of a {}."`` -> ``"a photo of a maple tree."``. ``prompt_index`` is the template's index.
+* **B** (basic): the class name in the dataset's first template, one prompt per class
+  (``prompts.b_templates: first``, the paper's label-name input), e.g. ``"a photo of a {}."`` ->
+  ``"a photo of a maple tree."``; ``all`` fills every template (an ablation). ``prompt_index`` is
+  the template's index.
 * **LE** (language enhancement): a word-to-sentence T5 model (CommonGen style: the concept words in,
-  one sentence out) samples sentences from the class name. Each class draws rounds of
+  one sentence out) samples sentences from ``prompts.le_prefix`` + the class name (official code:
+  ``"a maple tree"``). With ``prompts.dataset_prefix`` the dataset's generation prefix
+  (:data:`synk8s.stages.prompt_text.GENERATION_PREFIXES`, e.g. EuroSAT's "a centered satellite
+  photo of ") goes before each kept sentence. Each class draws rounds of
   ``ceil(sentences_per_class * oversample)`` sentences, seeded per (run seed, class, round), until
   ``sentences_per_class`` distinct ones are kept or :data:`MAX_ROUNDS` rounds are spent. A sentence is
   dropped when it is empty, repeats an earlier one (whitespace and case ignored), or (with
   ``prompts.drop_other_classes``) names another class of the dataset, which the paper names as
-  LE's source of label noise. A class that ends short keeps what it has; ``stats.json`` records the
+  LE's source of label noise (off in the ``paper`` profile: the paper leaves that noise to the
+  CLIP filter). A class that ends short keeps what it has; ``stats.json`` records the
   shortfall.
 
 The fine-tuned T5 was trained to write sentences that contain the input words; the random-weight
@@ -19,9 +25,6 @@ with ``tiny-t5`` the prompts carry no class information.
 
 Outputs in ``out``: ``prompts.jsonl`` (one prompt a line, sorted by class then prompt index),
 ``stats.json`` (per-class counts) and ``manifest.json``.
-
-At about 450 lines this module is over the usual 400: B and LE prompts share the records, the
-per-class statistics and the output files, and are read together.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import time
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -41,6 +42,14 @@ from synk8s import labelspace, storage
 from synk8s.config import ExperimentConfig
 from synk8s.seeds import derive_seed
 from synk8s.runs import write_manifest
+from synk8s.stages.prompt_text import (
+    ClassNameMatcher,
+    concept_words,
+    dedupe_key,
+    generation_prefix,
+    le_input,
+    normalise_sentence,
+)
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -99,93 +108,6 @@ class ClassStats:
         """JSON form, with ``unused``: valid sentences drawn after the class was full."""
         unused = self.drawn - self.empty - self.duplicates - self.dropped_other_class - self.kept
         return {**dataclasses.asdict(self), "named_classes": dict(sorted(self.named_classes.items())), "unused": unused}
-
-
-# ----------------------------------------------------------------------------- text handling
-
-
-def normalise_sentence(text: str) -> str:
-    """Drop control and unassigned characters, collapse whitespace runs to one space, strip the ends."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
-    return " ".join(kept.split())
-
-
-def dedupe_key(sentence: str) -> str:
-    """The form two sentences are compared in: normalised and case-folded."""
-    return normalise_sentence(sentence).casefold()
-
-
-def concept_words(class_name: str) -> str:
-    """The LE model input for a class: its name with ``_`` as spaces (e.g. ``maple_tree`` -> ``maple tree``)."""
-    return " ".join(class_name.replace("_", " ").split())
-
-
-def _name_pattern(class_name: str) -> re.Pattern[str] | None:
-    """Whole-word, case-insensitive pattern of a class name; the last word may take a plural ``s``/``es``.
-
-    Words may be separated by spaces, ``_`` or ``-``. Irregular plurals (mice, people) are not matched.
-    """
-    words = concept_words(class_name).split(" ")
-    if not any(re.search(r"\w", w) for w in words):
-        return None
-    body = r"[\s_-]+".join(re.escape(w) for w in words)
-    return re.compile(rf"(?<!\w){body}(?:e?s)?(?!\w)", re.IGNORECASE)
-
-
-def _first_word(class_name: str) -> str:
-    words = re.findall(r"\w+", concept_words(class_name).casefold())
-    return words[0] if words else ""
-
-
-class ClassNameMatcher:
-    """Finds which other classes of a dataset a sentence names.
-
-    A match of another class's name does not count when it lies inside a match of the sentence's own
-    class name, or inside a longer match of another class name: for the class ``maple tree`` the
-    ``tree`` in "a maple tree" is not the class ``tree``, but in "a maple tree beside a tree" the
-    second ``tree`` is, and "an oak tree" names ``oak tree`` only. Conversely, for the class ``tree``,
-    "a maple tree" names the class ``maple tree``. Classes that share a name never flag each other.
-
-    Args:
-        classes: class names of the dataset, in class-index order.
-    """
-
-    def __init__(self, classes: Sequence[str]) -> None:
-        self.classes = list(classes)
-        self._patterns = [_name_pattern(name) for name in self.classes]
-        # Candidate classes by the first word of their name, so each sentence runs only a few patterns.
-        self._by_first_word: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
-        for index, (name, pattern) in enumerate(zip(self.classes, self._patterns, strict=True)):
-            if pattern is not None:
-                self._by_first_word.setdefault(_first_word(name), []).append((index, pattern))
-
-    def other_classes(self, sentence: str, class_index: int) -> list[str]:
-        """Names of the other classes ``sentence`` mentions (sorted, each once).
-
-        Every class name is matched; a match inside a match of the own name, or inside a longer match
-        of another name (``tree`` within ``oak tree``), does not count.
-
-        Args:
-            sentence: the text to check.
-            class_index: the class the sentence was made for.
-        """
-        own_name = concept_words(self.classes[class_index]).casefold()
-        words = re.findall(r"\w+", sentence.casefold())
-        lookup = set(words) | {w[:-1] for w in words if w.endswith("s")} | {w[:-2] for w in words if w.endswith("es")}
-        matches: list[tuple[int, int, bool, str]] = []  # (start, end, is the own name, class name)
-        for word in sorted(lookup):
-            for index, pattern in self._by_first_word.get(word, ()):
-                name = self.classes[index]
-                is_own = concept_words(name).casefold() == own_name
-                matches.extend((m.start(), m.end(), is_own, name) for m in pattern.finditer(sentence))
-        named = set()
-        for start, end, is_own, name in matches:
-            if is_own:
-                continue
-            covered = any(s <= start and end <= e and (own or e - s > end - start) for s, e, own, _ in matches)
-            if not covered:
-                named.add(name)
-        return sorted(named)
 
 
 # ----------------------------------------------------------------------------- prompt builders
@@ -320,6 +242,7 @@ def enhanced_prompts(
     from tqdm import tqdm
 
     per_round = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)
+    prefix = generation_prefix(cfg.dataset.name) if cfg.prompts.dataset_prefix else ""
     matcher = ClassNameMatcher(classes)
     records: list[dict[str, Any]] = []
     all_stats: list[ClassStats] = []
@@ -327,7 +250,8 @@ def enhanced_prompts(
         picker = SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
         while not picker.full and picker.stats.rounds < MAX_ROUNDS:
             torch.manual_seed(derive_seed(cfg.seed, "le", c, picker.stats.rounds))
-            for sentence in _sample_sentences(model, tokenizer, concept_words(classes[c]), per_round, cfg):
+            text = le_input(classes[c], cfg.prompts.le_prefix)
+            for sentence in _sample_sentences(model, tokenizer, text, per_round, cfg):
                 picker.offer(sentence)
             picker.stats.rounds += 1
         stats = picker.finish()
@@ -339,7 +263,7 @@ def enhanced_prompts(
                 picker.wanted,
                 stats.rounds,
             )
-        records.extend(_record(c, classes[c], p, s, "LE") for p, s in enumerate(picker.kept))
+        records.extend(_record(c, classes[c], p, prefix + s, "LE") for p, s in enumerate(picker.kept))
         all_stats.append(stats)
     return records, all_stats
 
@@ -365,7 +289,8 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
     classes = list(labelspace.class_names(cfg))
     extra: dict[str, Any] = labelspace.manifest_fields(cfg)
     if cfg.prompts.mode == "B":
-        records, stats = template_prompts(classes, labelspace.templates(cfg))
+        templates = labelspace.templates(cfg)
+        records, stats = template_prompts(classes, templates[:1] if cfg.prompts.b_templates == "first" else templates)
     else:
         from synk8s.models import get_le_info, load_le, resolve_device
 
@@ -441,7 +366,7 @@ def needs_gpu(cfg: ExperimentConfig) -> bool:
 STAGE = StageSpec(
     name="prompts",
     run=run,
-    help="Build the prompts (B: templates x class names; LE: T5 sentences).",
+    help="Build the prompts (B: class names in a template; LE: T5 sentences).",
     depends=("seed", "device", "dataset.name", "models.le", "prompts"),
     depends_on=labelspace.digest_fields,
     gpu=needs_gpu,

@@ -13,14 +13,15 @@ on nothing more (prompts, generate) need no digest in their folder names.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from synk8s import runs
+from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.stages import detect, evaluate, features, finetune, generate, pretrain, prompts, scratch, tune
+from synk8s.stages import detect, evaluate, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
 from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
 from synk8s.stages import filter as filter_stage
 from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream
@@ -160,6 +161,8 @@ class StageTable:
     ) -> Done:
         """Run stage ``name`` (or its collect step) into its folder of the run folder ``run``.
 
+        A stage call (not a collect step) also leaves its cost record (:func:`synk8s.cost.record`).
+
         Args:
             name: the stage.
             cfg: the run's config.
@@ -187,13 +190,15 @@ class StageTable:
                     f"stage {name}: {source.field}={source.value(cfg)!r} reads {param} from {picked}, "
                     f"got {dirs[param]}; compile the pipeline with the config it runs"
                 )
+        start = time.perf_counter()
         result = spec.run(cfg, **dirs, out=out, **options)
+        cost.record(cfg, run, out, name, result, time.perf_counter() - start, shard=options.get("shard"))
         uri = spec.finish(cfg, run, self.folders(name, run, cfg)) if spec.finish else out
         return Done(result, out, uri)
 
 
 TABLE = StageTable(
-    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE,
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE, leakage.STAGE,
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
      fewshot_tune.STAGE, fewshot_evaluate.STAGE,

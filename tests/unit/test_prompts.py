@@ -20,8 +20,16 @@ def _lines(uri: str) -> list[dict]:
 # ----------------------------------------------------------------------------- B
 
 
-def test_basic_prompts_are_every_template_times_every_class(tmp_path):
-    cfg = _cfg("prompts.mode=B")
+def test_basic_prompts_are_one_plain_prompt_per_class_by_default(tmp_path):
+    info = datasets.get("cifar10")
+    result = prompts.run(_cfg("prompts.mode=B"), out=str(tmp_path))
+    records = _lines(result.prompts_uri)
+    assert [r["prompt"] for r in records] == [info.templates[0].format(name) for name in info.classes]
+    assert {r["prompt_index"] for r in records} == {0}
+
+
+def test_basic_prompts_crossed_are_every_template_times_every_class(tmp_path):
+    cfg = _cfg("prompts.mode=B", "prompts.b_templates=all")
     info = datasets.get("cifar10")
     result = prompts.run(cfg, out=str(tmp_path))
     records = _lines(result.prompts_uri)

@@ -3,6 +3,14 @@
 The literals below were computed before the stage table existed (from the hand-written layout of
 commit cc48685). If one changes on purpose (a stage's output now depends on a new field), say so in
 the commit: runs made before it are no longer found.
+
+Moved on purpose: the paper's LE and B inputs and CF keep rule (prompts.le_prefix, b_templates,
+dataset_prefix; filter.strict, keep_mode fill; top_p 1.0, other-class sentences kept) add fields
+to the prompts and filter sections, so both profiles' digests moved (tiny's too: the new fields
+are in the sections its run folder is named by). Then features.templates (the text head's template
+set) moved the features folder and everything that reads it (filter, tune, evaluate, leakage) in
+both profiles; the run folder and the prompts and images folders kept their names. The few-shot rows
+read the same prompts, filter and features sections and moved with them.
 """
 
 import pytest
@@ -15,42 +23,42 @@ pytestmark = pytest.mark.timeout(30)
 
 PINNED = {
     "tiny": (
-        "cifar10-11e00ff2062482c4",
+        "cifar10-c0f94fe1ff16f5d5",
         {
             "prompts": "prompts",
             "generate": "images",
-            "filter": "filter-3e26236ce1c0ddc0",
-            "features": "features-1852f160d3da0186",
-            # moved at the few-shot merge (b17b6b3): tune.trainable joined the tune section
-            "tune": "tune-bc5bab640a33c655",
-            "evaluate": "evaluate-bc5bab640a33c655",
+            "filter": "filter-dc617ee6fc79a817",
+            "features": "features-9e5c97bd465fa1c4",
+            "tune": "tune-b16292e9b6540e93",
+            "evaluate": "evaluate-b16292e9b6540e93",
             # few-shot rows, pinned when they joined the table
             "split": "split-3adafdbb7dcb0be0",
-            "guided": "images-rg-50c3de7c91e12c77",
-            "filter_guided": "filter-rg-b60b16eea8161f27",
-            "features_guided": "features-rg-42a7b177619b2dcc",
-            "realfilter": "realfilter-4aec5b959b27929a",
-            "fewshot_tune": "fewshot-tune-691b162f500c60cc",
-            "fewshot_evaluate": "fewshot-evaluate-691b162f500c60cc",
+            "guided": "images-rg-3f903c9fa1ee762c",
+            "filter_guided": "filter-rg-86f00810b7f04046",
+            "features_guided": "features-rg-e65cfaf17a9fb257",
+            "realfilter": "realfilter-73276eb7a2f963b7",
+            "fewshot_tune": "fewshot-tune-eb24cabee06f2b5e",
+            "fewshot_evaluate": "fewshot-evaluate-eb24cabee06f2b5e",
+            "leakage": "leakage-8e656e1b80cd20d1",
         },
     ),
     "paper": (
-        "cifar10-83518cddeaa02609",
+        "cifar10-b318c5df54f9e646",
         {
             "prompts": "prompts",
             "generate": "images",
-            "filter": "filter-86c4d3d41be3a3ce",
-            "features": "features-0ce91bf201fa396d",
-            # moved at the few-shot merge (b17b6b3): tune.trainable joined the tune section
-            "tune": "tune-2e94e5c1ec857847",
-            "evaluate": "evaluate-2e94e5c1ec857847",
+            "filter": "filter-c452bf4e57f2d57f",
+            "features": "features-98a51ee7543b6937",
+            "tune": "tune-14f0e354a444097e",
+            "evaluate": "evaluate-14f0e354a444097e",
             "split": "split-a002b8d79e0ecaf6",
-            "guided": "images-rg-9634a8ae9fd19626",
-            "filter_guided": "filter-rg-b49782455a798358",
-            "features_guided": "features-rg-71c8cc0965d43138",
-            "realfilter": "realfilter-d39d803594c086b3",
-            "fewshot_tune": "fewshot-tune-d3ff8ef946fe4063",
-            "fewshot_evaluate": "fewshot-evaluate-d3ff8ef946fe4063",
+            "guided": "images-rg-4a6870e85f819354",
+            "filter_guided": "filter-rg-48fd2b2f065be818",
+            "features_guided": "features-rg-381a16e63a873588",
+            "realfilter": "realfilter-5cf49ca0300ce0fa",
+            "fewshot_tune": "fewshot-tune-c94fc3fba8821d22",
+            "fewshot_evaluate": "fewshot-evaluate-c94fc3fba8821d22",
+            "leakage": "leakage-1ca85e1769f271b5",
         },
     ),
 }
@@ -67,25 +75,26 @@ def test_run_and_stage_folder_names_do_not_move(profile):
     }
 
 
-# A pre-training run: prompts and images also depend on the label space
+# A pre-training run: prompts and images also depend on the label space (its pins moved with the
+# paper's prompt fields above)
 # and the image total (synk8s.labelspace.digest_fields), the zero-shot folders above do not.
 PRETRAINING = {
     "tiny": (
-        "cifar100-b02683525e3e92e9",
+        "cifar100-9a2b8e5add456c01",
         {
-            "pretrain": "pretrain-6ddfcc5f31bb1c8e",
-            "finetune": "finetune-7855e26acd1cdc80",
-            "scratch": "scratch-f30467f8d2ba3e55",
-            "detect": "detect-5b2245f220c3569b",
+            "pretrain": "pretrain-6015ce0bd800482f",
+            "finetune": "finetune-1d30e38e39b61370",
+            "scratch": "scratch-053087d9023fc174",
+            "detect": "detect-e12437c593bb7d5c",
         },
     ),
     "paper": (
-        "cifar100-94a9e38fbea1866e",
+        "cifar100-913e3554566911cb",
         {
-            "pretrain": "pretrain-6794a16da350d499",
-            "finetune": "finetune-8490fd877371190a",
-            "scratch": "scratch-1443299672ed31cd",
-            "detect": "detect-c22ec9d094e91df0",
+            "pretrain": "pretrain-54ae79980c14c6fe",
+            "finetune": "finetune-6aceb0aa86b9a953",
+            "scratch": "scratch-2b204bb1adba0bce",
+            "detect": "detect-eade5fb3e8e73936",
         },
     ),
 }
@@ -128,7 +137,7 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     sce = config.with_overrides(base, ["tune.loss=ce"])
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
-    assert same == ["prompts", "generate", "filter", "features", "split", "guided", "filter_guided",
+    assert same == ["prompts", "generate", "filter", "features", "leakage", "split", "guided", "filter_guided",
                     "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect"]
 
 

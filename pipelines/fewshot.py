@@ -11,8 +11,8 @@
 Which branch runs is chosen **when the pipeline is compiled**, from ``fewshot.strategy`` of the
 config (``synk8s submit`` compiles with the run's config, so ``--set fewshot.strategy=B`` picks B):
 the three strategies read different folders, and the stage table picks them by that field. A run
-whose resolved config names another strategy than the compiled one fails at its first few-shot
-task, saying so, instead of writing folders named for the other strategy.
+whose resolved config names another strategy than the compiled one (an override edited in the
+Kubeflow UI) fails at ``fewshot_tune`` with one line saying so, instead of tuning on the wrong data.
 
 ``fewshot`` runs one shot count, ``fewshot.shots_per_class`` (``--shots``). ``fewshot_sweep`` runs
 every M of ``fewshot.shots`` in one submission, for Figure 1's curve: the stages that do not depend

@@ -24,6 +24,7 @@ OVERRIDES = [
     "generate.num_shards=2",
     "filter.threshold=0.0",  # keep every image: tune needs two per class to validate on
     "tune.epochs=1",
+    "fewshot.strategy=RF",  # the few-shot part reads the zero-shot images, CF and features, then RF
 ]
 
 
@@ -88,6 +89,33 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
                          ("evaluate", evaluate)):  # fmt: skip
         assert folder == stage_dir(run, name, cfg)
         _declared_outputs_exist(name, folder)
+
+    # The few-shot components of strategy RF on the same images (the config picks RF's folders).
+    assert cfg.fewshot.strategy == "RF"
+    metrics = artifact("split")
+    split = comps.stages["split"].python_func(**common, metrics=metrics)
+    assert metrics.metadata["images"] == 10 * cfg.fewshot.shots_per_class
+    metrics = artifact("realfilter")
+    kept = comps.stages["realfilter"].python_func(
+        **common, split=split, features=features, selection=selection, metrics=metrics
+    )
+    assert metrics.metadata["cf_kept"] == 20 and metrics.metadata["kept"] + metrics.metadata["dropped"] == 20
+    metrics = artifact("fewshot_tune")
+    tuned = comps.stages["fewshot_tune"].python_func(
+        **common, split=split, features=features, selection=kept, images=images, metrics=metrics
+    )
+    rf_kept = json.loads(Path(kept, "stats.json").read_text())["kept"]
+    assert metrics.metadata["train"] + metrics.metadata["val"] == rf_kept
+    metrics = artifact("fewshot_evaluate")
+    fewshot_report = comps.stages["fewshot_evaluate"].python_func(
+        **common, features=features, tuned=tuned, metrics=metrics
+    )
+    few = json.loads(Path(fewshot_report).read_text())
+    assert (few["strategy"], few["top1"]["ct_syn"]) == ("RF", metrics.metadata["ct_syn_top1"])
+    for name, folder in (("split", split), ("realfilter", kept), ("fewshot_tune", tuned)):
+        assert folder == stage_dir(run, name, cfg)
+        _declared_outputs_exist(name, folder)
+    _declared_outputs_exist("fewshot_evaluate", stage_dir(run, "fewshot_evaluate", cfg))
 
 
 def test_a_stage_component_without_its_input_names_the_stage_to_run(tmp_path, artifact):

@@ -137,3 +137,13 @@ def test_submit_shots_sets_the_shot_count_and_compiles_the_strategy_asked_for(kf
     assert spec["pipelineInfo"]["name"] == "synk8s-fewshot"
     assert set(spec["root"]["dag"]["tasks"]) >= {"split", "generate-shards", "filter", "fewshot-tune"}
     assert not {"guided-shards", "realfilter"} & set(spec["root"]["dag"]["tasks"])
+
+
+def test_a_sweep_branch_config_differs_from_the_planned_one_only_in_the_shot_count():
+    from synk8s.components.sweep import shots_config
+    from synk8s.config import ExperimentConfig
+
+    cfg = config.load("tiny", ["dataset.name=eurosat"])
+    branch = ExperimentConfig.model_validate_json(shots_config(cfg.model_dump_json(), 2))
+    assert branch == config.with_overrides(cfg, ["fewshot.shots_per_class=2"])
+    assert branch.digest() != cfg.digest()

@@ -105,3 +105,17 @@ def test_a_folder_of_another_strategy_is_refused(root):
     inputs["selection"] = TABLE.stage_dir(run, "filter", cfg)  # B's selection under an RF config
     with pytest.raises(UsageError, match="fewshot.strategy='RF' reads selection from"):
         TABLE.execute("fewshot_tune", cfg, run, inputs=inputs, progress=False)
+
+
+def test_the_sweep_gathers_every_shot_count_of_the_run(root):
+    from synk8s.stages.fewshot_evaluate import write_sweep
+
+    cfg = _config(root, "fewshot.strategy=B")
+    assert cfg.fewshot.shots == (1, 2)
+    _run(config.with_overrides(cfg, ["fewshot.shots_per_class=2"]), "split", "fewshot_tune", "fewshot_evaluate")
+    _run(cfg, "fewshot_tune", "fewshot_evaluate")  # M=1 (the split is the fixture's)
+    sweep = storage.get_json(write_sweep(cfg, TABLE.run_dir(cfg)))
+    assert sweep["shots"] == [1, 2]
+    assert [storage.get_json(row["report"])["shots"] for row in sweep["runs"]] == [1, 2]
+    assert sweep["ct_syn_top1"] == [row["top1"]["ct_syn"] for row in sweep["runs"]]
+    assert [row["counts"]["real"] for row in sweep["runs"]] == [10, 20]

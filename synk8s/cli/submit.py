@@ -10,6 +10,7 @@ Cluster runs run as ``--service-account`` (default ``cluster.service_account``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 import time
@@ -94,9 +95,13 @@ def submit(
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
+        from synk8s.cli.summary import print_summary
         from synk8s.pipelines.local import run_local
 
-        typer.echo(run_local(pipeline, cfg, threads=threads))
+        verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
+        report = run_local(pipeline, cfg, threads=threads, verbose=verbose)
+        print_summary(console, report)
+        typer.echo(report)
         return
     if threads is not None:
         raise UsageError("--threads sets the threads of a --local run; a cluster task's CPU comes from its limits")

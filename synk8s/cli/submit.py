@@ -29,6 +29,7 @@ from synk8s.cli.kfp_client import (
     PIPELINE,
     PROFILE,
     SET,
+    STORE_ENV,
     client,
     resolve_config,
     resolve_host,
@@ -55,7 +56,7 @@ def submit(
     generator: Optional[str] = typer.Option(None, "--generator", help="models.generator: registry name or hub id."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (seed)."),
     store: Optional[str] = typer.Option(
-        None, "--store", help="Store root (store.root): s3://bucket/prefix or a folder."
+        None, "--store", envvar=STORE_ENV, help="Store root (store.root): s3://bucket/prefix or a folder."
     ),
     host: Optional[str] = HOST,
     experiment: Optional[str] = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment."),
@@ -75,8 +76,18 @@ def submit(
         True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
     ),
     poll_seconds: float = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved parameters and the tasks (GPU or not), and start nothing."
+    ),
+    preflight: bool = typer.Option(
+        True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
+    ),
 ) -> None:
-    """Run a pipeline on Kubeflow Pipelines (or here, with --local)."""
+    """Run a pipeline on Kubeflow Pipelines (or here, with --local).
+
+    Before anything starts, the models and the data the pipeline's stages need are checked (model
+    cache, hub, store); a missing one stops the command with the command that fixes it.
+    """
     from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import PIPELINES
 
@@ -92,6 +103,16 @@ def submit(
         seed=seed,
         store=store,
     )
+    if dry_run:
+        from synk8s.cli.dry_run import print_plan
+
+        print_plan(pipeline, cfg, local=local)
+        return
+    if preflight:
+        from synk8s import preflight as checks
+        from synk8s.pipelines.tasks import pipeline_fields
+
+        checks.check(cfg, pipeline_fields(pipeline, cfg), local=local)
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")

@@ -58,7 +58,7 @@ app = typer.Typer(
     help="synk8s: synthetic training data from text-to-image models, as Kubeflow pipelines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
 )
 
 

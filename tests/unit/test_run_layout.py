@@ -34,8 +34,8 @@ PINNED = {
             "generate": "images",
             "filter": "filter-86c4d3d41be3a3ce",
             "features": "features-0ce91bf201fa396d",
-            "tune": "tune-559c31dfab364277",
-            "evaluate": "evaluate-559c31dfab364277",
+            "tune": "tune-2e94e5c1ec857847",
+            "evaluate": "evaluate-2e94e5c1ec857847",
         },
     ),
 }

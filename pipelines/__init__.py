@@ -36,8 +36,10 @@ def build(name: str, cfg: ExperimentConfig, **options: Any):
     """
     if name not in PIPELINES:
         raise UsageError(f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}")
+    from synk8s.components.params import describe_parameters
+
     module = importlib.import_module(f"synk8s.pipelines.{name}")
-    return module.build_pipeline(cfg, **options)
+    return describe_parameters(module.build_pipeline(cfg, **options))
 
 
 def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:

@@ -74,12 +74,6 @@ def model_needs(cfg: ExperimentConfig, fields: Iterable[str]) -> list[ModelNeed]
     return needs
 
 
-def in_cache(cache: str, entry: str) -> bool:
-    """Whether the model cache ``cache`` (folder or ``s3://`` prefix) holds ``entry`` (a file or a non-empty folder)."""
-    uri = storage.join(cache, entry)
-    return storage.exists(uri) or bool(storage.list(uri.rstrip("/") + "/"))
-
-
 def _in_hub_cache(hub_id: str | None) -> bool:
     """Whether this machine's Hugging Face hub cache holds a snapshot of ``hub_id``."""
     if hub_id is None:
@@ -107,10 +101,12 @@ def check_models(cfg: ExperimentConfig, fields: Iterable[str]) -> None:
     Raises:
         MissingDataError: naming the model, where it was looked for, and ``synk8s models pull``.
     """
+    from synk8s.models.cache import has_entry
+
     for need in model_needs(cfg, fields):
         if need.tiny:
             continue
-        if cfg.models.cache and in_cache(cfg.models.cache, need.entry):
+        if cfg.models.cache and has_entry(cfg.models.cache, need.entry):
             continue
         if _in_hub_cache(need.hub_id) or online():
             continue

@@ -77,7 +77,7 @@ def _root(
 
 
 def _register() -> None:
-    from synk8s.cli import cluster, config_cmd, datasets, runs, stage, store
+    from synk8s.cli import cluster, config_cmd, datasets, models, runs, stage, store
     from synk8s.cli.compile import compile_cmd
     from synk8s.cli.submit import submit
 
@@ -88,6 +88,7 @@ def _register() -> None:
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")
     app.add_typer(datasets.app, name="datasets", help="List, show and download the supported datasets.")
+    app.add_typer(models.app, name="models", help="Fill a model cache for clusters without internet; list it.")
     app.add_typer(stage.app, name="stage", help="Run one stage alone (one command per stage of the stage table).")
 
 

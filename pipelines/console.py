@@ -7,8 +7,9 @@ while the pipeline runs and sorts those lines:
 
 - every line, without colour codes, goes to the run's log file;
 - with ``verbose`` every line also goes to stderr (colour codes only on a terminal);
-- otherwise the lines feed a live display (rich): one row per task with its state, the progress
-  of its current bar (done/total, rate such as images/s, ETA) and, when it ends, its seconds.
+- otherwise, on a terminal, the lines feed a live display (rich): one row per task with its state,
+  the progress of its current bar (done/total, rate such as images/s, ETA) and its seconds; without
+  a terminal (a log file, CI), one line per task when it ends, and no colour codes.
 
 When a task fails, :meth:`TaskLog.failure` gives the one line that says why (the last error line
 of its log) and the log file's path. Nothing here knows a stage by name: any pipeline's tasks and
@@ -101,7 +102,7 @@ class TaskLog(io.TextIOBase):
         self._file.flush()
 
     def __enter__(self) -> TaskLog:
-        if not self.verbose:
+        if not self.verbose and self.console.is_terminal:
             self._live = Live(self.table(), console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
         return self
@@ -129,6 +130,8 @@ class TaskLog(io.TextIOBase):
             row = self.rows[finished.group("task")]
             row.state = "done" if finished.group("status") == "SUCCESS" else "failed"
             row.seconds += time.monotonic() - row.started
+            if not self.verbose and self._live is None:  # not a terminal: one line per task, nothing redrawn
+                self.console.out(f"{row.name} {row.state} in {time.monotonic() - row.started:.1f} s", highlight=False)
         elif self.current is not None:
             self.current.lines.append(line)
             if bar:

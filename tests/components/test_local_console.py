@@ -38,7 +38,7 @@ def test_quiet_run_shows_tasks_and_bars_and_keeps_everything_in_the_log(tmp_path
     _feed(task_log)
     shown = screen.getvalue()
     assert "executor_input" not in shown and "\x1b[" not in shown  # not a terminal: no colour codes
-    assert "prompts" in shown and "done" in shown and "failed" in shown
+    assert [line.split(" in ")[0] for line in shown.splitlines()] == ["prompts done", "generate failed"]
     assert task_log.rows["prompts"].bar[1:4] == ("45", "100", "12.14class/s")
     assert task_log.rows["generate"].bar[3] == "80.50img/s"
     logged = (tmp_path / "run.log").read_text()
@@ -46,6 +46,14 @@ def test_quiet_run_shows_tasks_and_bars_and_keeps_everything_in_the_log(tmp_path
     failure = task_log.failure()
     assert failure.startswith("task generate failed: no tiny-sd in the model cache")
     assert str(tmp_path / "run.log") in failure
+
+
+def test_a_terminal_gets_the_live_table(tmp_path):
+    screen = io.StringIO()
+    _feed(TaskLog(tmp_path / "run.log", console=Console(file=screen, width=120, force_terminal=True)))
+    shown = screen.getvalue()
+    assert "executor_input" not in shown and "ETA" in shown and "\x1b[" in shown  # a table, coloured
+    assert "generate" in shown and "failed" in shown
 
 
 def test_verbose_run_streams_every_line(tmp_path):

@@ -181,5 +181,5 @@ class TaskLog(io.TextIOBase):
         row = failed[-1]
         reason = next((m.group("message") for m in map(_ERROR.match, reversed(row.lines)) if m), None)
         what = f": {reason}" if reason else ""
-        return f"task {row.name} failed{what} (full log: {self.log_path})"
+        return f"task '{row.name}' failed{what} (full log: {self.log_path})"
 

@@ -44,7 +44,7 @@ def test_quiet_run_shows_tasks_and_bars_and_keeps_everything_in_the_log(tmp_path
     logged = (tmp_path / "run.log").read_text()
     assert "executor_input" in logged and "\x1b[" not in logged and logged.count("LE prompts") == 2
     failure = task_log.failure()
-    assert failure.startswith("task generate failed: no tiny-sd in the model cache")
+    assert failure.startswith("task 'generate' failed: no tiny-sd in the model cache")
     assert str(tmp_path / "run.log") in failure
 
 

@@ -2,8 +2,8 @@
 
 Any pipeline's report JSON works: top-level numbers whose name says accuracy (``top1``, ``acc``,
 ``ap``/``map``) are shown as percentages with two decimals, other top-level numbers as they are,
-``counts`` and ``seconds`` (per stage) as rows of their own, and the Markdown and PNG files beside
-the report by path::
+``counts`` and ``seconds`` (per stage) as rows of their own; after the table, one line per file
+(the Markdown and PNG files beside the report, and the report) with its full path::
 
     print_summary(console, "synk8s-store/runs/cifar100-.../evaluate-.../report.json")
 """
@@ -22,7 +22,7 @@ _ACCURACY = re.compile(r"(top\d|acc|(^|_)m?ap(\d+)?($|_))")
 
 
 def summary_table(report: dict[str, Any], report_uri: str) -> Table:
-    """The rows of a run report: accuracies in %, other numbers, counts, seconds per stage, files."""
+    """The rows of a run report: accuracies in %, other numbers, counts, seconds per stage, its notice."""
     title = " ".join(str(report[key]) for key in ("dataset", "profile") if key in report)
     table = Table(title=f"run summary: {title}" if title else "run summary", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
@@ -39,14 +39,16 @@ def summary_table(report: dict[str, Any], report_uri: str) -> Table:
             if unit:
                 parts.append(f"total {sum(float(v) for v in values.values()):.1f}{unit}")
             table.add_row(section, ", ".join(parts))
-    folder = report_uri.rsplit("/", 1)[0]
-    for info in storage.list(folder, recursive=False):
-        if info.uri.endswith((".md", ".png")):
-            table.add_row(info.uri.rsplit("/", 1)[-1], info.uri)
-    table.add_row("report", report_uri)
     if report.get("notice"):
         table.add_row("note", str(report["notice"]))
     return table
+
+
+def report_files(report_uri: str) -> list[tuple[str, str]]:
+    """``(name, URI)`` of the Markdown and PNG files beside the report, and of the report itself."""
+    folder = report_uri.rsplit("/", 1)[0]
+    found = [(i.uri.rsplit("/", 1)[-1], i.uri) for i in storage.list(folder, recursive=False)]
+    return [(name, uri) for name, uri in found if name.endswith((".md", ".png"))] + [("report", report_uri)]
 
 
 def print_summary(console: Console, report_uri: str) -> None:
@@ -56,3 +58,5 @@ def print_summary(console: Console, report_uri: str) -> None:
     report = storage.get_json(report_uri)
     if isinstance(report, dict):
         console.print(summary_table(report, report_uri))
+        for name, uri in report_files(report_uri):  # whole lines: a path is never wrapped or cut
+            console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)

@@ -6,7 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
-from synk8s.cli.summary import summary_table
+from synk8s.cli.summary import print_summary
 from synk8s.pipelines.console import TaskLog
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,8 +70,9 @@ def test_summary_shows_accuracy_in_percent_and_the_files(tmp_path):
               "counts": {"prompts": 400, "kept": 144}, "seconds": {"prompts": 5.8, "tune": 0.9}}
     (tmp_path / "report.json").write_text(json.dumps(report))
     screen = io.StringIO()
-    Console(file=screen, width=200).print(summary_table(report, str(tmp_path / "report.json")))
+    print_summary(Console(file=screen, width=60), str(tmp_path / "report.json"))
     text = screen.getvalue()
     assert "1.00 %" in text and "1.25 %" in text and "0.0099999" not in text
     assert "prompts 400" in text and "total 6.7 s" in text
-    assert str(tmp_path / "grid.png") in text and str(tmp_path / "report.md") in text
+    lines = text.splitlines()  # each path whole on its own line, however narrow the console
+    assert f"grid.png: {tmp_path / 'grid.png'}" in lines and f"report.md: {tmp_path / 'report.md'}" in lines

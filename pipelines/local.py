@@ -7,6 +7,9 @@ set to its share of the cores: torch's default of every core stalls a task whose
 process also uses (a 2-thread T5 ``generate`` call on 2 shared cores took seconds where 1 thread
 took a tenth of one). kfp.local runs one task at a time, and the shards of a local run one after
 another, so by default a task gets every core the process may use.
+
+What the tasks print goes to ``<kfp.local root>/last-run.log``; stderr shows a live display of the
+tasks (see :mod:`synk8s.pipelines.console`), or every line with ``verbose``.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
     logging.getLogger().addFilter(short)  # kfp.local logs through the root logger
     task_log = TaskLog(Path(storage.to_path(root)) / LOG_FILE, verbose=verbose)
     with task_log, contextlib.redirect_stdout(task_log), warnings.catch_warnings():
-        # One warning per task that its cluster settings and image are ignored: said once above.
+        # One warning per task that its cluster settings and image are ignored: said once (debug log) above.
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
         warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")
         try:

@@ -36,6 +36,22 @@ NAMED_PARAMS: dict[str, str] = {
 
 STORE_ROOT_ENV = "SYNK8S_STORE_ROOT"
 
+# What the Kubeflow UI says of each pipeline parameter (see :func:`describe_parameters`).
+PARAMETER_HELP: dict[str, str] = {
+    "profile": "Shipped profile the run starts from: paper (the paper's settings) or tiny (random-weight demo).",
+    "dataset": "Dataset name (dataset.name), e.g. cifar100, eurosat; see `synk8s datasets list`.",
+    "images_per_class": "Synthetic images generated per class (generate.images_per_class).",
+    "num_shards": "Generation shards, one GPU task each (generate.num_shards).",
+    "generator": "Text-to-image model (models.generator): sd15, sd21, sd-turbo, sdxl-turbo or a diffusers id.",
+    "seed": "Run seed: every prompt's and image's seed derives from it (seed).",
+    "store_root": "Artifact store (store.root), s3://bucket/prefix; a local folder means $SYNK8S_STORE_ROOT "
+    "of the synk8s-config ConfigMap.",
+    "overrides": 'Any other config field, as a JSON list of "key.path=value" strings, e.g. '
+    '["tune.loss=ce", "filter.enabled=false"]; see `synk8s config show`.',
+    "gpu_node_selector": "Node labels of the GPU node pool; GPU tasks (marked GPU) run there.",
+    "gpu_tolerations": "Tolerations of the GPU node pool's taints, for the GPU tasks.",
+}
+
 
 def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
     """Flatten a config to ``{"section.field": json_value}``; mapping-valued fields stay whole."""
@@ -51,6 +67,22 @@ def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
         else:
             flat[name] = dumped[name]
     return flat
+
+
+def describe_parameters(pipeline_func: Any) -> Any:
+    """Give every input parameter of a ``@dsl.pipeline`` function its description; returns the function.
+
+    Parameters of :data:`PARAMETER_HELP` get its text; any other one, the config field it sets
+    when :data:`NAMED_PARAMS` names it, else a plain note. A description already set stays.
+    """
+    parameters = pipeline_func.pipeline_spec.root.input_definitions.parameters
+    for name, parameter in parameters.items():
+        if not parameter.description:
+            key = NAMED_PARAMS.get(name)
+            parameter.description = PARAMETER_HELP.get(name) or (
+                f"Config field {key}." if key else f"Pipeline parameter {name}; see the pipeline's docs."
+            )
+    return pipeline_func
 
 
 def config_diff(cfg: ExperimentConfig) -> list[str]:

@@ -9,7 +9,17 @@ def _config(config_json: str) -> Any:
     return ExperimentConfig.model_validate_json(config_json)
 
 
-def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, markdown: Any = None, **arguments: Any) -> str:
+def run_stage(
+    stage: str,
+    config_json: str,
+    run_dir: str,
+    metrics: Any,
+    markdown: Any = None,
+    folder: Any = None,
+    attachments: Any = None,
+    confusion: Any = None,
+    **arguments: Any,
+) -> str:
     """Run stage ``stage`` of the table into its folder of the run folder and log its result.
 
     Args:
@@ -17,14 +27,19 @@ def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, markdown
         config_json: the resolved config, as ``plan`` returns it.
         run_dir: the run folder URI.
         metrics: a ``dsl.Metrics`` output; gets the numbers of the stage's result.
-        markdown: a ``dsl.Markdown`` output, for a stage that declares a Markdown report; gets it
-            with its PNG images inlined.
+        markdown: a ``dsl.Markdown`` output, for a stage that declares a Markdown report; its
+            images are the stage's attachments (see :func:`synk8s.report.report_markdown`).
+        folder: a ``dsl.Dataset`` or ``dsl.Model`` output for a row with ``artifact``: gets the
+            folder's listing (see :func:`synk8s.components.artifacts.describe_folder`).
+        attachments: file name -> ``dsl.Artifact`` output, for a row's ``attachments``.
+        confusion: a ``dsl.ClassificationMetrics`` output for a row with ``confusion``.
         **arguments: the folder URI of each input of the stage (the upstream tasks' outputs), and
             ``shard`` for one shard of a sharded stage.
 
     Returns:
         The stage's output folder URI, or its ``finish`` hook's URI (the run report).
     """
+    from synk8s.components.artifacts import attach, describe_folder
     from synk8s.components.metrics import log_result
     from synk8s.report import report_markdown
     from synk8s.stages.table import TABLE
@@ -36,6 +51,13 @@ def run_stage(stage: str, config_json: str, run_dir: str, metrics: Any, markdown
     if markdown is not None:
         with open(markdown.path, "w", encoding="utf-8") as handle:
             handle.write(report_markdown(done.out, spec.markdown))
+    if folder is not None:
+        describe_folder(folder, done.out)
+    for name, output in (attachments or {}).items():
+        attach(output, done.out, name)
+    if confusion is not None:
+        classes, matrix = spec.confusion(done.out)
+        confusion.log_confusion_matrix(classes, matrix)
     return done.uri
 
 
@@ -52,11 +74,12 @@ def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> li
     return [{"shard": shard, "config_json": config_json, "run_dir": run_dir, **inputs} for shard in range(count)]
 
 
-def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any) -> str:
+def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any, folder: Any = None) -> str:
     """Run a sharded stage's collect step once all its shard tasks are done; returns the stage's folder.
 
     Args:
         shards: the outputs of every shard task, gathered by ``dsl.Collected``; one per shard.
+        folder: a ``dsl.Dataset`` (or ``dsl.Model``) output for a row with ``artifact``.
 
     Raises:
         MissingDataError: fewer or more shard tasks ran than the config's shard count.
@@ -71,4 +94,8 @@ def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, met
         raise MissingDataError(f"got {len(shards)} finished {stage} shards, expected {expected}")
     done = TABLE.execute(stage, cfg, run_dir, collect=True)
     log_result(metrics, done.result)
+    if folder is not None:
+        from synk8s.components.artifacts import describe_folder
+
+        describe_folder(folder, done.out)
     return done.out

@@ -66,6 +66,27 @@ def _function(name: str, params: list[str], returns: str, doc: str, helper: str,
     return f'{signature}\n    """{doc}"""\n{imports}\n\n{call}\n'
 
 
+def _ui_outputs(spec: StageSpec, *, folder: bool) -> tuple[list[str], list[str]]:
+    """Parameters and ``run_stage`` arguments of the Kubeflow UI outputs a row declares."""
+    params, arguments = [], []
+    if folder and spec.artifact:
+        params.append(f"folder: dsl.Output[dsl.{spec.artifact}]")
+        arguments.append("folder=folder")
+    if spec.attachments:
+        names = {name: _attachment_param(name) for name in spec.attachments}
+        params += [f"{param}: dsl.Output[dsl.Artifact]" for param in names.values()]
+        arguments.append("attachments={" + ", ".join(f'"{n}": {p}' for n, p in names.items()) + "}")
+    if spec.confusion:
+        params.append("confusion: dsl.Output[dsl.ClassificationMetrics]")
+        arguments.append("confusion=confusion")
+    return params, arguments
+
+
+def _attachment_param(name: str) -> str:
+    """The component output name of an attached file: ``grid.png`` -> ``grid``."""
+    return name.rsplit(".", 1)[0].replace("-", "_")
+
+
 def stage_source(spec: StageSpec) -> str:
     """The adapter source of a stage's component."""
     params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in spec.inputs)]
@@ -79,7 +100,8 @@ def stage_source(spec: StageSpec) -> str:
     params.append(_METRICS)
     if spec.markdown:
         params.append(_REPORT)
-    return _function(spec.name, params, "str", spec.help, "run_stage", arguments)
+    ui_params, ui_arguments = _ui_outputs(spec, folder=not spec.shards)
+    return _function(spec.name, params + ui_params, "str", spec.help, "run_stage", arguments + ui_arguments)
 
 
 def shard_list_source(spec: StageSpec) -> str:
@@ -94,6 +116,9 @@ def collect_source(spec: StageSpec) -> str:
     """The source of a sharded stage's collect component; ``shards`` gathers the shard tasks' outputs."""
     params = ["config_json: str", "run_dir: str", "shards: list", _METRICS]
     arguments = [f'"{spec.name}"', "config_json", "run_dir", "shards", "metrics"]
+    if spec.artifact:
+        params.append(f"folder: dsl.Output[dsl.{spec.artifact}]")
+        arguments.append("folder=folder")
     return _function(spec.shards.collect_name, params, "str", spec.shards.collect_help, "collect_shards", arguments)
 
 

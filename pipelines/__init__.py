@@ -34,7 +34,9 @@ def build(name: str, cfg: ExperimentConfig, **options: Any):
     Raises:
         UsageError: unknown pipeline name.
     """
-    return _module(name).build_pipeline(cfg, **options)
+    from synk8s.components.params import describe_parameters
+
+    return describe_parameters(_module(name).build_pipeline(cfg, **options))
 
 
 def _module(name: str) -> Any:

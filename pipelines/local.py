@@ -7,6 +7,9 @@ set to its share of the cores: torch's default of every core stalls a task whose
 process also uses (a 2-thread T5 ``generate`` call on 2 shared cores took seconds where 1 thread
 took a tenth of one). kfp.local runs one task at a time, and the shards of a local run one after
 another, so by default a task gets every core the process may use.
+
+What the tasks print goes to ``<kfp.local root>/last-run.log``; stderr shows a live display of the
+tasks (see :mod:`synk8s.pipelines.console`), or every line with ``verbose``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCAL_PARALLELISM = 1  # shard tasks at once: concurrent shards on one machine only share its cores
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def default_threads(concurrent: int = LOCAL_PARALLELISM) -> int:
@@ -70,45 +70,53 @@ class _ShortRecords(logging.Filter):
         return True
 
 
-def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = None) -> str:
+LOG_FILE = "last-run.log"
+
+
+def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = None, verbose: bool = False) -> str:
     """Run ``pipeline`` here through kfp.local, after checking that an S3 store answers.
 
-    The task logs go to stderr.
+    The task logs go to ``<kfp.local root>/last-run.log``; stderr shows one live progress display
+    (see :mod:`synk8s.pipelines.console`), or with ``verbose`` every log line.
 
     Args:
         pipeline: a name of :data:`synk8s.pipelines.PIPELINES`.
         cfg: the run's config.
         threads: ``OMP_NUM_THREADS`` of every task; None: :func:`default_threads`.
+        verbose: stream every task's log to stderr instead of the live display.
 
     Returns:
         The pipeline's output: the URI of the run's ``report.json``.
 
     Raises:
         StoreError: the S3 store cannot be reached.
-        Synk8sError: a task failed (its traceback is in the log above).
+        Synk8sError: a task failed: one line with its error and the log file's path.
     """
     from kfp import local
 
     from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import build, prepare
+    from synk8s.pipelines.console import TaskLog
 
     cfg = prepare(pipeline, cfg)
     check_store(cfg.store.root)
     threads = threads or default_threads()
     func = build(pipeline, cfg, retry=False, parallelism=LOCAL_PARALLELISM, threads=threads)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_pipeline_root(cfg))
-    log.info("kfp.local runs each task on this machine's Python with %d thread(s); GPU, resource and "
-             "Kubernetes settings do not apply", threads)
+    root = local_pipeline_root(cfg)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root)
+    log.debug("kfp.local runs each task on this machine's Python with %d thread(s); GPU, resource and "
+              "Kubernetes settings do not apply", threads)
     short = _ShortRecords()
     logging.getLogger().addFilter(short)  # kfp.local logs through the root logger
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        # One warning per task that its cluster settings and image are ignored: said once above.
+    task_log = TaskLog(Path(storage.to_path(root)) / LOG_FILE, verbose=verbose)
+    with task_log, contextlib.redirect_stdout(task_log), warnings.catch_warnings():
+        # One warning per task that its cluster settings and image are ignored: said once (debug log) above.
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
         warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")
         try:
             task = func(**pipeline_arguments(cfg))
-        except RuntimeError as error:
-            raise Synk8sError(f"local run failed: {_ANSI.sub('', str(error))} Its log is above.") from None
+        except RuntimeError:
+            raise Synk8sError(f"local run failed: {task_log.failure()}") from None
         finally:
             logging.getLogger().removeFilter(short)
     return task.output

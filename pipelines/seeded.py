@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def run_local_seeds(pipeline: str, cfg: ExperimentConfig, seeds: str, *, threads: int | None = None) -> str:
+def run_local_seeds(
+    pipeline: str, cfg: ExperimentConfig, seeds: str, *, threads: int | None = None, verbose: bool = False
+) -> str:
     """Run ``pipeline`` here once per seed of ``seeds`` and aggregate the reports.
 
     Args:
@@ -28,6 +30,7 @@ def run_local_seeds(pipeline: str, cfg: ExperimentConfig, seeds: str, *, threads
         cfg: the run's config; its ``seed`` is replaced by each seed in turn.
         seeds: ``"0,1,2"`` or a count (``"3"`` is seeds 0, 1, 2).
         threads: ``OMP_NUM_THREADS`` of every task; None: the local default.
+        verbose: stream every task line instead of the progress display.
 
     Returns:
         The URI of the aggregate Markdown report.
@@ -41,5 +44,5 @@ def run_local_seeds(pipeline: str, cfg: ExperimentConfig, seeds: str, *, threads
     reports = []
     for seed in results.parse_seeds(seeds):
         log.info("seed %d: running %s", seed, pipeline)
-        reports.append(run_local(pipeline, config.with_overrides(cfg, [f"seed={seed}"]), threads=threads))
+        reports.append(run_local(pipeline, config.with_overrides(cfg, [f"seed={seed}"]), threads=threads, verbose=verbose))
     return results.write_aggregate(reports, cfg.store.root)

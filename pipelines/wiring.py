@@ -94,8 +94,13 @@ class Wiring:
     def configure(
         self, task: dsl.PipelineTask, name: str, resources: Resources, *, gpu: bool = False, store: bool = True
     ) -> dsl.PipelineTask:
-        """Display name, caching, CPU and memory, store access and, with ``gpu``, one GPU on the GPU pool."""
-        task.set_display_name(f"{name} {self.label}".strip()).set_caching_options(True)
+        """Display name, caching, CPU and memory, store access and, with ``gpu``, one GPU on the GPU pool.
+
+        A GPU task's display name says so (``filter [GPU]``), so the Kubeflow UI shows which tasks wait
+        for the GPU node pool.
+        """
+        shown = f"{name} {self.label}".strip()
+        task.set_display_name(f"{shown} [GPU]" if gpu else shown).set_caching_options(True)
         task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
         task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
         _store_access(task, self.cfg, credentials=store)

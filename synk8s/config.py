@@ -251,16 +251,51 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in _profile_dir().glob("*.yaml"))
 
 
+def is_profile_file(profile: str) -> bool:
+    """Whether ``profile`` names a user profile file (``*.yaml``/``*.yml``) rather than a shipped profile."""
+    return profile.endswith((".yaml", ".yml"))
+
+
 def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    if name not in profiles():
-        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(profiles())}")
     if name in seen:
         raise UsageError(f"profile {name!r} extends itself through {' -> '.join(seen)}")
+    if is_profile_file(name):
+        return _read_profile_file(Path(name), seen)
+    if name not in profiles():
+        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(profiles())}, or a YAML file")
     data = yaml.safe_load((_profile_dir() / f"{name}.yaml").read_text()) or {}
     parent = data.pop("extends", None)
     if parent is None:
         return data
     return _merge(_read_profile(parent, (*seen, name)), data)
+
+
+def _read_profile_file(path: Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    """A user profile: a YAML file that ``extends`` a shipped profile (or another file, relative to it)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise UsageError(f"cannot read profile file {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise UsageError(f"profile file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("extends"), str):
+        raise UsageError(f"profile file {path} must say which profile it extends, e.g. 'extends: tiny' "
+                         f"(shipped: {', '.join(profiles())})")
+    parent = data.pop("extends")
+    if is_profile_file(parent):
+        parent = str(path.parent / parent)
+    return _merge(_read_profile(parent, (*seen, str(path))), data)
+
+
+def base_profile(profile: str) -> str:
+    """The shipped profile a profile file extends (through other files); a shipped name itself.
+
+    Call it on a profile :func:`_read_profile` has read: the chain of ``extends`` is known to be sound.
+    """
+    while is_profile_file(profile):
+        parent = yaml.safe_load(Path(profile).read_text())["extends"]
+        profile = str(Path(profile).parent / parent) if is_profile_file(parent) else parent
+    return profile
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -337,14 +372,17 @@ def load(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Experimen
     """Resolve a profile and ``key.path=value`` overrides into a validated config.
 
     Args:
-        profile: name of a file in ``synk8s/profiles`` (e.g. ``paper``, ``tiny``).
+        profile: name of a file in ``synk8s/profiles`` (e.g. ``paper``, ``tiny``), or the path of
+            a user profile file (``*.yaml``) that ``extends`` one. A config from a user file records
+            the shipped profile it extends as ``profile``: what the file changes is carried as
+            differences from it (pipeline parameters, digests), so pods never need the file.
         overrides: ``a.b=value`` strings; values are YAML (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``).
 
     Raises:
-        UsageError: unknown profile, unknown key, or a value of the wrong type or range.
+        UsageError: unknown profile, unreadable profile file, unknown key, or a value of the wrong type or range.
     """
     data = _read_profile(profile)
-    data["profile"] = profile
+    data["profile"] = base_profile(profile)
     for text in overrides:
         path, value = parse_override(text)
         _apply(data, path, value)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 
 from synk8s import config
+from synk8s.cli.kfp_client import PROFILE
 
 app = typer.Typer(no_args_is_help=True)
 
-PROFILE = typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")
 SET = typer.Option([], "--set", "-s", help="Override a field: key.path=value (repeatable).")
 
 

@@ -14,13 +14,20 @@ from rich.console import Console
 from rich.table import Table
 
 from synk8s import datasets
+from synk8s.cli.output import OUTPUT, Format, emit_json
 
 app = typer.Typer(help="List the evaluation datasets, show one, download one.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_datasets() -> None:
+def list_datasets(output: Format = OUTPUT) -> None:
     """One row per dataset: name, task, kind, number of classes and of prompt templates."""
+    if output is Format.json:
+        emit_json([
+            {"name": i.name, "task": i.task, "kind": i.kind, "classes": i.num_classes, "templates": len(i.templates)}
+            for i in datasets.all()
+        ])
+        return
     table = Table(title="synk8s datasets")
     table.add_column("name", no_wrap=True)
     table.add_column("task", no_wrap=True)

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
 
 PIPELINE = typer.Argument(..., help="Pipeline name: zeroshot.")
-PROFILE = typer.Option("paper", "--profile", "-p", help="Profile name: paper or tiny.")
+PROFILE_ENV = "SYNK8S_PROFILE"
+STORE_ENV = "SYNK8S_STORE_ROOT"
+DEFAULT_PROFILE = "tiny"
+PROFILE_HELP = (
+    "Profile: a shipped one (paper, tiny) or a YAML file that extends one ('extends: paper'). Every command "
+    f"takes --profile, else ${PROFILE_ENV}, else {DEFAULT_PROFILE} (the offline demo); real runs want paper."
+)
+PROFILE = typer.Option(DEFAULT_PROFILE, "--profile", "-p", envvar=PROFILE_ENV, help=PROFILE_HELP)
 SET = typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")
 HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
 

@@ -58,7 +58,7 @@ app = typer.Typer(
     help="synk8s: synthetic training data from text-to-image models, as Kubeflow pipelines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
 )
 
 
@@ -70,14 +70,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; a local run streams every task's log (executor input, progress lines)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _setup_logging(verbose)
 
 
 def _register() -> None:
-    from synk8s.cli import cluster, config_cmd, datasets, runs, stage, store
+    from synk8s.cli import cluster, config_cmd, datasets, models, runs, stage, store
     from synk8s.cli.compile import compile_cmd
     from synk8s.cli.results import results_cmd
     from synk8s.cli.submit import submit
@@ -90,6 +90,7 @@ def _register() -> None:
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")
     app.add_typer(cluster.app, name="cluster", help="Check that a Kubernetes cluster is ready for synk8s.")
     app.add_typer(datasets.app, name="datasets", help="List, show and download the supported datasets.")
+    app.add_typer(models.app, name="models", help="Fill a model cache for clusters without internet; list it.")
     app.add_typer(stage.app, name="stage", help="Run one stage alone (one command per stage of the stage table).")
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synk8s import config
+from synk8s.cli.output import OUTPUT, Format, emit_json
 from synk8s.cli.kfp_client import HOST, PROFILE, client, require_host, talking_to, task_states
 
 console = Console(stderr=True, soft_wrap=True)
@@ -45,6 +46,7 @@ def runs_list(
     profile: str = PROFILE,
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only runs of this experiment."),
     limit: int = typer.Option(20, "--limit", min=1, help="Most recent runs to show."),
+    output: Format = OUTPUT,
 ) -> None:
     """List the most recent runs."""
     cfg = config.load(profile)
@@ -53,6 +55,9 @@ def runs_list(
     with talking_to(endpoint):
         experiment_id = kfp_client.get_experiment(experiment_name=experiment).experiment_id if experiment else None
         response = kfp_client.list_runs(page_size=limit, sort_by="created_at desc", experiment_id=experiment_id)
+    if output is Format.json:
+        emit_json([_run_json(run, details=False) for run in response.runs or []])
+        return
     table = Table("run id", "name", "state", "created")
     for run in response.runs or []:
         table.add_row(run.run_id, run.display_name, str(run.state), str(run.created_at))
@@ -61,7 +66,10 @@ def runs_list(
 
 @app.command("get")
 def runs_get(
-    run_id: str = typer.Argument(..., help="Run id."), host: Optional[str] = HOST, profile: str = PROFILE
+    run_id: str = typer.Argument(..., help="Run id."),
+    host: Optional[str] = HOST,
+    profile: str = PROFILE,
+    output: Format = OUTPUT,
 ) -> None:
     """Show a run: state, parameters and task states."""
     cfg = config.load(profile)
@@ -69,7 +77,28 @@ def runs_get(
     kfp_client = client(endpoint, cfg)
     with talking_to(endpoint):
         run = kfp_client.get_run(run_id)
+    if output is Format.json:
+        emit_json(_run_json(run, details=True))
+        return
     _print_run(run)
+
+
+def _run_json(run: Any, *, details: bool) -> dict[str, Any]:
+    """A run as JSON: id, name, state, experiment, times; with ``details`` its parameters, error and tasks."""
+    body: dict[str, Any] = {
+        "run_id": run.run_id,
+        "name": run.display_name,
+        "state": str(run.state) if run.state else None,
+        "experiment_id": run.experiment_id,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+    if details:
+        params = run.runtime_config.parameters if run.runtime_config else None
+        body["parameters"] = dict(params or {})
+        body["error"] = run.error.message if run.error and run.error.message else None
+        body["tasks"] = [{"task": task, "state": state} for task, state in task_states(run)]
+    return body
 
 
 def task_pods(run: Any) -> list[tuple[str, str]]:

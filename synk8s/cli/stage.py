@@ -29,6 +29,7 @@ from typing import Any, Optional
 import typer
 
 from synk8s import config, datasets
+from synk8s.cli.kfp_client import PROFILE, STORE_ENV
 from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,18 @@ log = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True)
 
 _COMMON = (
-    ("profile", str, typer.Option("tiny", "--profile", "-p", help="Profile name: paper or tiny.")),
+    ("profile", str, PROFILE),
     (
         "overrides",
         list[str],
         typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable)."),
     ),
     ("dataset", Optional[str], typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name).")),
-    ("store", Optional[str], typer.Option(None, "--store", help="Store root (store.root): a folder or s3://...")),
+    (
+        "store",
+        Optional[str],
+        typer.Option(None, "--store", envvar=STORE_ENV, help="Store root (store.root): a folder or s3://..."),
+    ),
     ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<digest>.")),
 )
 

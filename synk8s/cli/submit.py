@@ -12,6 +12,7 @@ Cluster runs run as ``--service-account`` (default ``cluster.service_account``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from synk8s.cli.kfp_client import (
     PIPELINE,
     PROFILE,
     SET,
+    STORE_ENV,
     client,
     resolve_config,
     resolve_host,
@@ -62,7 +64,7 @@ def submit(
         None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
     ),
     store: Optional[str] = typer.Option(
-        None, "--store", help="Store root (store.root): s3://bucket/prefix or a folder."
+        None, "--store", envvar=STORE_ENV, help="Store root (store.root): s3://bucket/prefix or a folder."
     ),
     host: Optional[str] = HOST,
     experiment: Optional[str] = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment."),
@@ -87,8 +89,18 @@ def submit(
     ),
     method: Optional[str] = typer.Option(None, "--method", help="pretrain.method: supervised or moco."),
     transfer: Optional[str] = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved parameters and the tasks (GPU or not), and start nothing."
+    ),
+    preflight: bool = typer.Option(
+        True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
+    ),
 ) -> None:
-    """Run a pipeline on Kubeflow Pipelines (or here, with --local)."""
+    """Run a pipeline on Kubeflow Pipelines (or here, with --local).
+
+    Before anything starts, the models and the data the pipeline's stages need are checked (model
+    cache, hub, store); a missing one stops the command with the command that fixes it.
+    """
     from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import PIPELINES, prepare
 
@@ -111,17 +123,31 @@ def submit(
         store=store,
     )
     cfg = prepare(pipeline, cfg)
+    if dry_run:
+        from synk8s.cli.dry_run import print_plan
+
+        print_plan(pipeline, cfg, local=local)
+        return
+    if preflight:
+        from synk8s import preflight as checks
+        from synk8s.pipelines.tasks import pipeline_fields
+
+        checks.check(cfg, pipeline_fields(pipeline, cfg), local=local)
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
+        from synk8s.cli.summary import print_summary
         from synk8s.pipelines.local import run_local
 
+        verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
         if seeds is not None:
             from synk8s.pipelines.seeded import run_local_seeds
 
-            typer.echo(run_local_seeds(pipeline, cfg, seeds, threads=threads))
+            typer.echo(run_local_seeds(pipeline, cfg, seeds, threads=threads, verbose=verbose))
             return
-        typer.echo(run_local(pipeline, cfg, threads=threads))
+        report = run_local(pipeline, cfg, threads=threads, verbose=verbose)
+        print_summary(console, report)
+        typer.echo(report)
         return
     if seeds is not None:
         raise UsageError("--seeds runs here with --local; on a cluster submit one run per seed with --seed")

@@ -5,9 +5,9 @@ A cache is a local folder or an ``s3://bucket/prefix`` laid out as::
     <cache>/<model id with "/" replaced by "--">/   a save_pretrained folder (diffusers, transformers)
     <cache>/open_clip/<arch>-<pretrained>.pt        an open_clip state dict
 
-Fill one on a machine with hub access, e.g.::
-
-    DiffusionPipeline.from_pretrained("stabilityai/sd-turbo").save_pretrained("cache/stabilityai--sd-turbo")
+Fill one on a machine with hub access with ``synk8s models pull NAME --cache DIR_OR_S3_PREFIX``
+(:mod:`synk8s.models.pull`). A tiny model pulled into a cache is read back from it too (its weights
+are then those of the seed it was pulled with).
 
 An S3 cache is copied once to a local folder (``SYNK8S_MODEL_CACHE_DIR``, default
 ``~/.cache/synk8s/models``) and read from there afterwards; a local cache is read in place.
@@ -31,6 +31,14 @@ _DEFAULT_CACHE_DIR = "~/.cache/synk8s/models"
 def entry_name(model_id: str) -> str:
     """The cache folder name of a hub model id: ``owner/name`` becomes ``owner--name``."""
     return model_id.strip("/").replace("/", "--")
+
+
+def has_entry(cache: str, entry: str) -> bool:
+    """Whether the model cache ``cache`` (folder or ``s3://`` prefix) holds ``entry``: a file, or a non-empty folder."""
+    from synk8s import storage
+
+    uri = storage.join(cache, entry)
+    return storage.exists(uri) or bool(storage.list(uri.rstrip("/") + "/"))
 
 
 def local_mirror_root() -> Path:

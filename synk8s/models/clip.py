@@ -15,13 +15,14 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from synk8s.models.cache import cached_file
+from synk8s.models.cache import cached_file, has_entry
 from synk8s.models.registry import ClipInfo, get_clip_info
 from synk8s.models.weights import clip_file, clip_layout, weight_load
 
@@ -83,7 +84,7 @@ def load_clip(name: str, *, device: str = "cpu", cache: str | None = None, seed:
         name: a key of ``CLIPS`` (``rn50``, ``vit-b-16``, ``tiny-clip``).
         device: torch device. Default ``cpu``.
         cache: None to download the pretrained tag, or a model cache folder / ``s3://`` prefix holding
-            ``open_clip/<arch>-<pretrained>.pt``.
+            ``open_clip/<arch>-<pretrained>.pt``; ``tiny-clip`` is read from it when it is there.
         seed: seed of the random weights of ``tiny-clip``; ignored for real models.
 
     Raises:
@@ -91,7 +92,15 @@ def load_clip(name: str, *, device: str = "cpu", cache: str | None = None, seed:
         MissingDataError: ``cache`` lacks the weights file, or the weights cannot be fetched or read.
     """
     info = get_clip_info(name)
-    if info.tiny:
+    if info.tiny and cache and has_entry(cache, clip_file(info.arch, info.pretrained)):
+        import torch
+
+        model, preprocess, tokenizer = _tiny_clip(seed)
+        hint = "synk8s models pull tiny-clip --cache {path}"
+        source = cached_file(cache, clip_file(info.arch, info.pretrained), info.name, hint)
+        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+        identity = f"{info.arch}/{info.pretrained}-cache-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+    elif info.tiny:
         model, preprocess, tokenizer = _tiny_clip(seed)
         identity = f"{info.arch}/{info.pretrained}-seed-{seed}"
     else:

@@ -17,7 +17,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from synk8s.models.cache import pretrained_folder
+from synk8s.models.cache import entry_name, has_entry, pretrained_folder
 from synk8s.models.registry import GeneratorInfo, get_generator_info
 from synk8s.models.weights import hub_commit, listing_digest, pretrained_layout, weight_load
 
@@ -77,7 +77,8 @@ def load_generator(
         revision: hub revision overriding the registry's; ignored when loading from ``cache``.
         device: torch device to move the pipeline to. Default ``cpu``.
         dtype: weight dtype; None means float32.
-        cache: None to download from the hub, or a model cache folder / ``s3://`` prefix.
+        cache: None to download from the hub, or a model cache folder / ``s3://`` prefix. A tiny
+            generator is read from it when it holds one (see ``synk8s models pull``).
         img2img: return the image-to-image variant (for real guidance from noised real shots).
         seed: seed of the random weights of a tiny generator; ignored for real generators.
 
@@ -92,7 +93,7 @@ def load_generator(
 
     dtype = dtype or torch.float32
     info = get_generator_info(name_or_id, revision)
-    if info.tiny:
+    if info.tiny and not (cache and has_entry(cache, entry_name(info.model_id))):
         pipe, loaded = _tiny_pipeline(seed, dtype, img2img), f"random-seed-{seed}"
     else:
         pipe, loaded = _pretrained_pipeline(info, dtype, cache, img2img)

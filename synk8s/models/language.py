@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from synk8s.models.cache import pretrained_folder
+from synk8s.models.cache import entry_name, has_entry, pretrained_folder
 from synk8s.models.registry import get_le_info
 from synk8s.models.weights import pretrained_layout, weight_load
 
@@ -38,7 +38,7 @@ def load_le(
         name_or_id: a key of ``LE_MODELS`` (``t5-commongen``, ``tiny-t5``) or a hub id ``owner/name``.
         device: torch device. Default ``cpu``.
         cache: None to download from the hub, or a model cache folder / ``s3://`` prefix holding a
-            ``save_pretrained`` folder of both model and tokenizer.
+            ``save_pretrained`` folder of both model and tokenizer; ``tiny-t5`` is read from it when it is there.
         seed: seed of the random weights of ``tiny-t5``; ignored for real models.
 
     Returns:
@@ -49,7 +49,7 @@ def load_le(
         MissingDataError: ``cache`` lacks the model, or the weights cannot be fetched or read.
     """
     info = get_le_info(name_or_id)
-    if info.tiny:
+    if info.tiny and not (cache and has_entry(cache, entry_name(info.model_id))):
         model, tokenizer = _tiny_t5(seed)
     else:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer

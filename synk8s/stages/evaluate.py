@@ -277,6 +277,8 @@ def run(
     test_counts = torch.bincount(test_labels, minlength=num_classes).tolist()
     generated = torch.bincount(synth_labels, minlength=num_classes).tolist()
     kept = torch.bincount(synth_labels[sel["kept"].long()], minlength=num_classes).tolist()
+    pairs = test_labels.long() * num_classes + tuned_logits.argmax(dim=1)  # (T,) true * K + predicted
+    confusion = torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)  # (K, K)
     standin = standin_test_set(features)
     metrics = {
         "dataset": cfg.dataset.name,
@@ -303,6 +305,7 @@ def run(
             }
             for c in range(num_classes)
         ],
+        "confusion": confusion.tolist(),  # tuned head: rows true class, columns predicted class
     }
     logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
 
@@ -349,6 +352,12 @@ def _synthetic_labels(features: str) -> torch.Tensor:
         return f.get_tensor("labels").long().clone()
 
 
+def load_confusion(evaluate_out: str) -> tuple[list[str], list[list[int]]]:
+    """The class names and the tuned head's confusion matrix (rows: true, columns: predicted) of ``metrics.json``."""
+    metrics = storage.get_json(storage.join(evaluate_out, "metrics.json"))
+    return [row["class_name"] for row in metrics["per_class"]], metrics["confusion"]
+
+
 STAGE = StageSpec(
     name="evaluate",
     run=run,
@@ -358,4 +367,6 @@ STAGE = StageSpec(
     outputs={"metrics.json": None, "report.md": None, "grid.png": None},
     markdown="report.md",
     finish=write_run_report,
+    attachments=("grid.png",),
+    confusion=load_confusion,
 )

@@ -286,6 +286,7 @@ STAGE = StageSpec(
     resources=Resources("4", "8", "24Gi", "32Gi"),
     outputs={"shard-*-of-*/*.tar": shards.iter_samples, "manifest.json": shards.manifest_tars},
     folder="images",
+    artifact="Dataset",
     options=(Option("shard", int, 0, "Which shard to generate (0-based)."), NUM_SHARDS),
     shards=Sharding(
         count=shard_count,

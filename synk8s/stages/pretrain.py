@@ -43,6 +43,8 @@ from synk8s.stages.spec import Resources, StageSpec
 if TYPE_CHECKING:
     from torch import nn
 
+    from synk8s import shards
+
 log = logging.getLogger(__name__)
 
 TARGET = "synk8s.stages.pretrain:train"

@@ -24,7 +24,8 @@ from synk8s.config import ExperimentConfig
 
 # Argument names the derived commands and components use themselves; a stage input or option may not take them.
 RESERVED = frozenset(
-    {"cfg", "out", "progress", "config_json", "run_dir", "metrics", "report", "markdown", "shards"}
+    {"cfg", "out", "progress", "config_json", "run_dir", "metrics", "report", "markdown", "shards", "folder",
+     "attachments", "confusion"}
 )
 
 
@@ -166,6 +167,12 @@ class StageSpec:
         finish: ``finish(cfg, run, folders) -> uri`` runs after the stage with the run folder and
             the folders of this stage and every stage upstream of it (by stage name); its URI (a
             run report) is what the command logs and the component returns.
+        artifact: the KFP artifact type its folder is shown as in the Kubeflow UI (``Dataset``,
+            ``Model``); the artifact holds the folder's listing and its store URI in its metadata.
+            For a sharded stage the collect task emits it.
+        attachments: files of its folder the Kubeflow UI shows as artifacts of their own (a PNG grid).
+        confusion: ``confusion(folder) -> (class names, matrix)``: the component logs it as KFP
+            ``ClassificationMetrics`` (rows: true class, columns: predicted class).
     """
 
     name: str
@@ -182,6 +189,9 @@ class StageSpec:
     shards: Sharding | None = None
     markdown: str | None = None
     finish: Callable[..., str] | None = None
+    artifact: str | None = None
+    attachments: tuple[str, ...] = ()
+    confusion: Callable[[str], tuple[list[str], list[list[int]]]] | None = None
 
     def own_fields(self, cfg: ExperimentConfig | None = None) -> tuple[str, ...]:
         """The fields of :attr:`depends`, and of :attr:`depends_on` for ``cfg`` when one is given."""

@@ -13,6 +13,7 @@ on nothing more (prompts, generate) need no digest in their folder names.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ from synk8s.errors import UsageError
 from synk8s.stages import detect, evaluate, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
 from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
 from synk8s.stages import filter as filter_stage
+from synk8s.stages import resume as resume_stage
 from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream
+
+log = logging.getLogger(__name__)
 
 RUN_KEY = "generate"  # the run folder is named by the dataset and the digest of this stage's fields
 
@@ -157,6 +161,7 @@ class StageTable:
         *,
         inputs: Mapping[str, str] | None = None,
         collect: bool = False,
+        resume: bool = True,
         **options: Any,
     ) -> Done:
         """Run stage ``name`` (or its collect step) into its folder of the run folder ``run``.
@@ -169,6 +174,8 @@ class StageTable:
             run: the run folder URI.
             inputs: the folder URI of each input; None derives them from the table (same config).
             collect: run the sharded stage's collect step instead of the stage function.
+            resume: skip the stage when its folder already holds its complete output for ``cfg``
+                and return the recorded result (see :mod:`synk8s.stages.resume`); False runs it anyway.
             **options: the stage's (or collect step's) options, e.g. ``shard=0``.
 
         Raises:
@@ -179,7 +186,11 @@ class StageTable:
         if collect:
             if spec.shards is None:
                 raise UsageError(f"stage {name} is not sharded: it has no collect step")
-            return Done(spec.shards.collect(cfg, out=out, **options), out, out)
+            result = self._resumed(name, cfg, out, spec.shards.collect, resume)
+            if result is None:
+                result = spec.shards.collect(cfg, out=out, **options)
+                resume_stage.record(spec, out, self.stage_digest(name, cfg), result)
+            return Done(result, out, out)
         dirs = self.input_dirs(name, run, cfg) if inputs is None else dict(inputs)
         if set(dirs) != set(spec.inputs):
             raise UsageError(f"stage {name} reads {sorted(spec.inputs)}, got {sorted(dirs)}")
@@ -190,11 +201,35 @@ class StageTable:
                     f"stage {name}: {source.field}={source.value(cfg)!r} reads {param} from {picked}, "
                     f"got {dirs[param]}; compile the pipeline with the config it runs"
                 )
-        start = time.perf_counter()
-        result = spec.run(cfg, **dirs, out=out, **options)
-        cost.record(cfg, run, out, name, result, time.perf_counter() - start, shard=options.get("shard"))
+        # A shard resumes inside the stage function (it keeps its finished tars); a whole stage resumes here.
+        result = None if spec.shards else self._resumed(name, cfg, out, spec.run, resume)
+        if result is None:
+            start = time.perf_counter()
+            result = spec.run(cfg, **dirs, out=out, **options)
+            cost.record(cfg, run, out, name, result, time.perf_counter() - start, shard=options.get("shard"))
+            if not spec.shards:
+                resume_stage.record(spec, out, self.stage_digest(name, cfg), result)
         uri = spec.finish(cfg, run, self.folders(name, run, cfg)) if spec.finish else out
         return Done(result, out, uri)
+
+    def stage_digest(self, name: str, cfg: ExperimentConfig) -> str:
+        """The digest of every config field the output of ``name`` depends on (recorded when it completes)."""
+        return cfg.digest(*self.fields(name, cfg))
+
+    def complete(self, name: str, cfg: ExperimentConfig, run: str) -> bool:
+        """Whether stage ``name``'s folder in ``run`` holds its complete, valid output for ``cfg``."""
+        spec = self.get(name)
+        func = spec.shards.collect if spec.shards else spec.run
+        return self._resumed(name, cfg, self.stage_dir(run, name, cfg), func, True) is not None
+
+    def _resumed(self, name: str, cfg: ExperimentConfig, out: str, func: Any, resume: bool) -> Any:
+        """The recorded result of a complete output of ``name`` in ``out`` (see :mod:`synk8s.stages.resume`), or None."""
+        if not resume:
+            return None
+        result = resume_stage.recorded(self.get(name), out, self.stage_digest(name, cfg), func)
+        if result is not None:
+            log.info("%s: complete in %s; not run again", name, out)
+        return result
 
 
 TABLE = StageTable(

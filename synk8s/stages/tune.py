@@ -406,4 +406,5 @@ STAGE = StageSpec(
     depends=("tune",),
     resources=Resources("4", "8", "8Gi", "16Gi"),
     outputs={"head.safetensors": load_head, "curve.json": None, "split.json": None},
+    artifact="Model",
 )

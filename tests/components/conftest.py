@@ -1,7 +1,8 @@
 """Fixtures for the KFP layer.
 
-``FakeArtifact`` (fixture ``artifact``) stands in for the ``dsl.Metrics`` and ``dsl.Markdown``
-outputs when a test calls a component's ``python_func`` directly: a file path and the metrics logged.
+``FakeArtifact`` (fixture ``artifact``) stands in for the ``dsl.Metrics``, ``dsl.Markdown``,
+``dsl.Dataset``/``dsl.Model``, ``dsl.Artifact`` and ``dsl.ClassificationMetrics`` outputs when a test
+calls a component's ``python_func`` directly: a file path and the metadata logged.
 
 ``kfp_api`` is a real HTTP server on 127.0.0.1 that answers the v2beta1 endpoints ``kfp.Client``
 calls when it submits and inspects runs (healthz, experiments, runs, recurring runs) and records
@@ -31,6 +32,9 @@ class FakeArtifact:
 
     def log_metric(self, name: str, value: float) -> None:
         self.metadata[name] = value
+
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None:
+        self.metadata["confusionMatrix"] = {"categories": categories, "matrix": matrix}
 
     def read(self) -> str:
         with open(self.path, encoding="utf-8") as handle:

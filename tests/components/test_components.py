@@ -58,10 +58,15 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     assert len(list(Path(images).glob("shard-*-of-0002/*.tar"))) == 2
 
     with pytest.raises(MissingDataError, match="got 1 finished generate shards, expected 2"):
-        comps.collects["generate"].python_func(**common, shards=shards[:1], metrics=artifact("short"))
-    metrics = artifact("collect")
-    assert comps.collects["generate"].python_func(**common, shards=shards, metrics=metrics) == images
+        comps.collects["generate"].python_func(
+            **common, shards=shards[:1], metrics=artifact("short"), folder=artifact("x")
+        )
+    metrics, dataset = artifact("collect"), artifact("images")
+    assert comps.collects["generate"].python_func(**common, shards=shards, metrics=metrics, folder=dataset) == images
     assert metrics.metadata["images"] == 20 and metrics.metadata["tars"] == 2
+    listing = json.loads(dataset.read())  # the images as a Dataset artifact: the folder's listing
+    assert listing["store_uri"] == images == dataset.metadata["store_uri"]
+    assert sum(f["name"].endswith(".tar") for f in listing["files"]) == 2
     _declared_outputs_exist("generate", images)
 
     metrics = artifact("filter")
@@ -69,12 +74,17 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     assert (metrics.metadata["generated"], metrics.metadata["kept"]) == (20, 20)
     features = comps.stages["features"].python_func(**common, images=images, metrics=artifact("features"))
     metrics = artifact("tune")
-    head = comps.stages["tune"].python_func(**common, features=features, selection=selection, metrics=metrics)
+    model = artifact("head")
+    head = comps.stages["tune"].python_func(
+        **common, features=features, selection=selection, metrics=metrics, folder=model
+    )
+    assert "head.safetensors" in {f["name"] for f in json.loads(model.read())["files"]}
     assert metrics.metadata["train"] + metrics.metadata["val"] == 20 and metrics.metadata["epochs"] == 1
 
-    metrics, report = artifact("evaluate"), artifact("report")
+    metrics, report, grid, confusion = artifact("evaluate"), artifact("report"), artifact("grid"), artifact("cm")
     report_uri = comps.stages["evaluate"].python_func(
-        **common, features=features, head=head, images=images, selection=selection, metrics=metrics, report=report
+        **common, features=features, head=head, images=images, selection=selection, metrics=metrics, report=report,
+        grid=grid, confusion=confusion,
     )
     evaluate = stage_dir(run, "evaluate", cfg)
     assert report_uri == str(Path(evaluate) / "report.json")
@@ -83,7 +93,14 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     assert summary["tuned_top1"] == metrics.metadata["tuned_top1"]
     assert set(summary["seconds"]) == {"prompts", "generate", "filter", "features", "tune", "evaluate"}
     markdown = report.read()
-    assert markdown.startswith("# synk8s evaluation: cifar10") and "(data:image/png;base64,iVBORw0KGgo" in markdown
+    assert markdown.startswith("# synk8s evaluation: cifar10") and "base64" not in markdown
+    assert "the task's `grid` artifact" in markdown
+    assert Path(grid.path).read_bytes().startswith(b"\x89PNG") and grid.metadata["file"] == "grid.png"
+    matrix = confusion.metadata["confusionMatrix"]
+    assert len(matrix["categories"]) == 10 and len(matrix["matrix"]) == 10
+    assert sum(map(sum, matrix["matrix"])) == metrics.metadata["test"]
+    correct = sum(matrix["matrix"][c][c] for c in range(10))
+    assert correct / metrics.metadata["test"] == pytest.approx(metrics.metadata["tuned_top1"])
 
     for name, folder in (("prompts", prompts), ("filter", selection), ("features", features), ("tune", head),
                          ("evaluate", evaluate)):  # fmt: skip
@@ -129,4 +146,5 @@ def test_a_stage_component_without_its_input_names_the_stage_to_run(tmp_path, ar
             features=stage_dir(run, "features", cfg),
             selection=stage_dir(run, "filter", cfg),
             metrics=artifact("tune"),
+            folder=artifact("head"),
         )

@@ -14,7 +14,7 @@ from synk8s import config
 from synk8s.cli.main import app
 from synk8s.stages.table import run_dir, stage_dir
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 OVERRIDES = ["generate.images_per_class=2", "generate.num_shards=2", "tune.epochs=2"]
 
@@ -48,7 +48,7 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     ]
 
     # What the components reported to KFP: their Metrics and the Markdown report.
-    (local_run,) = (store / "kfp-local").iterdir()
+    (local_run,) = [p for p in (store / "kfp-local").iterdir() if p.is_dir()]
 
     def outputs(task: str) -> dict:
         return json.loads((local_run / task / "executor_output.json").read_text())
@@ -66,7 +66,27 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     assert shard_images == [10, 10]
     ui_report = (local_run / "evaluate" / "report").read_text()
     assert ui_report.startswith("# synk8s evaluation: cifar10")
-    assert "(data:image/png;base64,iVBORw0KGgo" in ui_report and "(grid.png)" not in ui_report
+    assert "the task's `grid` artifact" in ui_report and "base64" not in ui_report and len(ui_report) < 200_000
+    assert (local_run / "evaluate" / "grid").read_bytes().startswith(b"\x89PNG")
+
+    # Quiet: one line per finished task and the summary on stderr; everything else in the log file.
+    assert "executor_input" not in result.stderr and "prompts done in" in result.stderr
+    assert "tuned_top1" in result.stderr and "%" in result.stderr
+    assert "executor_input" in (store / "kfp-local" / "last-run.log").read_text()
+
+    # The same command again: every stage is complete, none runs, the same report comes back.
+    prompts_file = run / "prompts" / "prompts.jsonl"
+    before = prompts_file.stat().st_mtime_ns
+    again = CliRunner().invoke(
+        app,
+        ["submit", "zeroshot", "--profile", "tiny", "--dataset", "cifar10", "--store", str(store), *sets, "--local"],
+    )
+    assert again.exit_code == 0, again.output[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == report_path
+    assert prompts_file.stat().st_mtime_ns == before
+    log = (store / "kfp-local" / "last-run.log").read_text()
+    assert all(f"{stage}: complete in" in log for stage in ("prompts", "generate", "filter", "features", "tune",
+                                                               "evaluate"))
 
 
 def test_local_run_failure_is_one_line_naming_the_task(tmp_path, monkeypatch):

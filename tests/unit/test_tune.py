@@ -1,7 +1,6 @@
 """Classifier tuning (CT): losses, schedule, clipping, validation-only model selection, learning."""
 
 import inspect
-import json
 import math
 
 import pytest

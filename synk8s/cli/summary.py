@@ -1,0 +1,62 @@
+"""The summary a finished run prints: its report's accuracies, counts, seconds per stage and files.
+
+Any pipeline's report JSON works: top-level numbers whose name says accuracy (``top1``, ``acc``,
+``ap``/``map``) are shown as percentages with two decimals, other top-level numbers as they are,
+``counts`` and ``seconds`` (per stage) as rows of their own; after the table, one line per file
+(the Markdown and PNG files beside the report, and the report) with its full path::
+
+    print_summary(console, "synk8s-store/runs/cifar100-.../evaluate-.../report.json")
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from synk8s import storage
+
+_ACCURACY = re.compile(r"(top\d|acc|(^|_)m?ap(\d+)?($|_))")
+
+
+def summary_table(report: dict[str, Any], report_uri: str) -> Table:
+    """The rows of a run report: accuracies in %, other numbers, counts, seconds per stage, its notice."""
+    title = " ".join(str(report[key]) for key in ("dataset", "profile") if key in report)
+    table = Table(title=f"run summary: {title}" if title else "run summary", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in report.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        shown = f"{100 * value:.2f} %" if _ACCURACY.search(key) and isinstance(value, float) else f"{value}"
+        table.add_row(key, shown)
+    for section, unit in (("counts", ""), ("seconds", " s")):
+        values = report.get(section)
+        if isinstance(values, dict) and values:
+            parts = [f"{name} {float(v):.1f}{unit}" if unit else f"{name} {v}" for name, v in values.items()]
+            if unit:
+                parts.append(f"total {sum(float(v) for v in values.values()):.1f}{unit}")
+            table.add_row(section, ", ".join(parts))
+    if report.get("notice"):
+        table.add_row("note", str(report["notice"]))
+    return table
+
+
+def report_files(report_uri: str) -> list[tuple[str, str]]:
+    """``(name, URI)`` of the Markdown and PNG files beside the report, and of the report itself."""
+    folder = report_uri.rsplit("/", 1)[0]
+    found = [(i.uri.rsplit("/", 1)[-1], i.uri) for i in storage.list(folder, recursive=False)]
+    return [(name, uri) for name, uri in found if name.endswith((".md", ".png"))] + [("report", report_uri)]
+
+
+def print_summary(console: Console, report_uri: str) -> None:
+    """Print :func:`summary_table` of the JSON report at ``report_uri``; other outputs print nothing."""
+    if not report_uri.endswith(".json") or not storage.exists(report_uri):
+        return
+    report = storage.get_json(report_uri)
+    if isinstance(report, dict):
+        console.print(summary_table(report, report_uri))
+        for name, uri in report_files(report_uri):  # whole lines: a path is never wrapped or cut
+            console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)

@@ -1,0 +1,53 @@
+"""``submit --dry-run``, preflight before a run, one default profile, ``--output json``."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from synk8s import preflight
+from synk8s.cli.main import app
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _invoke(*args: str, **env: str):
+    return CliRunner().invoke(app, list(args), env=env or None)
+
+
+def test_dry_run_prints_parameters_and_gpu_tasks_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "zeroshot", "--dataset", "cifar10", "--local", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "profile tiny" in out  # the default profile of every command
+    assert 'dataset = "cifar10"' in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "=" not in line}
+    assert "GPU (one per shard)" in lines["generate"] and "CPU" in lines["tune"]
+    assert "after generate" in lines["collect"]
+    assert not (tmp_path / "synk8s-store").exists()
+
+
+def test_profile_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "zeroshot", "--local", "--dry-run", SYNK8S_PROFILE="paper")
+    assert result.exit_code == 0 and "profile paper" in result.stdout
+
+
+def test_paper_run_without_weights_stops_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    preflight.online.cache_clear()
+    result = _invoke("submit", "zeroshot", "--dataset", "cifar100", "--local", "--profile", "paper",
+                     HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hub"))
+    preflight.online.cache_clear()
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "synk8s models pull" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "synk8s-store").exists()
+
+
+def test_datasets_list_as_json():
+    result = _invoke("datasets", "list", "--output", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {"name": "cifar100", "classes": 100}.items() <= next(r for r in rows if r["name"] == "cifar100").items()

@@ -16,7 +16,7 @@ Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
 ``manifest.json``.
 
-The cache keys are made in :mod:`synk8s.stages.feature_keys`.
+The cache lives in :mod:`synk8s.stages.feature_cache`, its keys in :mod:`synk8s.stages.feature_keys`.
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import IntegrityError, MissingDataError, UsageError
+from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest
-from synk8s.stages.feature_keys import cache_key, describe_preprocess, key_parts  # noqa: F401 (re-exported)
+from synk8s.stages.feature_cache import FeatureSet, cached_or_encode
 from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from synk8s.models.clip import ClipBundle
 
 logger = logging.getLogger(__name__)
-
-CACHE_DIR = ("cache", "features")
 
 
 class FeaturesResult(BaseModel):
@@ -73,188 +70,6 @@ class FeaturesResult(BaseModel):
     dim: int
     cache_hits: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """CLIP features of one image set, as stored in the feature cache.
-
-    Attributes:
-        features: (N, D) float32 L2-normalised image features, in data order.
-        labels: (N,) int64 class indices.
-        uri: the cache object ``<key>.safetensors``.
-        key: the cache key (hex SHA-256).
-        sample_keys: WebDataset keys of synthetic images in order; empty for real data.
-        from_cache: True when read from the cache, False when encoded by this call.
-    """
-
-    features: torch.Tensor
-    labels: torch.Tensor
-    uri: str
-    key: str
-    sample_keys: tuple[str, ...]
-    from_cache: bool
-
-
-# ----------------------------------------------------------------------------- cache keys (see feature_keys)
-
-
-def cache_uri(cfg: ExperimentConfig, key: str, suffix: str) -> str:
-    """``<store.root>/cache/features/<key><suffix>``."""
-    return storage.join(cfg.store.root, *CACHE_DIR, f"{key}{suffix}")
-
-
-# ----------------------------------------------------------------------------- encoding
-
-
-def compute_dtype(cfg: ExperimentConfig, device: str) -> torch.dtype:
-    """Autocast dtype of the image encoder: half precision on CUDA by default, float32 on CPU.
-
-    Raises:
-        UsageError: ``features.dtype`` asks for half precision on a CPU device.
-    """
-    import torch
-
-    from synk8s.models import resolve_dtype
-
-    dtype = resolve_dtype(cfg.features.dtype, device)
-    if dtype != torch.float32 and not device.startswith("cuda"):
-        raise UsageError(
-            f"features.dtype={cfg.features.dtype} needs a CUDA device, got device {device}; "
-            "set features.dtype=auto or float32"
-        )
-    return dtype
-
-
-def encode_images(
-    bundle: ClipBundle,
-    images: Iterable[Image.Image],
-    *,
-    batch_size: int,
-    dtype: torch.dtype,
-    total: int | None = None,
-    desc: str = "encode",
-    progress: bool = True,
-) -> torch.Tensor:
-    """Encode PIL images with the CLIP image tower, in batches.
-
-    Args:
-        bundle: the CLIP model.
-        images: PIL images in order (a stream is fine).
-        batch_size: images per forward pass.
-        dtype: ``torch.float32``, or a half dtype used through autocast (CUDA only).
-        total: number of images, for the progress bar's ETA; optional.
-        desc: progress bar label.
-        progress: show a tqdm progress bar (images/s, ETA).
-
-    Returns:
-        (N, D) float32 CPU tensor of L2-normalised features.
-    """
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    half = dtype != torch.float32
-    device_type = "cuda" if bundle.device.startswith("cuda") else "cpu"
-    chunks: list[torch.Tensor] = []
-    batch: list[torch.Tensor] = []
-
-    def flush() -> None:
-        pixels = torch.stack(batch)  # (B, 3, H, W)
-        with torch.autocast(device_type, dtype=dtype, enabled=half):
-            chunks.append(F.normalize(bundle.encode_image(pixels).float(), dim=-1).cpu())  # (B, D)
-        bar.update(len(batch))
-        batch.clear()
-
-    with torch.inference_mode(), tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
-        for image in images:
-            batch.append(bundle.preprocess(image))
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
-    if not chunks:
-        raise ValueError(f"{desc}: no images to encode")
-    return torch.cat(chunks)  # (N, D)
-
-
-# ----------------------------------------------------------------------------- cached feature sets
-
-
-def _read_cached(uri: str, key: str) -> FeatureSet:
-    from safetensors.torch import load
-
-    tensors = load(storage.get_bytes(uri))
-    info = storage.get_json(uri.removesuffix(".safetensors") + ".json")
-    return FeatureSet(
-        features=tensors["features"],
-        labels=tensors["labels"],
-        uri=uri,
-        key=key,
-        sample_keys=tuple(info["sample_keys"]),
-        from_cache=True,
-    )
-
-
-def cached_or_encode(
-    cfg: ExperimentConfig,
-    bundle: ClipBundle,
-    data: dict[str, Any],
-    samples: Callable[[], Iterable[tuple[str | None, Image.Image, int]]],
-    *,
-    total: int,
-    desc: str,
-    progress: bool,
-) -> FeatureSet:
-    """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label)).
-
-    The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
-    images; a cached entry of another size, or one that does not read back, is encoded again.
-    """
-    import torch
-    from safetensors.torch import save
-
-    device = bundle.device
-    dtype = compute_dtype(cfg, device)
-    parts = key_parts(bundle, str(dtype).removeprefix("torch."), data)
-    key = cache_key(parts)
-    uri = cache_uri(cfg, key, ".safetensors")
-    if storage.exists(uri):
-        from safetensors import SafetensorError
-
-        try:
-            cached = _read_cached(uri, key)
-        except (SafetensorError, KeyError, storage.ObjectNotFoundError) as error:
-            logger.warning("%s: %s does not read back (%s); encoding again", desc, uri, error)
-        else:
-            if len(cached.labels) == total:
-                logger.info("%s: feature cache hit %s", desc, uri)
-                return cached
-            logger.warning("%s: %s holds %d images, not %d; encoding again", desc, uri, len(cached.labels), total)
-
-    sample_keys: list[str] = []
-    labels: list[int] = []
-
-    def images() -> Iterable[Image.Image]:
-        for sample_key, image, label in samples():
-            if sample_key is not None:
-                sample_keys.append(sample_key)
-            labels.append(label)
-            yield image
-
-    feats = encode_images(
-        bundle, images(), batch_size=cfg.features.batch_size, dtype=dtype, total=total, desc=desc, progress=progress
-    )
-    if len(labels) != total:
-        raise IntegrityError(f"{desc}: encoded {len(labels)} images where {total} were expected; nothing cached")
-    label_tensor = torch.tensor(labels, dtype=torch.int64)  # (N,)
-    # The JSON goes first: a visible .safetensors object means the entry is complete.
-    entry = {"key": key, "parts": parts, "count": len(labels), "sample_keys": sample_keys}
-    storage.put_json(cache_uri(cfg, key, ".json"), entry)
-    # One metadata entry only: safetensors writes several in a random order, and the bytes must not vary.
-    storage.put_bytes(uri, save({"features": feats, "labels": label_tensor}, metadata={"key": key}))
-    logger.info("%s: encoded %d images into %s", desc, len(labels), uri)
-    return FeatureSet(feats, label_tensor, uri, key, tuple(sample_keys), from_cache=False)
 
 
 def load_clip_for(cfg: ExperimentConfig) -> ClipBundle:

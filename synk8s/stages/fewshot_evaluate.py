@@ -64,7 +64,8 @@ class FewShotEvaluateResult(BaseModel):
 def _tuned_test_features(cfg: ExperimentConfig, state: dict[str, torch.Tensor], progress: bool) -> torch.Tensor:
     """(T, D) test features from a CLIP tower with the tuned tensors of ``state`` loaded."""
     from synk8s.realdata import ensure_dataset
-    from synk8s.stages.features import compute_dtype, encode_images, load_clip_for
+    from synk8s.stages.feature_cache import compute_dtype, encode_images
+    from synk8s.stages.features import load_clip_for
     from synk8s.stages.fewshot_images import load_encoder_state
 
     bundle = load_clip_for(cfg)

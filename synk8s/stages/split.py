@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from synk8s.datasets import ClassificationData, DatasetInfo
     from synk8s.models.clip import ClipBundle
-    from synk8s.stages.features import FeatureSet
+    from synk8s.stages.feature_cache import FeatureSet
 
 logger = logging.getLogger(__name__)
 
@@ -357,7 +357,8 @@ def shot_features(
     The cache key holds the split digest, so another split (or changed pixels, which fail
     :func:`shot_images` first) never reads these features.
     """
-    from synk8s.stages.features import cached_or_encode, load_clip_for
+    from synk8s.stages.feature_cache import cached_or_encode
+    from synk8s.stages.features import load_clip_for
 
     def samples():
         for image, label in shot_images(cfg, split, root=root):

@@ -15,7 +15,7 @@ import pytest
 from synk8s import config, shards, storage
 from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.models import load_clip
-from synk8s.stages import features, generate, prompts
+from synk8s.stages import feature_cache, features, generate, prompts
 from synk8s.stages import filter as filter_stage
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,7 +116,7 @@ def test_every_kind_of_damage_is_one_integrity_error(images, made, how):
 
 def test_a_damaged_tar_never_reaches_features_filter_or_the_cache(images, made, clip, tmp_path):
     cfg = _cfg(tmp_path)
-    cache = storage.join(cfg.store.root, *features.CACHE_DIR)
+    cache = storage.join(cfg.store.root, *feature_cache.CACHE_DIR)
     uri = storage.join(images, TARS[1])
     overwrite_outside(uri, damage(original(made, TARS[1]), "cut-at-member-boundary"))
     with pytest.raises(IntegrityError, match="holds 3 samples, but 8 were recorded|has SHA-256"):

@@ -14,7 +14,7 @@ from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
 from synk8s.realdata import ensure_dataset
 from synk8s.shards import iter_samples
-from synk8s.stages import features
+from synk8s.stages import feature_cache, feature_keys, features
 from synk8s.zeroshot import text_head
 
 pytestmark = pytest.mark.timeout(180)
@@ -50,18 +50,18 @@ def clip():
 
 
 def test_cache_key_changes_with_each_part(clip):
-    base = features.key_parts(clip, "float32", {"kind": "synthetic", "tars": ["aa", "bb"]})
-    key = features.cache_key(base)
-    assert key == features.cache_key(dict(base))
+    base = feature_keys.key_parts(clip, "float32", {"kind": "synthetic", "tars": ["aa", "bb"]})
+    key = feature_keys.cache_key(base)
+    assert key == feature_keys.cache_key(dict(base))
     other_clip = load_clip("tiny-clip", seed=1)
     other_preprocess = dataclasses.replace(clip, preprocess=image_transform(48, is_train=False))
     variants = [
-        features.key_parts(other_clip, "float32", base["data"]),
-        features.key_parts(other_preprocess, "float32", base["data"]),
-        features.key_parts(clip, "float16", base["data"]),
-        features.key_parts(clip, "float32", {"kind": "synthetic", "tars": ["aa", "cc"]}),
+        feature_keys.key_parts(other_clip, "float32", base["data"]),
+        feature_keys.key_parts(other_preprocess, "float32", base["data"]),
+        feature_keys.key_parts(clip, "float16", base["data"]),
+        feature_keys.key_parts(clip, "float32", {"kind": "synthetic", "tars": ["aa", "cc"]}),
     ]
-    keys = {features.cache_key(v) for v in variants}
+    keys = {feature_keys.cache_key(v) for v in variants}
     assert len(keys) == 4 and key not in keys
 
 
@@ -70,14 +70,14 @@ def test_describe_preprocess_has_no_memory_addresses():
         return image.convert("RGB")
 
     assert " at 0x" in repr(Compose([to_rgb]))
-    text = features.describe_preprocess(Compose([to_rgb]))
+    text = feature_keys.describe_preprocess(Compose([to_rgb]))
     assert "0x" not in text and "to_rgb" in text
 
 
 def test_half_precision_needs_cuda(tmp_path, tiny_cfg):
-    assert features.compute_dtype(tiny_cfg(tmp_path), "cpu") == torch.float32
+    assert feature_cache.compute_dtype(tiny_cfg(tmp_path), "cpu") == torch.float32
     with pytest.raises(UsageError, match="needs a CUDA device"):
-        features.compute_dtype(tiny_cfg(tmp_path, "features.dtype=float16"), "cpu")
+        feature_cache.compute_dtype(tiny_cfg(tmp_path, "features.dtype=float16"), "cpu")
 
 
 # ----------------------------------------------------------------------------- synthetic features

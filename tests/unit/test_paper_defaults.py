@@ -99,15 +99,15 @@ def test_feature_cache_key_names_the_weights_and_open_clip_version():
     import open_clip
 
     from synk8s.models import load_clip
-    from synk8s.stages import features
+    from synk8s.stages import feature_keys
 
     clip = load_clip("tiny-clip", seed=0)
-    parts = features.key_parts(clip, "float32", {"kind": "test"})
+    parts = feature_keys.key_parts(clip, "float32", {"kind": "test"})
     assert parts["open_clip"] == open_clip.__version__
     # Same identity string, other weights: another key.
     other = dataclasses.replace(load_clip("tiny-clip", seed=1), identity=clip.identity)
-    changed = features.key_parts(other, "float32", {"kind": "test"})
-    assert changed["clip"] == parts["clip"] and features.cache_key(changed) != features.cache_key(parts)
+    changed = feature_keys.key_parts(other, "float32", {"kind": "test"})
+    assert changed["clip"] == parts["clip"] and feature_keys.cache_key(changed) != feature_keys.cache_key(parts)
 
 
 def test_text_head_templates_come_from_the_official_set_where_it_has_one():

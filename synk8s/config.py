@@ -102,7 +102,9 @@ class PromptsConfig(Section):
     drop_other_classes: bool = Field(description="drop a sentence that names another class of the dataset")
     le_prefix: str = Field(description="text before the class name in the LE model input (official code: 'a ')")
     b_templates: Literal["first", "all"] = Field(description="B: the dataset's first template, or every one")
-    dataset_prefix: bool = Field(description="put the dataset's generation prefix before LE sentences")
+    dataset_prefix: bool = Field(
+        description="official dataset-specific LE text: label names and generation prefix (EuroSAT)"
+    )
 
 
 class GenerateConfig(Section):

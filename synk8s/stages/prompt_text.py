@@ -3,7 +3,9 @@
     concept_words("maple_tree")                       # "maple tree"
     le_input("maple_tree", "a ")                      # "a maple tree": the official LE input
     generation_prefix("eurosat")                      # "a centered satellite photo of "
+    le_names("eurosat", classes)[2]                   # "Herbaceous Vegetation Land" (registry: brushland or shrubland)
     ClassNameMatcher(["cat", "dog"]).other_classes("a cat and a dog", 0)   # ["dog"]
+    ClassNameMatcher(["cat", "road"]).shown_classes("a cat on the road", 0)   # []: the road is the setting
 
 Used by the prompts stage (:mod:`synk8s.stages.prompts`).
 """
@@ -14,11 +16,22 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING
 
+from synk8s.stages.noun_phrases import names_a_thing
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 # Text put before every generation prompt of a dataset where the paper's official code uses one.
 GENERATION_PREFIXES = {"eurosat": "a centered satellite photo of "}
+
+# The label names the official LE code feeds the T5 model where they differ from the registry's
+# (CoOp's) class names, in class-index order: EuroSAT's own folder names, title case.
+LE_NAMES = {
+    "eurosat": (
+        "Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Industrial Building",
+        "Pasture Land", "Permanent Crop Land", "Residential Building", "River", "Sea or Lake",
+    ),
+}
 
 def normalise_sentence(text: str) -> str:
     """Drop control and unassigned characters, collapse whitespace runs to one space, strip the ends."""
@@ -85,6 +98,25 @@ class ClassNameMatcher:
             sentence: the text to check.
             class_index: the class the sentence was made for.
         """
+        return sorted({name for _, _, name in self._mentions(sentence, class_index)})
+
+    def shown_classes(self, sentence: str, class_index: int) -> list[str]:
+        """The other classes whose name heads a noun phrase naming a thing the sentence shows.
+
+        The mentions of :meth:`other_classes`, less those that only modify a noun, act as the
+        subject of a verb, or name the setting (:func:`synk8s.stages.noun_phrases.names_a_thing`):
+        for the class ``bicycle``, "a man rides a bicycle down the road" shows no other class, "a
+        photo of a road next to a bicycle" shows ``road``.
+
+        Args:
+            sentence: the text to check.
+            class_index: the class the sentence was made for.
+        """
+        return sorted({name for start, end, name in self._mentions(sentence, class_index)
+                       if names_a_thing(sentence, start, end)})
+
+    def _mentions(self, sentence: str, class_index: int) -> list[tuple[int, int, str]]:
+        """(start, end, class name) of every other-class match not inside an own or a longer match."""
         own_name = concept_words(self.classes[class_index]).casefold()
         words = re.findall(r"\w+", sentence.casefold())
         lookup = set(words) | {w[:-1] for w in words if w.endswith("s")} | {w[:-2] for w in words if w.endswith("es")}
@@ -94,19 +126,30 @@ class ClassNameMatcher:
                 name = self.classes[index]
                 is_own = concept_words(name).casefold() == own_name
                 matches.extend((m.start(), m.end(), is_own, name) for m in pattern.finditer(sentence))
-        named = set()
+        found = []
         for start, end, is_own, name in matches:
             if is_own:
                 continue
             covered = any(s <= start and end <= e and (own or e - s > end - start) for s, e, own, _ in matches)
             if not covered:
-                named.add(name)
-        return sorted(named)
+                found.append((start, end, name))
+        return found
 
 
 def le_input(class_name: str, prefix: str) -> str:
     """The LE model's input for a class: ``prefix`` (official code: ``"a "``) and the class's concept words."""
     return f"{prefix}{concept_words(class_name)}"
+
+
+def le_names(dataset: str, classes: Sequence[str]) -> list[str]:
+    """The names the LE model input is made from: :data:`LE_NAMES` of ``dataset`` when ``classes`` are
+    its registry classes (not, say, a pre-training label space), else ``classes`` themselves."""
+    from synk8s import datasets
+
+    official = LE_NAMES.get(dataset)
+    if official is None or list(classes) != list(datasets.get(dataset).classes):
+        return list(classes)
+    return list(official)
 
 
 def generation_prefix(dataset: str) -> str:

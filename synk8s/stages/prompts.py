@@ -8,13 +8,17 @@ Two modes (``prompts.mode``):
   the template's index.
 * **LE** (language enhancement): a word-to-sentence T5 model (CommonGen style: the concept words in,
   one sentence out) samples sentences from ``prompts.le_prefix`` + the class name (official code:
-  ``"a maple tree"``). With ``prompts.dataset_prefix`` the dataset's generation prefix
+  ``"a maple tree"``). With ``prompts.dataset_prefix`` the official code's dataset-specific LE text
+  is used: its label names where they differ from the registry's
+  (:data:`synk8s.stages.prompt_text.LE_NAMES`, EuroSAT's "Herbaceous Vegetation Land" for "brushland
+  or shrubland") and the dataset's generation prefix
   (:data:`synk8s.stages.prompt_text.GENERATION_PREFIXES`, e.g. EuroSAT's "a centered satellite
-  photo of ") goes before each kept sentence. Each class draws rounds of
+  photo of ") before each kept sentence. Each class draws rounds of
   ``ceil(sentences_per_class * oversample)`` sentences, seeded per (run seed, class, round), until
   ``sentences_per_class`` distinct ones are kept or :data:`MAX_ROUNDS` rounds are spent. A sentence is
   dropped when it is empty, repeats an earlier one (whitespace and case ignored), or (with
-  ``prompts.drop_other_classes``) names another class of the dataset, which the paper names as
+  ``prompts.drop_other_classes``) shows another class of the dataset (its name heads a noun phrase
+  that is not the setting: :mod:`synk8s.stages.noun_phrases`), which the paper names as
   LE's source of label noise (off in the ``paper`` profile: the paper leaves that noise to the
   CLIP filter). A class that ends short keeps what it has; ``stats.json`` records the
   shortfall.
@@ -48,6 +52,7 @@ from synk8s.stages.prompt_text import (
     dedupe_key,
     generation_prefix,
     le_input,
+    le_names,
     normalise_sentence,
 )
 from synk8s.stages.spec import Resources, StageSpec
@@ -95,6 +100,7 @@ class ClassStats:
 
     class_index: int
     class_name: str
+    le_input: str = ""
     drawn: int = 0
     empty: int = 0
     duplicates: int = 0
@@ -169,8 +175,10 @@ class SentencePicker:
     """Keeps the first ``wanted`` acceptable sentences offered for one class and counts the rest.
 
     A sentence is refused when it is empty after :func:`normalise_sentence`, repeats an earlier one
-    (compared by :func:`dedupe_key`), or names another class while ``drop_other_classes`` is set.
-    Once ``wanted`` sentences are kept, later ones are only counted as drawn.
+    (compared by :func:`dedupe_key`), or, while ``drop_other_classes`` is set, shows another class:
+    another class's name heads a noun phrase that is not the setting
+    (:meth:`ClassNameMatcher.shown_classes`). Every whole-word mention of another class is counted in
+    ``named_classes`` either way. Once ``wanted`` sentences are kept, later ones are only counted as drawn.
 
     Args:
         class_index: the class the sentences are for.
@@ -211,7 +219,7 @@ class SentencePicker:
         named = self.matcher.other_classes(sentence, self.class_index)
         for other in named:
             stats.named_classes[other] = stats.named_classes.get(other, 0) + 1
-        if named and self.drop_other_classes:
+        if named and self.drop_other_classes and self.matcher.shown_classes(sentence, self.class_index):
             stats.dropped_other_class += 1
             return
         self.kept.append(sentence)
@@ -242,15 +250,18 @@ def enhanced_prompts(
     from tqdm import tqdm
 
     per_round = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)
-    prefix = generation_prefix(cfg.dataset.name) if cfg.prompts.dataset_prefix else ""
+    official = cfg.prompts.dataset_prefix  # the official code's dataset-specific LE text: names and prefix
+    prefix = generation_prefix(cfg.dataset.name) if official else ""
+    names = le_names(cfg.dataset.name, classes) if official else list(classes)
     matcher = ClassNameMatcher(classes)
     records: list[dict[str, Any]] = []
     all_stats: list[ClassStats] = []
     for c in tqdm(range(len(classes)), desc="LE prompts", unit="class"):
         picker = SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
+        text = le_input(names[c], cfg.prompts.le_prefix)
+        picker.stats.le_input = text
         while not picker.full and picker.stats.rounds < MAX_ROUNDS:
             torch.manual_seed(derive_seed(cfg.seed, "le", c, picker.stats.rounds))
-            text = le_input(classes[c], cfg.prompts.le_prefix)
             for sentence in _sample_sentences(model, tokenizer, text, per_round, cfg):
                 picker.offer(sentence)
             picker.stats.rounds += 1

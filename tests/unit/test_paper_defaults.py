@@ -34,11 +34,13 @@ def test_le_keeps_sentences_that_mention_other_classes_in_the_paper_profile(own,
 
 
 @pytest.mark.parametrize(("own", "sentence", "named"), CONTEXT)
-def test_dropping_other_class_sentences_stays_an_ablation(own, sentence, named):
+def test_dropping_other_class_sentences_is_an_ablation_that_keeps_context_words(own, sentence, named):
+    # The ablation drops a sentence only when another class heads a noun phrase it shows (synk8s.stages.noun_phrases).
     cfg = config.load("paper", ["prompts.drop_other_classes=true"])
     picker = SentencePicker(CIFAR100.index(own), ClassNameMatcher(CIFAR100), 1, cfg.prompts.drop_other_classes)
     picker.offer(sentence)
-    assert picker.kept == []
+    assert picker.kept == [sentence]
+    assert sorted(picker.finish().named_classes) == named
 
 
 def test_le_input_and_sampling_match_the_official_code():
@@ -56,7 +58,7 @@ def test_b_is_one_plain_prompt_per_class_in_the_paper_profile(tmp_path):
     assert records[0]["prompt"] == "a photo of a apple."
 
 
-def test_eurosat_le_prompts_carry_the_official_prefix(tmp_path):
+def test_eurosat_le_prompts_carry_the_official_prefix_and_label_names(tmp_path):
     cfg = config.load(
         "tiny",
         ["dataset.name=eurosat", "prompts.mode=LE", "prompts.sentences_per_class=1", "prompts.oversample=1.0",
@@ -67,7 +69,13 @@ def test_eurosat_le_prompts_carry_the_official_prefix(tmp_path):
     assert records and all(r["prompt"].startswith("a centered satellite photo of ") for r in records)
     off = prompts.run(config.with_overrides(cfg, ["prompts.dataset_prefix=false"]), out=str(tmp_path / "off"))
     plain = [json.loads(line) for line in storage.get_bytes(off.prompts_uri).decode().splitlines()]
-    assert [r["prompt"] for r in records] == ["a centered satellite photo of " + r["prompt"] for r in plain]
+    assert plain and not any(r["prompt"].startswith("a centered satellite photo of ") for r in plain)
+    # The LE model read the official code's EuroSAT label names (src/LE.py), and the registry's without the switch.
+    on_inputs = [c["le_input"] for c in storage.get_json(result.stats_uri)["per_class"]]
+    off_inputs = [c["le_input"] for c in storage.get_json(off.stats_uri)["per_class"]]
+    assert on_inputs[:3] == ["a Annual Crop Land", "a Forest", "a Herbaceous Vegetation Land"]
+    assert on_inputs[-1] == "a Sea or Lake"
+    assert off_inputs[:3] == ["a annual crop land", "a forest", "a brushland or shrubland"]
 
 
 def test_cf_keep_n_fills_each_class_to_n():
@@ -132,3 +140,23 @@ def test_the_evaluation_report_names_the_generator_substitution():
                "per_class": []}
     text = render_report(metrics)
     assert "Generator: sd15; the paper generated with GLIDE (64 px base + 256 px upsampler" in text
+
+
+@pytest.mark.parametrize(
+    ("dataset", "count", "first"),
+    [
+        # The official classifier-tuning templates (src/templates/transfer_ds_template.py), checked set by set.
+        ("food101", 1, "a photo of a {}, a type of food."),
+        ("sun397", 2, "a photo of a {}."),
+        ("stanford_cars", 8, "a photo of a {}."),
+        ("fgvc_aircraft", 1, "a photo of a {}, a type of aircraft."),
+        ("dtd", 1, "{} texture."),
+        ("cifar100", 18, "a photo of a {}."),
+        ("birdsnap", 1, "a photo of a {}, a type of bird."),
+    ],
+)
+def test_text_head_template_sets_match_the_official_code(dataset, count, first):
+    from synk8s.stages.head_templates import head_templates
+
+    templates, _ = head_templates(config.load("paper", [f"dataset.name={dataset}"]))
+    assert (len(templates), templates[0]) == (count, first)

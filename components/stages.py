@@ -87,13 +87,14 @@ def _attachment_param(name: str) -> str:
     return name.rsplit(".", 1)[0].replace("-", "_")
 
 
-def stage_source(spec: StageSpec) -> str:
-    """The adapter source of a stage's component."""
-    params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in spec.inputs)]
+def stage_source(spec: StageSpec, cfg: ExperimentConfig) -> str:
+    """The adapter source of a stage's component: one folder parameter per input ``cfg`` reads."""
+    inputs = spec.active_inputs(cfg)
+    params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in inputs)]
     arguments = [f'"{spec.name}"', "config_json", "run_dir", "metrics"]
     if spec.markdown:
         arguments.append("markdown=report")
-    arguments += [f"{name}={name}" for name in spec.inputs]
+    arguments += [f"{name}={name}" for name in inputs]
     if spec.shards:
         params.append("shard: int")
         arguments.append("shard=shard")
@@ -146,7 +147,7 @@ def make_components(cfg: "ExperimentConfig") -> Components:
     stages, shard_lists, collects = {}, {}, {}
     for spec in TABLE:
         image = cfg.cluster.image if spec.needs_gpu(cfg) else cfg.cluster.cpu_image
-        stages[spec.name] = _component(stage_source(spec), image)
+        stages[spec.name] = _component(stage_source(spec, cfg), image)
         if spec.shards:
             shard_lists[spec.name] = _component(shard_list_source(spec), cfg.cluster.cpu_image)
             collects[spec.name] = _component(collect_source(spec), cfg.cluster.cpu_image)

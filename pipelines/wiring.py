@@ -141,7 +141,8 @@ class Wiring:
             raise UsageError(f"plan the run before adding stage {name}")
         if key in self.tasks:
             raise UsageError(f"the pipeline already has a task {key!r}; give the variant another label")
-        upstream = {param: spec.upstream_stage(param, self.cfg) for param in spec.inputs}  # a Choice: by self.cfg
+        # a Choice is picked, a When read or not, by self.cfg
+        upstream = {param: spec.upstream_stage(param, self.cfg) for param in spec.active_inputs(self.cfg)}
         missing = [s for s in (*upstream.values(), *after) if s not in self.tasks]
         if missing:
             raise UsageError(f"stage {name} needs {', '.join(missing)}: add it to the pipeline first")

@@ -1,7 +1,11 @@
 """The zero-shot pipeline (paper section 3.1) as a Kubeflow pipeline.
 
     plan -> prompts -> generate_shards -> generate x num_shards (ParallelFor) -> collect
-         -> filter -> features -> tune -> evaluate
+         -> filter -> features -> leakage -> tune -> evaluate
+
+The leakage task flags synthetic images that nearly duplicate a test image; tune reads its flags
+and leaves those images out when the compile-time config has ``leakage.drop`` on (see
+:class:`synk8s.stages.spec.When`).
 
 Compile it with ``synk8s compile zeroshot -o zeroshot.yaml --profile paper``, or run it with
 ``synk8s submit zeroshot --dataset cifar100``. The config chosen at compile time gives every
@@ -80,7 +84,8 @@ def build_pipeline(
         for stage in ("prompts", "generate", "filter"):
             wire.add(stage)
         wire.add("features", after=("filter",))  # the filter has already encoded the synthetic images into the cache
-        wire.add("tune")
+        wire.add("leakage")
+        wire.add("tune")  # reads the leakage flags while leakage.drop is on
         return wire.add("evaluate").outputs["Output"]  # the run report's URI
 
     return zeroshot

@@ -167,6 +167,7 @@ class LeakageConfig(Section):
     clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
     hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
     grid_pairs: int = Field(ge=0, description="closest pairs drawn in grid.png")
+    drop: bool = Field(description="tune leaves out the synthetic images the leakage check flags")
 
 
 class StoreConfig(Section):

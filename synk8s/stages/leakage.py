@@ -8,7 +8,7 @@ A synthetic image found either way is flagged.
 
     result = leakage.run(cfg, images="runs/x/images", features="runs/x/features-...", out="runs/x/leakage-...")
     flagged = load_flagged("runs/x/leakage-...")    # synthetic row indices (manifest order)
-    kept = without_flagged(kept, flagged)           # drop them from a selection before tuning
+    kept = without_flagged(kept, flagged)           # drop them from a selection (tune does, with leakage.drop)
 
 Outputs under ``out``: ``flagged.json`` (``rows``: flagged synthetic rows, ascending),
 ``pairs.json`` (``clip``: [synthetic row, test row, cosine], ``hash``: [synthetic row, test row,
@@ -195,7 +195,8 @@ STAGE = StageSpec(
     run=run,
     help="Flag synthetic images that nearly duplicate a real test image (CLIP cosine, difference hash).",
     inputs={"images": "generate", "features": "features"},
-    depends=("leakage",),
+    # Not leakage.drop: that switch is tune's (it reads this stage while it is on), so flipping it reuses these flags.
+    depends=("leakage.clip_threshold", "leakage.hash_distance", "leakage.grid_pairs"),
     resources=Resources("2", "4", "8Gi", "16Gi"),
     outputs={"flagged.json": load_flagged, "pairs.json": None, "stats.json": None, "grid.png": None},
 )

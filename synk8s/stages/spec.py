@@ -115,6 +115,31 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class When:
+    """An input read only while a boolean config field is on (tune reads the leakage flags under ``leakage.drop``).
+
+    While the field is off the stage function gets None for it, and the reading stage's folder
+    digest leaves out the field and the fields of the stage read, so adding such an input never
+    moves the digests of runs that leave it off. While it is on, both join the digest. A pipeline
+    wires the input at compile time, like a :class:`Choice`.
+
+    Attributes:
+        field: the dotted boolean config field, e.g. ``leakage.drop``.
+        stage: the stage whose output folder is read while it is on.
+    """
+
+    field: str
+    stage: str
+
+    def on(self, cfg: ExperimentConfig) -> bool:
+        """Whether the input is read under ``cfg``."""
+        value: Any = cfg
+        for part in self.field.split("."):
+            value = getattr(value, part)
+        return bool(value)
+
+
+@dataclass(frozen=True)
 class Sharding:
     """A stage whose work splits into shards, one task each, and a collect step after them all.
 
@@ -151,7 +176,8 @@ class StageSpec:
         resources: CPU and memory of its task.
         inputs: keyword of ``run`` -> the stage whose output folder it reads (a stage name for the
             same run folder, an :class:`Upstream` for another one, a :class:`Choice` of stages picked
-            by the config). The stage's folder digest includes every field its inputs depend on.
+            by the config, a :class:`When` read only while a config switch is on). The stage's folder
+            digest includes every field its inputs depend on.
         depends: the config fields (dotted paths, whole sections allowed) this stage's own output
             depends on, beyond those of its inputs.
         depends_on: more such fields that a config decides (e.g. a pre-training run's label space,
@@ -179,7 +205,7 @@ class StageSpec:
     run: Callable[..., Any]
     help: str
     resources: Resources
-    inputs: Mapping[str, str | Upstream | Choice] = field(default_factory=dict)
+    inputs: Mapping[str, str | Upstream | Choice | When] = field(default_factory=dict)
     depends: tuple[str, ...] = ()
     depends_on: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
     gpu: bool | Callable[[ExperimentConfig], bool] = False
@@ -218,11 +244,18 @@ class StageSpec:
             if cfg is None:
                 raise ValueError(f"stage {self.name}: input {param!r} is picked by {source.field}; pass the config")
             return source.pick(cfg)
-        return source.stage if isinstance(source, Upstream) else source
+        return source.stage if isinstance(source, Upstream | When) else source
 
     def candidate_stages(self, param: str) -> tuple[str, ...]:
         """Every stage input ``param`` may read: the stages of a :class:`Choice`, else the one stage."""
         source = self.inputs[param]
         if isinstance(source, Choice):
             return tuple(dict.fromkeys(source.stages.values()))
-        return (source.stage if isinstance(source, Upstream) else source,)
+        return (source.stage if isinstance(source, Upstream | When) else source,)
+
+    def active_inputs(self, cfg: ExperimentConfig | None) -> tuple[str, ...]:
+        """The inputs read under ``cfg``: all but a :class:`When` whose switch is off (or no ``cfg``)."""
+        return tuple(
+            param for param, source in self.inputs.items()
+            if not isinstance(source, When) or (cfg is not None and source.on(cfg))
+        )

@@ -26,7 +26,7 @@ from synk8s.stages import detect, evaluate, features, finetune, generate, leakag
 from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
 from synk8s.stages import filter as filter_stage
 from synk8s.stages import resume as resume_stage
-from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream
+from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream, When
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,15 @@ class StageTable:
     def fields(self, name: str, cfg: ExperimentConfig | None = None) -> tuple[str, ...]:
         """Every config field the output of ``name`` depends on: its own and its inputs' (every candidate of a choice), sorted.
 
-        With ``cfg``, the fields each row's ``depends_on`` adds for it are included.
+        With ``cfg``, the fields each row's ``depends_on`` adds for it are included, and a
+        :class:`~synk8s.stages.spec.When` input that is on adds its switch and its stage's fields.
         """
         spec = self.get(name)
         found = set(spec.own_fields(cfg))
-        for param in spec.inputs:
+        for param in spec.active_inputs(cfg):
+            source = spec.inputs[param]
+            if isinstance(source, When):
+                found.add(source.field)
             for stage in spec.candidate_stages(param):
                 found.update(self.fields(stage, cfg))
         return tuple(sorted(found))
@@ -128,7 +132,7 @@ class StageTable:
     def folders(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
         """The folders of ``name`` and of every stage upstream of it, by stage name, in table order."""
         found = {name: self.stage_dir(run, name, cfg)}
-        for param in self.get(name).inputs:
+        for param in self.get(name).active_inputs(cfg):
             source_run, source_cfg = self._source_run(name, param, run, cfg)
             upstream = self.get(name).upstream_stage(param, cfg)
             for stage, folder in self.folders(upstream, source_run, source_cfg).items():
@@ -136,10 +140,10 @@ class StageTable:
         return {stage: found[stage] for stage in self.names if stage in found}
 
     def input_dirs(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
-        """The folder URI each input of stage ``name`` reads, by the keyword of its function."""
+        """The folder URI each input of stage ``name`` reads under ``cfg``, by the keyword of its function."""
         spec = self.get(name)
         dirs = {}
-        for param in spec.inputs:
+        for param in spec.active_inputs(cfg):
             source_run, source_cfg = self._source_run(name, param, run, cfg)
             dirs[param] = self.stage_dir(source_run, spec.upstream_stage(param, cfg), source_cfg)
         return dirs
@@ -192,8 +196,16 @@ class StageTable:
                 resume_stage.record(spec, out, self.stage_digest(name, cfg), result)
             return Done(result, out, out)
         dirs = self.input_dirs(name, run, cfg) if inputs is None else dict(inputs)
-        if set(dirs) != set(spec.inputs):
-            raise UsageError(f"stage {name} reads {sorted(spec.inputs)}, got {sorted(dirs)}")
+        wanted = set(spec.active_inputs(cfg))
+        for param in set(dirs) ^ wanted:
+            source = spec.inputs.get(param)
+            if isinstance(source, When):
+                raise UsageError(
+                    f"stage {name}: {source.field}={source.on(cfg)} {'reads' if source.on(cfg) else 'does not read'} "
+                    f"{param}; compile the pipeline with the config it runs"
+                )
+        if set(dirs) != wanted:
+            raise UsageError(f"stage {name} reads {sorted(wanted)}, got {sorted(dirs)}")
         for param, source in spec.inputs.items():
             picked = self.stage_dir(run, spec.upstream_stage(param, cfg), cfg) if isinstance(source, Choice) else None
             if picked is not None and dirs[param].rstrip("/") != picked.rstrip("/"):
@@ -233,7 +245,7 @@ class StageTable:
 
 
 TABLE = StageTable(
-    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, tune.STAGE, evaluate.STAGE, leakage.STAGE,
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, leakage.STAGE, tune.STAGE, evaluate.STAGE,
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
      fewshot_tune.STAGE, fewshot_evaluate.STAGE,

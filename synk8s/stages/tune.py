@@ -16,6 +16,10 @@ read here.
 Outputs under ``out``: ``head.safetensors`` (``weight`` (K, D), ``bias`` (K,); metadata key
 ``synk8s`` holds JSON with the config digest, the chosen epoch and the tune config), ``curve.json``,
 ``split.json``, ``manifest.json``.
+
+With ``leakage.drop`` on, the stage also reads the leakage stage's flags and leaves the flagged
+synthetic images out of both training and validation; ``split.json`` lists the rows it used and the
+manifest the number left out (``leaked_dropped``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
 from synk8s.stages.filter import load_selection
-from synk8s.stages.spec import Resources, StageSpec
+from synk8s.stages.spec import Resources, StageSpec, When
 
 if TYPE_CHECKING:
     import torch
@@ -245,7 +249,15 @@ def fit_head(
 # ----------------------------------------------------------------------------- stage
 
 
-def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progress: bool = True) -> TuneResult:
+def run(
+    cfg: ExperimentConfig,
+    *,
+    features: str,
+    selection: str,
+    out: str,
+    leakage: str | None = None,
+    progress: bool = True,
+) -> TuneResult:
     """Tune the classifier head on the kept synthetic images and save the validation-best epoch.
 
     Args:
@@ -253,6 +265,8 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
         features: output folder URI of the features stage (synthetic features, text head).
         selection: output folder URI of the filter stage (kept rows, teacher logits).
         out: output folder URI of this stage.
+        leakage: output folder URI of the leakage stage, read while ``leakage.drop`` is on: the
+            synthetic images it flags as near-duplicates of test images are left out (None: none are).
         progress: show a progress bar over epochs.
 
     Raises:
@@ -276,6 +290,20 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
     sel = load_selection(selection)
     kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
     check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    leaked = 0
+    if leakage is not None:
+        import torch
+
+        from synk8s.stages.leakage import load_flagged
+
+        clean = ~torch.isin(kept, torch.tensor(load_flagged(leakage), dtype=kept.dtype))  # (M,)
+        leaked = int((~clean).sum())
+        kept, teacher = kept[clean], teacher[clean]
+        if len(kept) == 0:
+            raise MissingDataError(
+                f"the leakage check at {leakage} flags every image the filter kept; set leakage.drop=false "
+                "or raise leakage.clip_threshold"
+            )
     x, y = feats[kept], labels[kept]  # (M, D), (M,)
 
     # 2. Stratified validation split of the kept images, saved.
@@ -342,8 +370,9 @@ def run(cfg: ExperimentConfig, *, features: str, selection: str, out: str, progr
         "tune",
         cfg,
         counts=counts,
-        inputs={"features": features, "selection": selection},
+        inputs={"features": features, "selection": selection, **({"leakage": leakage} if leakage else {})},
         outputs={"head": head_uri, "curve": curve_uri, "split": split_uri},
+        **({"leaked_dropped": leaked} if leakage is not None else {}),
         text_head_val_top1=fit.curve[0]["val_top1"],
         best_val_top1=best["val_top1"],
         device=device,
@@ -402,7 +431,7 @@ STAGE = StageSpec(
     name="tune",
     run=run,
     help="Classifier tuning (CT) of a linear head on frozen CLIP features (CE or SCE).",
-    inputs={"features": "features", "selection": "filter"},
+    inputs={"features": "features", "selection": "filter", "leakage": When("leakage.drop", "leakage")},
     depends=("tune",),
     resources=Resources("4", "8", "8Gi", "16Gi"),
     outputs={"head.safetensors": load_head, "curve.json": None, "split.json": None},

@@ -12,7 +12,7 @@ from synk8s.pipelines import compile_pipeline
 pytestmark = pytest.mark.timeout(60)
 
 GPU_TASKS = {"prompts", "generate", "filter", "features"}
-STORE_TASKS = {"prompts", "generate", "collect", "filter", "features", "tune", "evaluate"}
+STORE_TASKS = {"prompts", "generate", "collect", "filter", "features", "leakage", "tune", "evaluate"}
 ALL_TASKS = STORE_TASKS | {"plan", "generate-shards"}
 CREDENTIAL_LITERALS = ("AKIA", "secret_key", "minioadmin", "synk8s-test-key", "synk8s-test-secret")
 
@@ -66,6 +66,16 @@ def test_gpu_tasks_ask_for_one_accelerator_and_cpu_tasks_for_none(compiled):
         else:
             assert accelerator is None, name
             assert container["image"] == cfg.cluster.cpu_image
+
+
+def test_tune_reads_the_leakage_task_only_with_leakage_drop(compiled, tmp_path):
+    _, spec, _ = compiled
+    tasks = _tasks(spec)
+    assert "leakage" in tasks
+    assert "leakage" not in tasks["tune"]["inputs"]["parameters"]
+    _, dropping, _ = _compile(tmp_path, overrides=["leakage.drop=true"])
+    source = _tasks(dropping)["tune"]["inputs"]["parameters"]["leakage"]["taskOutputParameter"]
+    assert source["producerTask"] == "leakage"
 
 
 def test_prompts_runs_without_gpu_in_b_mode(tmp_path):

@@ -13,6 +13,12 @@ are in the sections its run folder is named by). Then features.templates (the te
 set) moved the features folder and everything that reads it (filter, tune, evaluate, leakage) in
 both profiles; the run folder and the prompts and images folders kept their names. The few-shot rows
 read the same prompts, filter and features sections and moved with them.
+
+Moved on purpose: the leakage folder (both profiles) when ``leakage.drop`` joined the leakage section.
+That switch belongs to tune (tune reads the leakage flags while it is on), so the leakage stage now
+depends on the section's three check fields by name instead of the whole section: flipping the switch
+reuses the same flags. Tune's folder keeps its name while the switch is off; with it on, the switch and
+the leakage stage's fields join tune's digest (``test_leakage_drop_moves_only_tune_and_what_reads_it``).
 """
 
 import pytest
@@ -41,7 +47,7 @@ PINNED = {
             "realfilter": "realfilter-9333ae2b48ec0117",
             "fewshot_tune": "fewshot-tune-10df752d4ba27d53",
             "fewshot_evaluate": "fewshot-evaluate-10df752d4ba27d53",
-            "leakage": "leakage-762607365d15148e",
+            "leakage": "leakage-a96bc0e7b4202c7a",
         },
     ),
     "paper": (
@@ -60,7 +66,7 @@ PINNED = {
             "realfilter": "realfilter-5cf49ca0300ce0fa",
             "fewshot_tune": "fewshot-tune-c94fc3fba8821d22",
             "fewshot_evaluate": "fewshot-evaluate-c94fc3fba8821d22",
-            "leakage": "leakage-1ca85e1769f271b5",
+            "leakage": "leakage-d5a3ca0d31a9693a",
         },
     ),
 }
@@ -159,3 +165,11 @@ def test_an_explicit_run_id_names_the_run_folder():
 def test_an_unknown_stage_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown stage 'segment'; stages: prompts, generate"):
         stage_dir("r", "segment", config.load("tiny"))
+
+
+def test_leakage_drop_moves_only_tune_and_what_reads_it():
+    off = config.load("paper", ["dataset.name=cifar10", "store.root=/store"])
+    on = config.with_overrides(off, ["leakage.drop=true"])
+    moved = {name for name in TABLE.names if stage_dir("/run", name, off) != stage_dir("/run", name, on)}
+    assert moved == {"tune", "evaluate"}
+    assert default_run_id(off) == default_run_id(on)

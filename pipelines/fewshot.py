@@ -41,10 +41,16 @@ SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
 
 # Per strategy: the stages that do not depend on M, then those of one M, in pipeline order.
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "B": (("prompts", "generate", "filter", "features"), ("split", "fewshot_tune", "fewshot_evaluate")),
-    "RF": (("prompts", "generate", "filter", "features"), ("split", "realfilter", "fewshot_tune", "fewshot_evaluate")),
+    "B": (
+        ("prompts", "generate", "filter", "test_features", "features"),
+        ("split", "fewshot_tune", "fewshot_evaluate"),
+    ),
+    "RF": (
+        ("prompts", "generate", "filter", "test_features", "features"),
+        ("split", "realfilter", "fewshot_tune", "fewshot_evaluate"),
+    ),
     "RG": (
-        ("prompts",),
+        ("prompts", "test_features"),
         ("split", "guided", "filter_guided", "features_guided", "fewshot_tune", "fewshot_evaluate"),
     ),
 }

@@ -2,6 +2,7 @@
 
     plan -> prompts -> generate_shards -> generate x num_shards (ParallelFor) -> collect
          -> filter -> features -> leakage -> tune -> evaluate
+    plan -> test_features -> features       (the test set's features: one shared folder for every seed)
 
 The leakage task flags synthetic images that nearly duplicate a test image; tune reads its flags
 and leaves those images out when the compile-time config has ``leakage.drop`` on (see
@@ -81,7 +82,7 @@ def build_pipeline(
             store_root=store_root,
             overrides=overrides,
         )
-        for stage in ("prompts", "generate", "filter"):
+        for stage in ("prompts", "generate", "filter", "test_features"):
             wire.add(stage)
         wire.add("features", after=("filter",))  # the filter has already encoded the synthetic images into the cache
         wire.add("leakage")

@@ -27,6 +27,9 @@ from synk8s.errors import MissingDataError
 logger = logging.getLogger(__name__)
 
 DATA_CACHE_DIR_ENV = "SYNK8S_DATA_CACHE_DIR"
+# Seed of the drawn stand-in: it stands for data, which does not change with a run's seed, and whichever
+# seed's run writes it first, every seed reads the same images.
+STANDIN_SEED = 0
 _DEFAULT_DATA_CACHE_DIR = "~/.cache/synk8s/data"
 
 
@@ -103,7 +106,7 @@ def _ensure_local(cfg: ExperimentConfig, info: DatasetInfo, root: str) -> str:
             raise
     if not cfg.dataset.standin:
         return _download(info, root)
-    counts = datasets.write_standin(info.name, root, per_class=cfg.dataset.standin_per_class, seed=cfg.seed)
+    counts = datasets.write_standin(info.name, root, per_class=cfg.dataset.standin_per_class, seed=STANDIN_SEED)
     logger.warning("no %s data under %s: wrote a drawn stand-in (%s)", info.name, root, counts)
     return root
 

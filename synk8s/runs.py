@@ -3,6 +3,8 @@
     <store.root>/runs/<run id>/               run id: <dataset>-<digest of the fields that name the run>
         <folder>/                             a stage whose fields the run id already pins
         <folder>-<digest of its fields>/      any other stage: one folder per setting of what it depends on
+    <store.root>/shared/<dataset>/
+        <folder>-<digest of its fields>/      a stage whose output does not depend on the seed, for every run
 
 This module knows the naming rule only; which fields name the run and which fields each stage
 depends on come from the stage table (:mod:`synk8s.stages.table`), which calls it.
@@ -17,6 +19,7 @@ from synk8s import __version__, storage
 from synk8s.config import ExperimentConfig
 
 RUNS_DIR = "runs"
+SHARED_DIR = "shared"
 
 
 def run_id(cfg: ExperimentConfig, key_fields: Iterable[str]) -> str:
@@ -47,6 +50,15 @@ def stage_folder(run: str, folder: str, cfg: ExperimentConfig, fields: Iterable[
     if fields <= set(pinned):
         return storage.join(run, folder)
     return storage.join(run, f"{folder}-{cfg.digest(*fields)}")
+
+
+def shared_folder(root: str, folder: str, cfg: ExperimentConfig, fields: Iterable[str]) -> str:
+    """The output folder URI of a stage whose output does not depend on the seed, outside every run folder.
+
+    ``<root>/shared/<dataset>/<folder>-<digest of fields>``: the runs of several seeds (and any other
+    runs agreeing on ``fields``) share it, so the stage runs once for all of them.
+    """
+    return storage.join(root, SHARED_DIR, cfg.dataset.name, f"{folder}-{cfg.digest(*fields)}")
 
 
 def write_manifest(out: str, stage: str, cfg: ExperimentConfig, *, counts: dict[str, Any], **extra: Any) -> str:

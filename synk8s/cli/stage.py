@@ -9,6 +9,7 @@ so running the stages in order with the same options chains them:
     synk8s stage generate --profile tiny --dataset cifar10 --shard 1 --num-shards 2
     synk8s stage collect  --profile tiny --dataset cifar10 --num-shards 2
     synk8s stage filter   --profile tiny --dataset cifar10
+    synk8s stage test_features --profile tiny --dataset cifar10   # one folder for every seed
     synk8s stage features --profile tiny --dataset cifar10
     synk8s stage tune     --profile tiny --dataset cifar10
     synk8s stage evaluate --profile tiny --dataset cifar10

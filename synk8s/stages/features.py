@@ -1,4 +1,8 @@
-"""Features stage: CLIP image features of the synthetic and real images, cached, plus the text head.
+"""Features stage: CLIP image features of the synthetic images, cached, listed with the test set's and the text head.
+
+The real test set's features and the zero-shot text head do not depend on the seed: the
+test_features stage (:mod:`synk8s.stages.test_features`) makes them once for every seed, and this
+stage lists them beside the run's synthetic features, so the stages downstream read one folder.
 
 Every image set is encoded once per CLIP model, preprocessing and data, and kept in the feature
 cache ``<store.root>/cache/features/<key>.safetensors`` (tensors ``features`` (N, D) float32,
@@ -10,7 +14,7 @@ against their recorded SHA-256 while they stream, and an entry is written only o
 image was encoded, so a damaged tar never leaves a short feature set in the cache.
 
     cfg = config.load("tiny")
-    result = features.run(cfg, images="runs/x/images", out="runs/x/features")
+    result = features.run(cfg, images="runs/x/images", test="shared/cifar10/test-features-...", out="runs/x/features")
 
 Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <cache URI>}``),
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
@@ -34,7 +38,6 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest
 from synk8s.stages.feature_cache import FeatureSet, cached_or_encode
-from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -72,11 +75,18 @@ class FeaturesResult(BaseModel):
     seconds: float
 
 
+# Seed of the random weights of a tiny CLIP. Like pretrained weights they are the model's, not the run's:
+# every seed of a run encodes with the same model, so the test features are shared by all seeds.
+CLIP_WEIGHT_SEED = 0
+
+
 def load_clip_for(cfg: ExperimentConfig) -> ClipBundle:
-    """The run's CLIP model (``models.clip``) on the run's device, weights seeded by ``cfg.seed``."""
+    """The run's CLIP model (``models.clip``) on the run's device; tiny weights drawn with :data:`CLIP_WEIGHT_SEED`."""
     from synk8s.models import load_clip, resolve_device
 
-    return load_clip(cfg.models.clip, device=resolve_device(cfg.device), cache=cfg.models.cache, seed=cfg.seed)
+    return load_clip(
+        cfg.models.clip, device=resolve_device(cfg.device), cache=cfg.models.cache, seed=CLIP_WEIGHT_SEED
+    )
 
 
 def synthetic_features(
@@ -151,70 +161,69 @@ def real_features(
 # ----------------------------------------------------------------------------- stage
 
 
-def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> FeaturesResult:
-    """Encode the synthetic and real test images (through the cache) and write the text head.
+def run(
+    cfg: ExperimentConfig, *, images: str, out: str, test: str | None = None, progress: bool = True
+) -> FeaturesResult:
+    """Encode the synthetic images (through the cache) and list them with the real test features and text head.
 
     Args:
         cfg: the run's config.
         images: the generate stage's output folder.
         out: this stage's output folder URI.
+        test: the test_features stage's output folder (:mod:`synk8s.stages.test_features`), whose
+            test features and text head this run shares with every seed; None encodes the test set
+            and makes the text head here (a direct call outside the stage table).
         progress: show progress bars.
 
     Raises:
-        MissingDataError: no generation output in ``images``, or no real data and no stand-in.
+        MissingDataError: no generation output in ``images``, no test_features output in ``test``,
+            or (``test`` None) no real data and no stand-in.
     """
-    from safetensors.torch import save
-
-    from synk8s.realdata import ensure_dataset
     from synk8s.runs import write_manifest
-    from synk8s.zeroshot import text_head
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
     bundle = load_clip_for(cfg)
-    data_root = ensure_dataset(cfg)  # the local folder, also for an s3:// root
+    synthetic = synthetic_features(cfg, images, bundle=bundle, progress=progress)
+    if test is None:
+        from synk8s.stages import test_features
 
-    # 1. Feature sets, each through the cache.
-    sets = {
-        "synthetic": synthetic_features(cfg, images, bundle=bundle, progress=progress),
-        "test": real_features(cfg, info.test_split, bundle=bundle, root=data_root, progress=progress),
-    }
+        test = storage.join(out, "test")
+        test_features.run(cfg, out=test, progress=progress)
+    shared = read_manifest(test, "test_features")
+
+    # 1. Feature sets: this run's synthetic set, and the test set of the test_features stage.
+    sets = {"synthetic": synthetic.uri, "test": feature_set_uri(test, "test")}
     listing_uri = storage.join(out, "features.json")
-    storage.put_json(listing_uri, {name: fs.uri for name, fs in sets.items()})
+    storage.put_json(listing_uri, sets)
 
-    # 2. Zero-shot head, ready to use as a linear layer on the features.
-    templates, template_source = head_templates(cfg)
-    weight = bundle.logit_scale * text_head(bundle, info.classes, templates)  # (K, D)
+    # 2. The zero-shot head of the test_features stage, beside the features for the stages reading them.
     head_uri = storage.join(out, "text_head.safetensors")
-    storage.put_bytes(
-        head_uri,
-        save(
-            {"weight": weight.contiguous(), "bias": weight.new_zeros(weight.shape[0])},
-            metadata={"clip": bundle.identity},
-        ),
-    )
+    storage.put_bytes(head_uri, storage.get_bytes(storage.join(test, "text_head.safetensors")))
 
-    dim = int(weight.shape[1])
-    hits = sum(fs.from_cache for fs in sets.values())
+    dim = int(synthetic.features.shape[1])
+    hits = int(synthetic.from_cache) + int(shared["counts"]["cache_hits"])
     seconds = time.monotonic() - start
     manifest = write_manifest(
         out,
         "features",
         cfg,
-        counts={"synthetic": len(sets["synthetic"].labels), "test": len(sets["test"].labels), "cache_hits": hits},
-        inputs={"images": images},
+        counts={"synthetic": len(synthetic.labels), "test": shared["counts"]["test"], "cache_hits": hits},
+        inputs={"images": images, "test": test},
         clip=bundle.identity,
-        templates={"source": template_source, "count": len(templates)},
-        feature_sets={name: {"uri": fs.uri, "key": fs.key} for name, fs in sets.items()},
-        standin=datasets.is_standin(data_root),
+        templates=shared["templates"],
+        feature_sets={
+            "synthetic": {"uri": synthetic.uri, "key": synthetic.key},
+            "test": shared["feature_sets"]["test"],
+        },
+        standin=shared["standin"],
         seconds=seconds,
     )
     return FeaturesResult(
         features=listing_uri,
         text_head=head_uri,
         manifest=manifest,
-        synthetic=len(sets["synthetic"].labels),
-        test=len(sets["test"].labels),
+        synthetic=len(synthetic.labels),
+        test=shared["counts"]["test"],
         dim=dim,
         cache_hits=hits,
         seconds=seconds,
@@ -259,12 +268,12 @@ def load_text_head(features: str) -> tuple[torch.Tensor, torch.Tensor]:
     return tensors["weight"].float(), tensors["bias"].float()
 
 
-# The CLIP image encoder runs over every generated and every real test image.
+# The CLIP image encoder runs over every generated image.
 STAGE = StageSpec(
     name="features",
     run=run,
-    help="CLIP image features of the synthetic and real test images (cached).",
-    inputs={"images": "generate"},
+    help="CLIP image features of the synthetic images (cached), listed with the shared test features.",
+    inputs={"images": "generate", "test": "test_features"},
     depends=("dataset", "models.clip", "features"),
     gpu=True,
     resources=Resources("4", "8", "16Gi", "32Gi"),

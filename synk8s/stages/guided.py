@@ -280,7 +280,7 @@ FILTER_STAGE = replace(
 FEATURES_STAGE = replace(
     features.STAGE,
     name="features_guided",
-    help="CLIP image features of the real-guided (RG) images and the real test images (cached).",
-    inputs={"images": NAME},
+    help="CLIP image features of the real-guided (RG) images (cached), listed with the shared test features.",
+    inputs={"images": NAME, "test": "test_features"},
     folder="features-rg",
 )

@@ -23,7 +23,7 @@ from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.stages import detect, evaluate, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
-from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split
+from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split, test_features
 from synk8s.stages import filter as filter_stage
 from synk8s.stages import resume as resume_stage
 from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream, When
@@ -31,6 +31,7 @@ from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream, When
 log = logging.getLogger(__name__)
 
 RUN_KEY = "generate"  # the run folder is named by the dataset and the digest of this stage's fields
+SEED = "seed"  # the config field of the run's seed: a stage whose fields lack it is shared by every seed
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,17 @@ class StageTable:
         return runs.run_dir(cfg.store.root, run_id or self.default_run_id(cfg))
 
     def stage_dir(self, run: str, name: str, cfg: ExperimentConfig) -> str:
-        """The output folder URI of stage ``name`` for ``cfg`` inside the run folder ``run``."""
+        """The output folder URI of stage ``name`` for ``cfg`` inside the run folder ``run``.
+
+        A stage whose output does not depend on the seed (:data:`SEED` is not among its fields, its
+        inputs' included) gets one folder under ``<store.root>/shared/`` instead, which the runs of
+        every seed share (:func:`synk8s.runs.shared_folder`).
+        """
         spec = self.get(name)
-        return runs.stage_folder(
-            run, spec.folder_name, cfg, self.fields(name, cfg), self.fields(self.run_key, cfg)
-        )
+        fields = self.fields(name, cfg)
+        if SEED not in fields:
+            return runs.shared_folder(cfg.store.root, spec.folder_name, cfg, fields)
+        return runs.stage_folder(run, spec.folder_name, cfg, fields, self.fields(self.run_key, cfg))
 
     def folders(self, name: str, run: str, cfg: ExperimentConfig) -> dict[str, str]:
         """The folders of ``name`` and of every stage upstream of it, by stage name, in table order."""
@@ -245,7 +252,7 @@ class StageTable:
 
 
 TABLE = StageTable(
-    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, features.STAGE, leakage.STAGE, tune.STAGE, evaluate.STAGE,
+    (prompts.STAGE, generate.STAGE, filter_stage.STAGE, test_features.STAGE, features.STAGE, leakage.STAGE, tune.STAGE, evaluate.STAGE,
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
      fewshot_tune.STAGE, fewshot_evaluate.STAGE,

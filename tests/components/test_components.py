@@ -72,7 +72,8 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     metrics = artifact("filter")
     selection = comps.stages["filter"].python_func(**common, images=images, metrics=metrics)
     assert (metrics.metadata["generated"], metrics.metadata["kept"]) == (20, 20)
-    features = comps.stages["features"].python_func(**common, images=images, metrics=artifact("features"))
+    test = comps.stages["test_features"].python_func(**common, metrics=artifact("test_features"))
+    features = comps.stages["features"].python_func(**common, images=images, test=test, metrics=artifact("features"))
     metrics = artifact("tune")
     model = artifact("head")
     head = comps.stages["tune"].python_func(
@@ -102,8 +103,8 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     correct = sum(matrix["matrix"][c][c] for c in range(10))
     assert correct / metrics.metadata["test"] == pytest.approx(metrics.metadata["tuned_top1"])
 
-    for name, folder in (("prompts", prompts), ("filter", selection), ("features", features), ("tune", head),
-                         ("evaluate", evaluate)):  # fmt: skip
+    for name, folder in (("prompts", prompts), ("filter", selection), ("test_features", test), ("features", features),
+                         ("tune", head), ("evaluate", evaluate)):  # fmt: skip
         assert folder == stage_dir(run, name, cfg)
         _declared_outputs_exist(name, folder)
 

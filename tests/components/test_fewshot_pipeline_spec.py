@@ -9,7 +9,7 @@ from synk8s.stages.table import TABLE
 
 pytestmark = pytest.mark.timeout(90)
 
-SHARED = {"plan", "prompts"}
+SHARED = {"plan", "prompts", "test-features"}
 BRANCH = {
     "B": {"generate-shards", "generate", "collect", "filter", "features", "split", "fewshot-tune", "fewshot-evaluate"},
     "RF": {"generate-shards", "generate", "collect", "filter", "features", "split", "realfilter", "fewshot-tune",
@@ -109,7 +109,7 @@ def test_the_sweep_runs_every_shot_count_once_and_shares_the_m_independent_stage
     shots = cfg.fewshot.shots
     for stage in ("split", "fewshot-tune", "fewshot-evaluate", "shots-config"):
         assert sum(_stage(n) == stage.replace("-", "_") for n in names) == len(shots), stage
-    for stage in ("prompts", "generate", "filter", "features", "sweep-report"):
+    for stage in ("prompts", "generate", "filter", "test-features", "features", "sweep-report"):
         assert sum(_stage(n) == stage.replace("-", "_") for n in names) == 1, stage
     root = spec["root"]["dag"]["tasks"]
     evaluations = {n for n in root if _stage(n) == "fewshot_evaluate"}

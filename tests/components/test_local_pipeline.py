@@ -85,8 +85,8 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     assert again.stdout.strip().splitlines()[-1] == report_path
     assert prompts_file.stat().st_mtime_ns == before
     log = (store / "kfp-local" / "last-run.log").read_text()
-    assert all(f"{stage}: complete in" in log for stage in ("prompts", "generate", "filter", "features", "tune",
-                                                               "evaluate"))
+    assert all(f"{stage}: complete in" in log for stage in ("prompts", "generate", "filter", "test_features",
+                                                               "features", "tune", "evaluate"))
 
 
 def test_local_run_failure_is_one_line_naming_the_task(tmp_path, monkeypatch):

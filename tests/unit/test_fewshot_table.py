@@ -49,7 +49,7 @@ def _run(cfg, *stages):
 def root(tmp_path_factory):
     """A run folder with the B images, CF and features done (shared by every strategy and schedule)."""
     root = tmp_path_factory.mktemp("fewshot-table")
-    _run(_config(root, "fewshot.strategy=B"), "prompts", "generate", "filter", "features", "split")
+    _run(_config(root, "fewshot.strategy=B"), "prompts", "generate", "filter", "test_features", "features", "split")
     return root
 
 

@@ -55,7 +55,7 @@ def test_a_planted_duplicate_is_flagged_and_left_out_of_tuning(tmp_path):
     planted_row = 3
     planted = next(image for row, (_, image, _) in enumerate(iter_samples(images)) if row == planted_row)
     _plant(ensure_dataset(cfg), planted)
-    for stage in ("filter", "features", "leakage"):
+    for stage in ("filter", "test_features", "features", "leakage"):
         TABLE.execute(stage, cfg, run)
 
     flagged = load_flagged(TABLE.stage_dir(run, "leakage", cfg))

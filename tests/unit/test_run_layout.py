@@ -137,7 +137,8 @@ def test_store_and_cluster_settings_do_not_rename_folders():
     base = config.load("tiny", ["dataset.name=cifar10"])
     moved = config.load("tiny", ["dataset.name=cifar10", "store.root=s3://bkt/p", "cluster.namespace=other"])
     assert default_run_id(moved) == default_run_id(base)
-    assert [stage_dir("r", n, moved) for n in TABLE.names] == [stage_dir("r", n, base) for n in TABLE.names]
+    names = [stage_dir("r", n, base).rsplit("/", 1)[-1] for n in TABLE.names]  # shared folders sit under the root
+    assert [stage_dir("r", n, moved).rsplit("/", 1)[-1] for n in TABLE.names] == names
 
 
 def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
@@ -145,7 +146,8 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     sce = config.with_overrides(base, ["tune.loss=ce"])
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
-    assert same == ["prompts", "generate", "filter", "features", "leakage", "split", "guided", "filter_guided",
+    assert same == ["prompts", "generate", "filter", "test_features", "features", "leakage", "split", "guided",
+                    "filter_guided",
                     "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect"]
 
 
@@ -173,3 +175,20 @@ def test_leakage_drop_moves_only_tune_and_what_reads_it():
     moved = {name for name in TABLE.names if stage_dir("/run", name, off) != stage_dir("/run", name, on)}
     assert moved == {"tune", "evaluate"}
     assert default_run_id(off) == default_run_id(on)
+
+
+SHARED = {"tiny": "test-features-2027bfedfe3ad4c7", "paper": "test-features-1b2810a41507c9c9"}
+
+
+@pytest.mark.parametrize("profile", sorted(SHARED))
+def test_the_seed_free_test_features_have_one_folder_for_every_seed(profile):
+    """Pinned when the stage joined the table: no seed among its fields, so outside the run folders."""
+    seeds = [config.load(profile, ["dataset.name=cifar10", "store.root=/store", f"seed={s}"]) for s in (0, 1, 2)]
+    runs = {run_dir(cfg) for cfg in seeds}
+    assert len(runs) == 3
+    assert {stage_dir(run_dir(cfg), "test_features", cfg) for cfg in seeds} == {
+        f"/store/shared/cifar10/{SHARED[profile]}"
+    }
+    assert len({stage_dir(run_dir(cfg), "features", cfg) for cfg in seeds}) == 3
+    # Every other stage of the table depends on the seed (through the prompts or the split).
+    assert [n for n in TABLE.names if "seed" not in TABLE.fields(n, seeds[0])] == ["test_features"]

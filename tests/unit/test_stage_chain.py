@@ -19,6 +19,7 @@ STAGES = [
     ["generate", "--shard", "1", "--num-shards", "2"],
     ["collect", "--num-shards", "2"],
     ["filter"],
+    ["test_features"],
     ["features"],
     ["tune"],
     ["evaluate"],

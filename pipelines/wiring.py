@@ -1,14 +1,16 @@
 """Wiring table stages into a pipeline: inputs, resources, GPU, store access, shards, retries, threads.
 
-A pipeline function creates one :class:`Wiring`, plans the run, and adds stages by name; each
-stage's inputs are the outputs of the stages the table says it reads, added before it::
+A pipeline module writes one body over a :class:`Wiring` that :func:`planned_pipeline` has
+already planned (its pipeline parameters, the same for every pipeline, feed the ``plan`` task), and
+adds stages by name; each stage's inputs are the outputs of the stages the table says it reads,
+added before it::
 
-    wire = Wiring(cfg, gpu_node_selector=..., gpu_tolerations=...)
-    wire.plan(profile=profile, dataset=dataset, ...)
-    wire.add("prompts")
-    wire.add("generate")                          # sharded: shard list, ParallelFor, collect
-    wire.add("filter")
-    report = wire.add("evaluate").output
+    @planned_pipeline(cfg, name="synk8s-zeroshot", description="...")
+    def zeroshot(wire: Wiring) -> Any:
+        wire.add("prompts")
+        wire.add("generate")                      # sharded: shard list, ParallelFor, collect
+        wire.add("filter")
+        return wire.add("evaluate").outputs["Output"]
 
 Everything a task needs is taken from the stage's table row and the config: its component and
 image, CPU and memory, a GPU with the GPU node pool's selector and tolerations when the stage
@@ -19,12 +21,14 @@ ParallelFor limit and generation retries.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
 
-from synk8s.components.params import STORE_ROOT_ENV
+from synk8s.components.params import STORE_ROOT_ENV, pipeline_arguments
 from synk8s.components.stages import make_components
 from synk8s.components.transfer import make_transfer_components
 from synk8s.config import ExperimentConfig
@@ -73,6 +77,36 @@ class Wiring:
         self.config_json: Any = None
         self.run_dir: Any = None
         self.label = ""  # display-name suffix of a branch's tasks (see branch)
+
+    @classmethod
+    def planned(
+        cls,
+        cfg: ExperimentConfig,
+        parameters: dict[str, Any],
+        *,
+        retry: bool = True,
+        parallelism: int | None = None,
+        threads: int | None = None,
+    ) -> Wiring:
+        """A wiring bound to ``cfg`` whose ``plan`` task already reads the pipeline ``parameters``.
+
+        Args:
+            cfg: the compile-time config (see :meth:`__init__`).
+            parameters: the pipeline function's parameters by name: ``gpu_node_selector`` and
+                ``gpu_tolerations`` go to the GPU tasks, every other one to ``plan``.
+            retry, parallelism, threads: see :meth:`__init__`.
+        """
+        plan = dict(parameters)
+        wire = cls(
+            cfg,
+            gpu_node_selector=plan.pop("gpu_node_selector"),
+            gpu_tolerations=plan.pop("gpu_tolerations"),
+            retry=retry,
+            parallelism=parallelism,
+            threads=threads,
+        )
+        wire.plan(**plan)
+        return wire
 
     def branch(self, cfg: ExperimentConfig, config_json: Any, label: str) -> Wiring:
         """A wiring for a variant of the run (e.g. one shot count of a sweep) in the same run folder.
@@ -183,6 +217,54 @@ class Wiring:
             config_json=self.config_json, run_dir=self.run_dir, shards=dsl.Collected(shard.outputs["Output"])
         )
         return self.configure(collect, spec.shards.collect_name, spec.shards.collect_resources)
+
+
+def pipeline_parameters(cfg: ExperimentConfig) -> list[inspect.Parameter]:
+    """The parameters of every pipeline function, their defaults from ``cfg``: the plan's, then the GPU pool's."""
+    values = {
+        **pipeline_arguments(cfg),
+        "gpu_node_selector": dict(cfg.cluster.gpu_node_selector),
+        "gpu_tolerations": [dict(t) for t in cfg.cluster.gpu_tolerations],
+    }
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return [inspect.Parameter(name, kind, default=value, annotation=type(value)) for name, value in values.items()]
+
+
+def planned_pipeline(
+    cfg: ExperimentConfig,
+    *,
+    name: str,
+    description: str,
+    retry: bool = True,
+    parallelism: int | None = None,
+    threads: int | None = None,
+) -> Callable[[Callable[[Wiring], Any]], Any]:
+    """Decorator: ``body(wire) -> output`` becomes a ``@dsl.pipeline`` function over a planned :class:`Wiring`.
+
+    KFP reads a pipeline's parameters from its function's signature and calls it with one channel
+    per parameter, in order; the function made here has the signature of
+    :func:`pipeline_parameters` (defaults from ``cfg``), hands its arguments to
+    :meth:`Wiring.planned` and returns what ``body`` returns (the pipeline's output).
+
+    Args:
+        cfg: the compile-time config.
+        name: the pipeline's name in Kubeflow Pipelines.
+        description: the pipeline's description.
+        retry, parallelism, threads: see :meth:`Wiring.__init__`.
+    """
+    parameters = pipeline_parameters(cfg)
+
+    def decorate(body: Callable[[Wiring], Any]) -> Any:
+        def pipeline_func(*arguments: Any) -> Any:
+            given = dict(zip((p.name for p in parameters), arguments))
+            wire = Wiring.planned(cfg, given, retry=retry, parallelism=parallelism, threads=threads)
+            return body(wire)
+
+        pipeline_func.__name__ = pipeline_func.__qualname__ = body.__name__
+        pipeline_func.__signature__ = inspect.Signature(parameters, return_annotation=str)  # type: ignore[attr-defined]
+        return dsl.pipeline(name=name, description=description)(pipeline_func)
+
+    return decorate
 
 
 def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig, credentials: bool = True) -> None:

@@ -56,6 +56,18 @@ def prepare(name: str, cfg: ExperimentConfig) -> ExperimentConfig:
     return module.prepare_config(cfg) if hasattr(module, "prepare_config") else cfg
 
 
+def arguments(name: str, cfg: ExperimentConfig) -> dict[str, Any]:
+    """The parameters a run of pipeline ``name`` with ``cfg`` passes: profile, the pipeline's typed
+    parameters (its module's ``PARAMETERS``) and every other field in ``overrides``.
+
+    Raises:
+        UsageError: unknown pipeline name.
+    """
+    from synk8s.components.params import pipeline_arguments
+
+    return pipeline_arguments(cfg, _module(name).PARAMETERS)
+
+
 def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:
     """Compile pipeline ``name`` for ``cfg`` to the YAML file ``path``; returns the path.
 

@@ -39,6 +39,13 @@ from synk8s.pipelines.wiring import LIGHT, Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the strategy is fixed at compile time
+PARAMETERS = (
+    "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
+    "shots", "fewshot_schedule", "fewshot_epochs",
+)
+#: a sweep's: the shot counts are its branches, fixed at compile time (fewshot.shots)
+SWEEP_PARAMETERS = tuple(name for name in PARAMETERS if name != "shots")
 
 # Per strategy: the stages that do not depend on M, then those of one M, in pipeline order.
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -89,6 +96,7 @@ def build_pipeline(
 
     @planned_pipeline(
         cfg,
+        parameters=SWEEP_PARAMETERS if sweep else PARAMETERS,
         name=SWEEP_PIPELINE_NAME if sweep else PIPELINE_NAME,
         description=f"Few-shot CLIP classifier tuning with synthetic data (strategy {cfg.fewshot.strategy}, "
         f"{'M in ' + str(list(shot_counts)) if sweep else 'one M'}): CT w. init vs CT w. Syn on a real test set.",

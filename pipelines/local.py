@@ -94,8 +94,7 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
     """
     from kfp import local
 
-    from synk8s.components.params import pipeline_arguments
-    from synk8s.pipelines import build, prepare
+    from synk8s.pipelines import arguments, build, prepare
     from synk8s.pipelines.console import TaskLog
 
     cfg = prepare(pipeline, cfg)
@@ -114,7 +113,7 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
         warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")
         try:
-            task = func(**pipeline_arguments(cfg))
+            task = func(**arguments(pipeline, cfg))
         except RuntimeError:
             raise Synk8sError(f"local run failed: {task_log.failure()}") from None
         finally:

@@ -19,15 +19,17 @@ from typing import Any
 
 from synk8s import config
 from synk8s.config import ExperimentConfig
+from synk8s.labelspace import SOURCE_DATASETS
 from synk8s.pipelines.wiring import LIGHT, Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-pretrain"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the label space sets dataset.name,
+#: and the transfer is fixed at compile time
+PARAMETERS = (
+    "label_space", "method", "pretrain_images", "pretrain_epochs", "num_shards", "generator", "seed", "store_root",
+)
 #: transfer -> (stage, the config field that picks its start)
 TRANSFER_STAGES = {"cifar100": ("finetune", "pretrain.finetune.init"), "voc": ("detect", "detect.init")}
-
-
-#: label space -> the registry dataset its class names come from (names the run folder)
-SOURCE_DATASETS = {"cifar100": "cifar100", "imagenet-1k": "imagenet", "imagenet-2k": "imagenet"}
 
 
 def prepare_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -60,6 +62,7 @@ def build_pipeline(
 
     @planned_pipeline(
         cfg,
+        parameters=PARAMETERS,
         name=PIPELINE_NAME,
         description=f"Synthetic images of a label space -> pre-trained backbone (supervised or MoCo v2) -> "
         f"{stage} on {transfer} from the trunk and from scratch.",

@@ -1,11 +1,11 @@
 """Wiring table stages into a pipeline: inputs, resources, GPU, store access, shards, retries, threads.
 
 A pipeline module writes one body over a :class:`Wiring` that :func:`planned_pipeline` has
-already planned (its pipeline parameters, the same for every pipeline, feed the ``plan`` task), and
+already planned (the pipeline's typed parameters, ``profile`` and ``overrides`` feed the ``plan`` task), and
 adds stages by name; each stage's inputs are the outputs of the stages the table says it reads,
 added before it::
 
-    @planned_pipeline(cfg, name="synk8s-zeroshot", description="...")
+    @planned_pipeline(cfg, parameters=("dataset", "seed", ...), name="synk8s-zeroshot", description="...")
     def zeroshot(wire: Wiring) -> Any:
         wire.add("prompts")
         wire.add("generate")                      # sharded: shard list, ParallelFor, collect
@@ -23,13 +23,13 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import dsl, kubernetes
 
-from synk8s.components.params import STORE_ROOT_ENV, pipeline_arguments
-from synk8s.components.stages import make_components
+from synk8s.components.params import PARAMETERS, STORE_ROOT_ENV, pipeline_arguments
+from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
@@ -147,8 +147,12 @@ class Wiring:
         return task
 
     def plan(self, **parameters: Any) -> dsl.PipelineTask:
-        """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage."""
-        task = self.configure(self.comps.plan(**parameters), "plan", LIGHT, store=False)
+        """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage.
+
+        Its component takes exactly the typed parameters given (besides ``profile`` and ``overrides``).
+        """
+        names = [name for name in parameters if name in PARAMETERS]
+        task = self.configure(make_plan(self.cfg, names)(**parameters), "plan", LIGHT, store=False)
         self.config_json, self.run_dir = task.outputs["config_json"], task.outputs["run_dir"]
         return task
 
@@ -219,20 +223,29 @@ class Wiring:
         return self.configure(collect, spec.shards.collect_name, spec.shards.collect_resources)
 
 
-def pipeline_parameters(cfg: ExperimentConfig) -> list[inspect.Parameter]:
-    """The parameters of every pipeline function, their defaults from ``cfg``: the plan's, then the GPU pool's."""
+def pipeline_parameters(cfg: ExperimentConfig, names: Sequence[str]) -> list[inspect.Parameter]:
+    """The parameters of a pipeline function with the typed parameters ``names``, their defaults from ``cfg``.
+
+    ``profile``, ``names`` (typed as :data:`~synk8s.components.params.PARAMETERS` says) and
+    ``overrides`` go to the plan; ``gpu_node_selector`` and ``gpu_tolerations`` to the GPU tasks.
+    """
     values = {
-        **pipeline_arguments(cfg),
+        **pipeline_arguments(cfg, names),
         "gpu_node_selector": dict(cfg.cluster.gpu_node_selector),
         "gpu_tolerations": [dict(t) for t in cfg.cluster.gpu_tolerations],
     }
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    return [inspect.Parameter(name, kind, default=value, annotation=type(value)) for name, value in values.items()]
+    typed = {name: PARAMETERS[name].type for name in names}
+    return [
+        inspect.Parameter(name, kind, default=value, annotation=typed.get(name, type(value)))
+        for name, value in values.items()
+    ]
 
 
 def planned_pipeline(
     cfg: ExperimentConfig,
     *,
+    parameters: Sequence[str],
     name: str,
     description: str,
     retry: bool = True,
@@ -248,20 +261,22 @@ def planned_pipeline(
 
     Args:
         cfg: the compile-time config.
+        parameters: the pipeline's typed parameters (names of
+            :data:`~synk8s.components.params.PARAMETERS`); every other config field is in ``overrides``.
         name: the pipeline's name in Kubeflow Pipelines.
         description: the pipeline's description.
         retry, parallelism, threads: see :meth:`Wiring.__init__`.
     """
-    parameters = pipeline_parameters(cfg)
+    signature = pipeline_parameters(cfg, parameters)
 
     def decorate(body: Callable[[Wiring], Any]) -> Any:
         def pipeline_func(*arguments: Any) -> Any:
-            given = dict(zip((p.name for p in parameters), arguments))
+            given = dict(zip((p.name for p in signature), arguments))
             wire = Wiring.planned(cfg, given, retry=retry, parallelism=parallelism, threads=threads)
             return body(wire)
 
         pipeline_func.__name__ = pipeline_func.__qualname__ = body.__name__
-        pipeline_func.__signature__ = inspect.Signature(parameters, return_annotation=str)  # type: ignore[attr-defined]
+        pipeline_func.__signature__ = inspect.Signature(signature, return_annotation=str)  # type: ignore[attr-defined]
         return dsl.pipeline(name=name, description=description)(pipeline_func)
 
     return decorate

@@ -16,6 +16,11 @@ from synk8s.config import ExperimentConfig
 from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-zeroshot"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS): Table 2's switches among them
+PARAMETERS = (
+    "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
+    "prompts_mode", "filter_enabled", "tune_loss", "tune_epochs",
+)
 
 
 def build_pipeline(
@@ -41,6 +46,7 @@ def build_pipeline(
 
     @planned_pipeline(
         cfg,
+        parameters=PARAMETERS,
         name=PIPELINE_NAME,
         description="Synthetic images from a text-to-image model -> CLIP filter -> tuned CLIP classifier, "
         "evaluated zero-shot on a real test set.",

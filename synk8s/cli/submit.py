@@ -101,26 +101,24 @@ def submit(
     Before anything starts, the models and the data the pipeline's stages need are checked (model
     cache, hub, store); a missing one stops the command with the command that fixes it.
     """
-    from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import PIPELINES, prepare
+    from synk8s.pipelines import arguments as pipeline_arguments
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
-    shortcuts = {
-        "fewshot.shots_per_class": shots,
-        "pretrain.label_space": label_space,
-        "pretrain.method": method,
-        "pretrain.transfer": transfer,
-    }
+    # The shortcuts set the typed pipeline parameters of the same names (synk8s.components.params.PARAMETERS).
+    typed = {"shots": shots, "label_space": label_space, "method": method}
+    compile_time = [f"pretrain.transfer={transfer}"] if transfer is not None else []
     cfg = resolve_config(
         profile,
-        [*overrides, *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)],
+        [*overrides, *compile_time],
         dataset=dataset,
         images_per_class=images_per_class,
         num_shards=num_shards,
         generator=generator,
         seed=seed,
         store=store,
+        **{name: value for name, value in typed.items() if value is not None},
     )
     cfg = prepare(pipeline, cfg)
     if dry_run:
@@ -172,7 +170,7 @@ def submit(
         schedule = check_cron(recurring)
     name = run_name or f"{pipeline}-{cfg.dataset.name}-{cfg.digest()}"
     account = service_account or cfg.cluster.service_account
-    arguments = pipeline_arguments(cfg)
+    arguments = pipeline_arguments(pipeline, cfg)
     with tempfile.TemporaryDirectory(prefix="synk8s-") as tmp:
         from synk8s.pipelines import compile_pipeline
 

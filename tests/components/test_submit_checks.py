@@ -51,3 +51,15 @@ def test_datasets_list_as_json():
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert {"name": "cifar100", "classes": 100}.items() <= next(r for r in rows if r["name"] == "cifar100").items()
+
+
+def test_submit_shortcuts_are_typed_parameters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "pretrain", "--label-space", "imagenet-1k", "--method", "moco", "--local", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert '  label_space = "imagenet-1k"' in result.stdout and '  method = "moco"' in result.stdout
+    (overrides,) = [line for line in result.stdout.splitlines() if line.startswith("  overrides = ")]
+    assert "pretrain.method" not in overrides and "pretrain.label_space" not in overrides
+    few = _invoke("submit", "fewshot", "--dataset", "eurosat", "--shots", "4", "--local", "--dry-run")
+    assert few.exit_code == 0, few.output
+    assert "  shots = 4" in few.stdout and "shots_per_class" not in few.stdout

@@ -35,7 +35,7 @@ from kfp import dsl
 
 from synk8s.components.sweep import shots_config, sweep_report
 from synk8s.config import ExperimentConfig
-from synk8s.pipelines.wiring import LIGHT, Wiring, planned_pipeline
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
@@ -111,15 +111,18 @@ def build_pipeline(
         for shots in shot_counts:
             branch = wire
             if sweep:
-                task = shots_component(config_json=wire.config_json, shots=shots)
-                wire.configure(task, f"shots_config M={shots}", LIGHT, store=False)
+                task = wire.call(
+                    shots_component, f"shots_config M={shots}", store=False, config_json=wire.config_json, shots=shots
+                )
                 branch = wire.branch(with_shots(cfg, shots), task.output, f"M={shots}")
             for stage in per_shot:
                 branch.add(stage, after=AFTER.get(stage, ()))
             evaluations.append(branch.tasks["fewshot_evaluate"])
         if not sweep:
             return evaluations[0].outputs["Output"]  # the run report's URI
-        gather = sweep_component(config_json=wire.config_json, run_dir=wire.run_dir).after(*evaluations)
-        return wire.configure(gather, "sweep_report", LIGHT).output
+        gather = wire.call(
+            sweep_component, "sweep_report", after=tuple(evaluations), config_json=wire.config_json, run_dir=wire.run_dir
+        )
+        return gather.output
 
     return fewshot

@@ -20,7 +20,7 @@ from typing import Any
 from synk8s import config
 from synk8s.config import ExperimentConfig
 from synk8s.labelspace import SOURCE_DATASETS
-from synk8s.pipelines.wiring import LIGHT, Wiring, planned_pipeline
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-pretrain"
 #: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the label space sets dataset.name,
@@ -77,13 +77,15 @@ def build_pipeline(
             side: wire.add(stage, overrides=(f"{init_field}={side}",), label=f"{stage}_{side}").outputs["Output"]
             for side in ("pretrained", "scratch")
         }
-        report = wire.extra.report(
+        report = wire.call(
+            wire.extra.report,
+            "transfer_report",
             config_json=wire.config_json,
             run_dir=wire.run_dir,
             transfer=transfer,
             pretrain=wire.tasks["pretrain"].outputs["Output"],
             **sides,
         )
-        return wire.configure(report, "transfer_report", LIGHT).output  # the run report's URI
+        return report.output  # the run report's URI
 
     return pretrain

@@ -33,6 +33,7 @@ from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
+from synk8s.pipelines.replay import Recording, Step
 from synk8s.stages.spec import Resources
 from synk8s.stages.table import TABLE
 
@@ -74,6 +75,7 @@ class Wiring:
         self.parallelism = parallelism
         self.threads = threads
         self.tasks: dict[str, dsl.PipelineTask] = {}
+        self.recording = Recording()  # what a rerun replays here (see synk8s.pipelines.replay); branches share it
         self.config_json: Any = None
         self.run_dir: Any = None
         self.label = ""  # display-name suffix of a branch's tasks (see branch)
@@ -146,13 +148,35 @@ class Wiring:
             task.set_env_variable("OMP_NUM_THREADS", str(self.threads))  # torch's intra-op threads follow it
         return task
 
+    def call(
+        self, component: Any, name: str, *, store: bool = True, after: tuple[Any, ...] = (), **arguments: Any
+    ) -> dsl.PipelineTask:
+        """A small CPU task of a component of the pipeline's own (not a table stage), e.g. a report.
+
+        Args:
+            component: a ``dsl.component`` of a plain function.
+            name: the task's display name.
+            store: it reads or writes the store (credentials); False for a config task.
+            after: tasks it waits for without reading their outputs.
+            **arguments: the component's arguments (constants, parameters or task outputs).
+        """
+        task = component(**arguments)
+        if after:
+            task.after(*after)
+        self.configure(task, name, LIGHT, store=store)
+        self.recording.steps.append(Step(task, arguments, func=component.python_func, store=store))
+        return task
+
     def plan(self, **parameters: Any) -> dsl.PipelineTask:
         """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage.
 
         Its component takes exactly the typed parameters given (besides ``profile`` and ``overrides``).
         """
+        from synk8s.components.plan import plan_run
+
         names = [name for name in parameters if name in PARAMETERS]
         task = self.configure(make_plan(self.cfg, names)(**parameters), "plan", LIGHT, store=False)
+        self.recording.steps.append(Step(task, dict(parameters), func=plan_run, store=False))
         self.config_json, self.run_dir = task.outputs["config_json"], task.outputs["run_dir"]
         return task
 
@@ -191,10 +215,17 @@ class Wiring:
         else:
             config_json = self.config_json
             if overrides:
-                made = self.extra.variant(config_json=self.config_json, overrides=json.dumps(list(overrides)))
-                config_json = self.configure(made, f"{key}_config", LIGHT, store=False).output
+                made = self.call(
+                    self.extra.variant,
+                    f"{key}_config",
+                    store=False,
+                    config_json=self.config_json,
+                    overrides=json.dumps(list(overrides)),
+                )
+                config_json = made.output
             task = self.comps.stages[name](config_json=config_json, run_dir=self.run_dir, **inputs)
             self.configure(task, key, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            self.recording.steps.append(Step(task, {"config_json": config_json, "run_dir": self.run_dir}, stage=name))
         for stage in after:
             task.after(self.tasks[stage])
         self.tasks[key] = task
@@ -220,6 +251,7 @@ class Wiring:
         collect = self.comps.collects[name](
             config_json=self.config_json, run_dir=self.run_dir, shards=dsl.Collected(shard.outputs["Output"])
         )
+        self.recording.steps.append(Step(collect, {"config_json": self.config_json, "run_dir": self.run_dir}, stage=name))
         return self.configure(collect, spec.shards.collect_name, spec.shards.collect_resources)
 
 
@@ -257,7 +289,8 @@ def planned_pipeline(
     KFP reads a pipeline's parameters from its function's signature and calls it with one channel
     per parameter, in order; the function made here has the signature of
     :func:`pipeline_parameters` (defaults from ``cfg``), hands its arguments to
-    :meth:`Wiring.planned` and returns what ``body`` returns (the pipeline's output).
+    :meth:`Wiring.planned` and returns what ``body`` returns (the pipeline's output). The function
+    made carries its tasks' :class:`~synk8s.pipelines.replay.Recording` as ``recording``.
 
     Args:
         cfg: the compile-time config.
@@ -270,14 +303,20 @@ def planned_pipeline(
     signature = pipeline_parameters(cfg, parameters)
 
     def decorate(body: Callable[[Wiring], Any]) -> Any:
+        built: list[Wiring] = []
+
         def pipeline_func(*arguments: Any) -> Any:
             given = dict(zip((p.name for p in signature), arguments))
             wire = Wiring.planned(cfg, given, retry=retry, parallelism=parallelism, threads=threads)
-            return body(wire)
+            wire.recording.output = body(wire)
+            built.append(wire)
+            return wire.recording.output
 
         pipeline_func.__name__ = pipeline_func.__qualname__ = body.__name__
         pipeline_func.__signature__ = inspect.Signature(signature, return_annotation=str)  # type: ignore[attr-defined]
-        return dsl.pipeline(name=name, description=description)(pipeline_func)
+        component = dsl.pipeline(name=name, description=description)(pipeline_func)
+        component.recording = built[-1].recording  # KFP called pipeline_func once while building it
+        return component
 
     return decorate
 

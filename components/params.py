@@ -95,19 +95,18 @@ PARAMETER_HELP: dict[str, str] = {
 }
 
 
-def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Flatten a config to ``{"section.field": json_value}``; mapping-valued fields stay whole."""
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config to ``{"section.field": json_value}``, nested sections (``pretrain.moco``) too;
+    mapping-valued fields stay whole."""
     from pydantic import BaseModel
 
-    dumped = cfg.model_dump(mode="json")
     flat: dict[str, Any] = {}
     for name, field in type(cfg).model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub, value in dumped[name].items():
-                flat[f"{name}.{sub}"] = value
+        value = getattr(cfg, name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            flat.update(_leaves(value, f"{prefix}{name}."))
         else:
-            flat[name] = dumped[name]
+            flat[f"{prefix}{name}"] = cfg.model_dump(mode="json", include={name})[name]
     return flat
 
 

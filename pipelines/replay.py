@@ -94,12 +94,38 @@ def _replay(recording: Recording, arguments: Mapping[str, Any], *, write: bool) 
         elif step.store and not write:
             continue
         else:
-            result = step.func(**{name: _value(value, outputs) for name, value in step.arguments.items()})
-        if hasattr(result, "_fields"):  # a NamedTuple of outputs, e.g. the plan's config_json and run_dir
-            outputs.update({(step.task.name, name): getattr(result, name) for name in result._fields})
-        else:
-            outputs[(step.task.name, "Output")] = result
+            result = _call(step, outputs)
+        _keep(step, result, outputs)
     return _value(recording.output, outputs) if write else None
+
+
+def _call(step: Step, outputs: Mapping[tuple[str | None, str], Any]) -> Any:
+    return step.func(**{name: _value(value, outputs) for name, value in step.arguments.items()})
+
+
+def _keep(step: Step, result: Any, outputs: dict[tuple[str | None, str], Any]) -> None:
+    """Record what ``step``'s task returned under the names later tasks read it by."""
+    if hasattr(result, "_fields"):  # a NamedTuple of outputs, e.g. the plan's config_json and run_dir
+        outputs.update({(step.task.name, name): getattr(result, name) for name in result._fields})
+    else:
+        outputs[(step.task.name, "Output")] = result
+
+
+def stage_configs(pipeline_func: Any, arguments: Mapping[str, Any]) -> list[tuple[str, ExperimentConfig]]:
+    """Every table stage of the pipeline with the config its task runs with, in pipeline order.
+
+    Only the config tasks are called (plan, config variants, a sweep's shot counts); nothing is read
+    from the store. What preflight checks per stage (e.g. a variant's ``pretrain.finetune.init``).
+    """
+    outputs: dict[tuple[str | None, str], Any] = {(None, name): value for name, value in arguments.items()}
+    found = []
+    for step in pipeline_func.recording.steps:
+        if step.stage is not None:
+            config_json = _value(step.arguments["config_json"], outputs)
+            found.append((step.stage, ExperimentConfig.model_validate_json(config_json)))
+        elif not step.store:
+            _keep(step, _call(step, outputs), outputs)
+    return found
 
 
 def complete_output(pipeline_func: Any, arguments: Mapping[str, Any]) -> Any:

@@ -128,9 +128,14 @@ def submit(
         return
     if preflight:
         from synk8s import preflight as checks
-        from synk8s.pipelines.tasks import pipeline_fields
+        from synk8s.pipelines import build
+        from synk8s.pipelines.replay import stage_configs
+        from synk8s.stages.table import TABLE
 
-        checks.check(cfg, pipeline_fields(pipeline, cfg), local=local)
+        stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
+        fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
+        checked = checks.check(cfg, fields, local=local, stages=stages)
+        console.print(f"preflight: {'; '.join(checked)}", soft_wrap=True, highlight=False)
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")

@@ -58,6 +58,7 @@ def test_a_complete_rerun_starts_no_task_and_prints_the_summary(complete_run):
     run = TABLE.run_dir(cfg)
     assert report == f"{TABLE.stage_dir(run, 'evaluate', cfg)}/report.json"
     assert "run summary" in result.output and "tuned_top1" in result.output and "nothing to run" in result.output
+    assert "preflight: " in result.output and "cifar10 stand-in data (drawn)" in result.output
     assert not (root / "kfp-local").exists()  # kfp.local never started: no task outputs, no log
     after = _mtimes(root)
     rewritten = {name for name in after if after[name] != before.get(name) and ".synk8s-meta" not in name}

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.timeout(60)
             "paper",
             ["models.generator=stabilityai/sd-turbo", "seed=7", "generate.num_shards=16", "fewshot.shots=[1, 2]"],
         ),
+        ("tiny", ["pretrain.finetune.init=imagenet", "pretrain.moco.epochs=3"]),  # fields of nested sections
     ],
 )
 def test_arguments_round_trip_to_the_same_config(profile, overrides):

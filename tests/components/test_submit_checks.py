@@ -63,3 +63,13 @@ def test_submit_shortcuts_are_typed_parameters(tmp_path, monkeypatch):
     few = _invoke("submit", "fewshot", "--dataset", "eurosat", "--shots", "4", "--local", "--dry-run")
     assert few.exit_code == 0, few.output
     assert "  shots = 4" in few.stdout and "shots_per_class" not in few.stdout
+
+
+def test_imagenet_pretraining_without_backbone_weights_stops_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "pretrain", "--local", "--set", "models.backbone=resnet50", "--set",
+                     "pretrain.init=imagenet")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "pretrain.init=imagenet" in line and "`synk8s models pull resnet50 --cache DIR_OR_S3_PREFIX`" in line
+    assert not (tmp_path / "synk8s-store").exists()

@@ -3,13 +3,15 @@
     python benchmarks/bench_rerun.py --folder /tmp/rerun-bench --rounds 3
 
 In ``--folder`` (created; the store and stand-in data go there) the command
-``synk8s submit zeroshot --dataset cifar100 --local --profile tiny`` runs once (the first run),
+``synk8s submit zeroshot --dataset cifar100 --local --profile tiny`` runs once (the first run; in a
+folder that holds a finished run already, a rerun),
 then ``--rounds`` times each, interleaved: the command as it is (a complete run is replayed in the
 submitting process, :mod:`synk8s.pipelines.replay`) and the same command with the replay switched
 off, so kfp.local starts every task, each of which finds its stage complete. Last, one stage output
 is damaged (the tuned head's bytes) and the command runs again: the tune stage must run again (its
 head is rewritten) and the others not. Prints one JSON line: wall seconds, their medians and ratio,
-whether kfp.local's log was written by the replayed reruns, and what the damaged rerun rewrote.
+whether kfp.local's log was written by the replayed reruns, and the folders of the run (stage
+folders, ``cost``) where the damaged rerun rewrote files.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def main() -> None:
     before = _mtimes(args.folder / "synk8s-store" / "runs")
     damaged = _run(args.folder, replay=True)
     after = _mtimes(args.folder / "synk8s-store" / "runs")
-    rewritten = sorted({name.split("/")[2] for name in after if after[name] != before.get(name)})
+    rewritten = sorted({name.split("/")[1] for name in after if after[name] != before.get(name)})
     line = {
         "benchmark": "rerun_complete_run",
         "command": "synk8s " + " ".join(COMMAND),

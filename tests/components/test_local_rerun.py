@@ -91,7 +91,7 @@ def test_every_task_of_a_pipeline_is_recorded_and_an_empty_store_is_only_read(tm
     cfg = prepare(pipeline, config.load("tiny", [*sets, f"store.root={tmp_path}/store"]))
     func = build(pipeline, cfg)
     steps = func.recording.steps
-    spec_tasks = {t.name for t in _all_tasks(func.pipeline_spec)}
+    spec_tasks = _task_names(func.pipeline_spec)
     assert {s.task.name for s in steps} <= spec_tasks
     stages = {s.stage for s in steps if s.stage}
     if pipeline == "pretrain":
@@ -104,12 +104,10 @@ def test_every_task_of_a_pipeline_is_recorded_and_an_empty_store_is_only_read(tm
     assert not (tmp_path / "store").exists()
 
 
-def _all_tasks(spec):
-    """Every task of a compiled spec's root and of its loops, as (name,) records."""
-    from types import SimpleNamespace
-
-    found = [SimpleNamespace(name=name) for name in spec.root.dag.tasks]
+def _task_names(spec) -> set[str]:
+    """The names of every task of a compiled spec: its root's and those inside its loops."""
+    names = set(spec.root.dag.tasks)
     for component in spec.components.values():
         if component.HasField("dag"):
-            found += [SimpleNamespace(name=name) for name in component.dag.tasks]
-    return found
+            names |= set(component.dag.tasks)
+    return names

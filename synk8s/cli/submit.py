@@ -135,13 +135,16 @@ def submit(
         stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
         fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
         checked = checks.check(cfg, fields, local=local, stages=stages)
-        console.print(f"preflight: {'; '.join(checked)}", soft_wrap=True, highlight=False)
+    else:
+        checked = []
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         from synk8s.cli.summary import print_summary
-        from synk8s.pipelines.local import run_local
+        from synk8s.pipelines.local import check_store, run_local
 
+        check_store(cfg.store.root)
+        _say_checked(checked)
         verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
         if seeds is not None:
             from synk8s.pipelines.seeded import run_local_seeds
@@ -202,12 +205,19 @@ def submit(
                     enable_caching=cache,
                     service_account=account,
                 )
+    _say_checked(checked)
     if schedule:
         typer.echo(f"recurring run {job.recurring_run_id} ({schedule}) in experiment {exp.display_name}")
         return
     typer.echo(f"run {run.run_id} ({name}) in experiment {exp.display_name}")
     if wait:
         follow(kfp_client, endpoint, run.run_id, poll_seconds)
+
+
+def _say_checked(checked: list[str]) -> None:
+    """One stderr line with what preflight found where, once the run has started (a failure stays one line)."""
+    if checked:
+        console.print(f"preflight: {'; '.join(checked)}", soft_wrap=True, highlight=False)
 
 
 def _status_table(run: Any, elapsed: float) -> Table:

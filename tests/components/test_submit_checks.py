@@ -73,3 +73,14 @@ def test_imagenet_pretraining_without_backbone_weights_stops_in_one_line(tmp_pat
     (line,) = result.output.strip().splitlines()
     assert "pretrain.init=imagenet" in line and "`synk8s models pull resnet50 --cache DIR_OR_S3_PREFIX`" in line
     assert not (tmp_path / "synk8s-store").exists()
+
+
+def test_a_cluster_submission_says_what_it_checked_and_leaves_the_hub_to_the_pods(kfp_api):
+    preflight.online.cache_clear()
+    result = _invoke("submit", "zeroshot", "--store", "s3://synk8s-test/store", "--host", kfp_api.url,
+                     "--set", "models.clip=rn50")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("preflight: ")]
+    assert "models.clip=rn50 from the hub by the cluster's pods (not tested from this machine)" in line
+    assert "models.generator=tiny-sd built from config" in line
+    assert preflight.online.cache_info().currsize == 0  # no connection to the hub was tried from here

@@ -1,12 +1,13 @@
 """Pipeline parameters <-> experiment config: one mapping for the cluster and the local runner.
 
-A pipeline run is described by a handful of flat parameters (what the Kubeflow UI shows and
-``synk8s submit`` passes) plus ``overrides``, a JSON list of ``key.path=value`` strings for every
+A pipeline run is described by typed parameters (what the Kubeflow UI shows, each with its type
+and description, and what ``synk8s submit`` passes; each pipeline has the knobs its study changes
+most, see :data:`PARAMETERS`) plus ``overrides``, a JSON list of ``key.path=value`` strings for every
 other field. The ``plan`` task turns them back into the config inside the cluster; ``synk8s submit
 --local`` uses the same functions on the laptop, so both paths resolve a run identically::
 
-    args = pipeline_arguments(cfg)                 # {"profile": "tiny", "dataset": "cifar100", ...}
-    config_from_arguments(**args) == cfg           # True for every cfg
+    args = pipeline_arguments(cfg, ("dataset", "seed", "tune_epochs"))   # {"profile": "tiny", "dataset": ...}
+    config_from_arguments(**args) == cfg           # True for every cfg and every choice of names
 
 The pipeline runs classification datasets only. Inside a cluster pod a local ``store_root`` (the
 profile's ``./synk8s-store``) would be that pod's own folder, so :func:`pod_store_root` replaces it
@@ -19,53 +20,93 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
 
-# Pipeline parameter -> the config key it sets (besides ``profile`` and ``overrides``).
-NAMED_PARAMS: dict[str, str] = {
-    "dataset": "dataset.name",
-    "images_per_class": "generate.images_per_class",
-    "num_shards": "generate.num_shards",
-    "generator": "models.generator",
-    "seed": "seed",
-    "store_root": "store.root",
+@dataclass(frozen=True)
+class Parameter:
+    """A typed pipeline parameter: the config field it sets, its type and what the Kubeflow UI says of it.
+
+    Attributes:
+        key: the config field (``tune.epochs``).
+        type: ``str``, ``int``, ``float`` or ``bool``: the parameter's type in the pipeline spec.
+        help: its description in the compiled spec.
+    """
+
+    key: str
+    type: type
+    help: str
+
+
+# Typed pipeline parameters (besides ``profile`` and ``overrides``), by name. Each pipeline shows the
+# knobs its study changes most (its module's ``PARAMETERS``); every other field goes in ``overrides``.
+PARAMETERS: dict[str, Parameter] = {
+    "dataset": Parameter("dataset.name", str, "Dataset name (dataset.name), e.g. cifar100, eurosat; see "
+                         "`synk8s datasets list`."),
+    "images_per_class": Parameter("generate.images_per_class", int, "Synthetic images generated per class "
+                                  "(generate.images_per_class)."),
+    "num_shards": Parameter("generate.num_shards", int, "Generation shards, one GPU task each (generate.num_shards)."),
+    "generator": Parameter("models.generator", str, "Text-to-image model (models.generator): sd15, sd21, sd-turbo, "
+                           "sdxl-turbo or a diffusers id."),
+    "seed": Parameter("seed", int, "Run seed: every prompt's and image's seed derives from it (seed)."),
+    "store_root": Parameter("store.root", str, "Artifact store (store.root), s3://bucket/prefix; a local folder "
+                            "means $SYNK8S_STORE_ROOT of the synk8s-config ConfigMap."),
+    "prompts_mode": Parameter("prompts.mode", str, "Prompts (prompts.mode): B, the class name in a template, or LE, "
+                              "T5 sentences from the class name (Table 2)."),
+    "filter_enabled": Parameter("filter.enabled", bool, "CLIP filter (filter.enabled): drop synthetic images CLIP "
+                                "does not see as their class (Table 2's CF)."),
+    "tune_loss": Parameter("tune.loss", str, "Classifier-tuning loss (tune.loss): ce, or sce with CLIP's soft "
+                           "targets (Table 2)."),
+    "tune_epochs": Parameter("tune.epochs", int, "Classifier-tuning epochs (tune.epochs)."),
+    "shots": Parameter("fewshot.shots_per_class", int, "M: real training images per class "
+                       "(fewshot.shots_per_class)."),
+    "fewshot_schedule": Parameter("fewshot.schedule", str, "How real and synthetic batches alternate "
+                                  "(fewshot.schedule): mix, syn-then-real or real-then-syn (Table 7)."),
+    "fewshot_epochs": Parameter("fewshot.epochs", int, "Few-shot tuning epochs over the synthetic images "
+                                "(fewshot.epochs)."),
+    "label_space": Parameter("pretrain.label_space", str, "Classes to generate and pre-train on "
+                             "(pretrain.label_space): cifar100, imagenet-1k or imagenet-2k; dataset.name follows."),
+    "method": Parameter("pretrain.method", str, "Pre-training method (pretrain.method): supervised or moco."),
+    "pretrain_images": Parameter("pretrain.images", int, "Synthetic images in total for pre-training "
+                                 "(pretrain.images), spread evenly over the classes."),
+    "pretrain_epochs": Parameter("pretrain.epochs", int, "Supervised pre-training epochs (pretrain.epochs; MoCo: "
+                                 "pretrain.moco.epochs in overrides)."),
 }
+# Pipeline parameter -> the config key it sets.
+NAMED_PARAMS: dict[str, str] = {name: parameter.key for name, parameter in PARAMETERS.items()}
+# The typed parameters of :func:`pipeline_arguments` when no pipeline names its own.
+BASE_PARAMETERS = ("dataset", "images_per_class", "num_shards", "generator", "seed", "store_root")
 
 STORE_ROOT_ENV = "SYNK8S_STORE_ROOT"
 
 # What the Kubeflow UI says of each pipeline parameter (see :func:`describe_parameters`).
 PARAMETER_HELP: dict[str, str] = {
     "profile": "Shipped profile the run starts from: paper (the paper's settings) or tiny (random-weight demo).",
-    "dataset": "Dataset name (dataset.name), e.g. cifar100, eurosat; see `synk8s datasets list`.",
-    "images_per_class": "Synthetic images generated per class (generate.images_per_class).",
-    "num_shards": "Generation shards, one GPU task each (generate.num_shards).",
-    "generator": "Text-to-image model (models.generator): sd15, sd21, sd-turbo, sdxl-turbo or a diffusers id.",
-    "seed": "Run seed: every prompt's and image's seed derives from it (seed).",
-    "store_root": "Artifact store (store.root), s3://bucket/prefix; a local folder means $SYNK8S_STORE_ROOT "
-    "of the synk8s-config ConfigMap.",
-    "overrides": 'Any other config field, as a JSON list of "key.path=value" strings, e.g. '
-    '["tune.loss=ce", "filter.enabled=false"]; see `synk8s config show`.',
+    **{name: parameter.help for name, parameter in PARAMETERS.items()},
+    "overrides": "Every config field without a parameter of its own, as a JSON list of \"key.path=value\" "
+    'strings, e.g. ["tune.lr=0.001", "filter.threshold=0.2"]; a typed parameter wins over the same key here; '
+    "see `synk8s config show`.",
     "gpu_node_selector": "Node labels of the GPU node pool; GPU tasks (marked GPU) run there.",
     "gpu_tolerations": "Tolerations of the GPU node pool's taints, for the GPU tasks.",
 }
 
 
-def _leaves(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Flatten a config to ``{"section.field": json_value}``; mapping-valued fields stay whole."""
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config to ``{"section.field": json_value}``, nested sections (``pretrain.moco``) too;
+    mapping-valued fields stay whole."""
     from pydantic import BaseModel
 
-    dumped = cfg.model_dump(mode="json")
     flat: dict[str, Any] = {}
     for name, field in type(cfg).model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub, value in dumped[name].items():
-                flat[f"{name}.{sub}"] = value
+        value = getattr(cfg, name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            flat.update(_leaves(value, f"{prefix}{name}."))
         else:
-            flat[name] = dumped[name]
+            flat[f"{prefix}{name}"] = cfg.model_dump(mode="json", include={name})[name]
     return flat
 
 
@@ -100,14 +141,19 @@ def config_diff(cfg: ExperimentConfig) -> list[str]:
     ]
 
 
-def pipeline_arguments(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The pipeline parameters that describe ``cfg``: profile, the named fields and the rest as overrides."""
+def pipeline_arguments(cfg: ExperimentConfig, names: Sequence[str] = BASE_PARAMETERS) -> dict[str, Any]:
+    """The pipeline parameters that describe ``cfg``: profile, the typed ``names`` and the rest as overrides.
+
+    Args:
+        cfg: the run's config.
+        names: typed parameters of :data:`PARAMETERS` the pipeline has (its module's ``PARAMETERS``).
+    """
     leaves = _leaves(cfg)
-    named_keys = set(NAMED_PARAMS.values())
+    named_keys = {NAMED_PARAMS[name] for name in names}
     extra = [text for text in config_diff(cfg) if text.partition("=")[0] not in named_keys]
     return {
         "profile": cfg.profile,
-        **{param: leaves[key] for param, key in NAMED_PARAMS.items()},
+        **{name: leaves[NAMED_PARAMS[name]] for name in names},
         "overrides": json.dumps(extra),
     }
 
@@ -118,14 +164,16 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
     Args:
         profile: profile name (``paper``, ``tiny``).
         overrides: JSON list of ``key.path=value`` strings, applied first.
-        **named: the parameters of :data:`NAMED_PARAMS`; applied after ``overrides``, so a value
-            edited in the Kubeflow UI wins over the same key inside ``overrides``.
+        **named: typed parameters of :data:`PARAMETERS`; applied after ``overrides``, so a value
+            edited in the Kubeflow UI wins over the same key inside ``overrides``. ``label_space``
+            also sets ``dataset.name`` to the dataset its class names come from.
 
     Raises:
         UsageError: unknown parameter, malformed ``overrides``, or a bad value.
     """
     from synk8s import config, datasets
     from synk8s.errors import UsageError
+    from synk8s.labelspace import SOURCE_DATASETS
 
     unknown = sorted(set(named) - set(NAMED_PARAMS))
     if unknown:
@@ -137,6 +185,8 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
     if not isinstance(extra, list) or not all(isinstance(item, str) for item in extra):
         raise UsageError(f'overrides must be a JSON list of "key.path=value" strings, got {overrides!r}')
     as_text = [f"{NAMED_PARAMS[param]}={json.dumps(value)}" for param, value in named.items()]
+    if named.get("label_space") in SOURCE_DATASETS:
+        as_text.append(f"dataset.name={SOURCE_DATASETS[named['label_space']]}")
     cfg = config.load(profile, [*extra, *as_text])
     datasets.require_classification(cfg.dataset.name)
     return cfg

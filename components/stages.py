@@ -24,8 +24,9 @@ kfp; a pipeline compiles without torch::
 from __future__ import annotations
 
 import linecache
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kfp import dsl
 
@@ -42,7 +43,9 @@ class Components:
     """The components of one config, bound to their container images.
 
     Attributes:
-        plan: resolves the pipeline parameters (``config_json``, ``run_dir`` outputs).
+        plan: resolves the pipeline parameters of :data:`~synk8s.components.params.BASE_PARAMETERS`
+            (``config_json``, ``run_dir`` outputs); a pipeline with other typed parameters makes its
+            own with :func:`make_plan`.
         stages: one component per table row, by stage name.
         shard_lists: a sharded stage's ParallelFor items, by stage name.
         collects: a sharded stage's collect step, by stage name.
@@ -128,10 +131,17 @@ def _component(source: str, image: str) -> Any:
     name = source.split("(", 1)[0].removeprefix("def ")
     filename = f"<synk8s component {name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {"dsl": dsl, "__name__": "synk8s.components.generated"}
+    namespace: dict[str, Any] = {"dsl": dsl, "NamedTuple": NamedTuple, "__name__": "synk8s.components.generated"}
     # The source is rendered from the stage table; dont_inherit: no postponed annotations from this module.
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102
     return dsl.component(namespace[name], base_image=image, install_kfp_package=False)
+
+
+def make_plan(cfg: "ExperimentConfig", names: Sequence[str]) -> Any:
+    """The ``plan`` component of a pipeline whose typed parameters are ``names``, in ``cluster.cpu_image``."""
+    from synk8s.components.plan import plan_source
+
+    return _component(plan_source(names), cfg.cluster.cpu_image)
 
 
 def make_components(cfg: "ExperimentConfig") -> Components:
@@ -141,7 +151,7 @@ def make_components(cfg: "ExperimentConfig") -> Components:
     stack); every other task in ``cluster.cpu_image``. ``install_kfp_package=False``: a task
     installs nothing when it starts.
     """
-    from synk8s.components.plan import plan
+    from synk8s.components.params import BASE_PARAMETERS
     from synk8s.stages.table import TABLE
 
     stages, shard_lists, collects = {}, {}, {}
@@ -151,5 +161,4 @@ def make_components(cfg: "ExperimentConfig") -> Components:
         if spec.shards:
             shard_lists[spec.name] = _component(shard_list_source(spec), cfg.cluster.cpu_image)
             collects[spec.name] = _component(collect_source(spec), cfg.cluster.cpu_image)
-    built_plan = dsl.component(plan, base_image=cfg.cluster.cpu_image, install_kfp_package=False)
-    return Components(plan=built_plan, stages=stages, shard_lists=shard_lists, collects=collects)
+    return Components(plan=make_plan(cfg, BASE_PARAMETERS), stages=stages, shard_lists=shard_lists, collects=collects)

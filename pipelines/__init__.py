@@ -4,8 +4,9 @@
     compile_pipeline("zeroshot", cfg, "z.yaml")  # the YAML that Kubeflow Pipelines runs
     local.run_local("zeroshot", cfg)             # run it here with kfp.local
 
-Each pipeline module defines ``build_pipeline(cfg, ...)`` and adds table stages through
-:class:`synk8s.pipelines.wiring.Wiring`. The compiled paper-profile pipelines are kept under
+Each pipeline module defines ``build_pipeline(cfg, ...)``, which adds table stages through a
+:class:`synk8s.pipelines.wiring.Wiring` that :func:`~synk8s.pipelines.wiring.planned_pipeline` has
+planned, and ``PARAMETERS``, its typed pipeline parameters (:func:`arguments` gives a run's values). The compiled paper-profile pipelines are kept under
 ``pipelines/compiled/`` (see :func:`compiled_path`).
 """
 
@@ -54,6 +55,18 @@ def prepare(name: str, cfg: ExperimentConfig) -> ExperimentConfig:
     """
     module = _module(name)
     return module.prepare_config(cfg) if hasattr(module, "prepare_config") else cfg
+
+
+def arguments(name: str, cfg: ExperimentConfig) -> dict[str, Any]:
+    """The parameters a run of pipeline ``name`` with ``cfg`` passes: profile, the pipeline's typed
+    parameters (its module's ``PARAMETERS``) and every other field in ``overrides``.
+
+    Raises:
+        UsageError: unknown pipeline name.
+    """
+    from synk8s.components.params import pipeline_arguments
+
+    return pipeline_arguments(cfg, _module(name).PARAMETERS)
 
 
 def compile_pipeline(name: str, cfg: ExperimentConfig, path: str | Path) -> Path:

@@ -29,15 +29,23 @@ GPU tasks, the Secret and ConfigMap, retries of the sharded tasks and caching ar
 pipeline (:mod:`synk8s.pipelines.wiring`).
 """
 
+from typing import Any
+
 from kfp import dsl
 
-from synk8s.components.params import pipeline_arguments
 from synk8s.components.sweep import shots_config, sweep_report
 from synk8s.config import ExperimentConfig
-from synk8s.pipelines.wiring import LIGHT, Wiring
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the strategy is fixed at compile time
+PARAMETERS = (
+    "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
+    "shots", "fewshot_schedule", "fewshot_epochs",
+)
+#: a sweep's: the shot counts are its branches, fixed at compile time (fewshot.shots)
+SWEEP_PARAMETERS = tuple(name for name in PARAMETERS if name != "shots")
 
 # Per strategy: the stages that do not depend on M, then those of one M, in pipeline order.
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -86,64 +94,41 @@ def build_pipeline(
         A ``@dsl.pipeline`` function whose output is the URI of the run's ``report.json`` (a sweep:
         of its ``sweep.json``).
     """
-    defaults = pipeline_arguments(cfg)
     shared, per_shot = STAGES[cfg.fewshot.strategy]
     shot_counts = tuple(cfg.fewshot.shots) if sweep else (cfg.fewshot.shots_per_class,)
     light = {"base_image": cfg.cluster.cpu_image, "install_kfp_package": False}
     shots_component = dsl.component(shots_config, **light)
     sweep_component = dsl.component(sweep_report, **light)
 
-    @dsl.pipeline(
+    @planned_pipeline(
+        cfg,
+        parameters=SWEEP_PARAMETERS if sweep else PARAMETERS,
         name=SWEEP_PIPELINE_NAME if sweep else PIPELINE_NAME,
         description=f"Few-shot CLIP classifier tuning with synthetic data (strategy {cfg.fewshot.strategy}, "
         f"{'M in ' + str(list(shot_counts)) if sweep else 'one M'}): CT w. init vs CT w. Syn on a real test set.",
+        retry=retry,
+        parallelism=parallelism,
+        threads=threads,
     )
-    def fewshot(
-        dataset: str = defaults["dataset"],
-        profile: str = defaults["profile"],
-        images_per_class: int = defaults["images_per_class"],
-        num_shards: int = defaults["num_shards"],
-        generator: str = defaults["generator"],
-        seed: int = defaults["seed"],
-        store_root: str = defaults["store_root"],
-        overrides: str = defaults["overrides"],
-        # KFP reads parameter defaults from the signature; these objects are never mutated.
-        gpu_node_selector: dict = dict(cfg.cluster.gpu_node_selector),  # noqa: B006
-        gpu_tolerations: list = [dict(t) for t in cfg.cluster.gpu_tolerations],  # noqa: B006
-    ) -> str:
-        wire = Wiring(
-            cfg,
-            gpu_node_selector=gpu_node_selector,
-            gpu_tolerations=gpu_tolerations,
-            retry=retry,
-            parallelism=parallelism,
-            threads=threads,
-        )
-        wire.plan(
-            profile=profile,
-            dataset=dataset,
-            images_per_class=images_per_class,
-            num_shards=num_shards,
-            generator=generator,
-            seed=seed,
-            store_root=store_root,
-            overrides=overrides,
-        )
+    def fewshot(wire: Wiring) -> Any:
         for stage in shared:
             wire.add(stage, after=AFTER.get(stage, ()))
         evaluations = []
         for shots in shot_counts:
             branch = wire
             if sweep:
-                task = shots_component(config_json=wire.config_json, shots=shots)
-                wire.configure(task, f"shots_config M={shots}", LIGHT, store=False)
+                task = wire.call(
+                    shots_component, f"shots_config M={shots}", store=False, config_json=wire.config_json, shots=shots
+                )
                 branch = wire.branch(with_shots(cfg, shots), task.output, f"M={shots}")
             for stage in per_shot:
                 branch.add(stage, after=AFTER.get(stage, ()))
             evaluations.append(branch.tasks["fewshot_evaluate"])
         if not sweep:
             return evaluations[0].outputs["Output"]  # the run report's URI
-        gather = sweep_component(config_json=wire.config_json, run_dir=wire.run_dir).after(*evaluations)
-        return wire.configure(gather, "sweep_report", LIGHT).output
+        gather = wire.call(
+            sweep_component, "sweep_report", after=tuple(evaluations), config_json=wire.config_json, run_dir=wire.run_dir
+        )
+        return gather.output
 
     return fewshot

@@ -5,6 +5,8 @@ from __future__ import annotations
 from synk8s.config import ExperimentConfig
 from synk8s.pipelines import fewshot
 
+PARAMETERS = fewshot.SWEEP_PARAMETERS
+
 
 def build_pipeline(
     cfg: ExperimentConfig, *, retry: bool = True, parallelism: int | None = None, threads: int | None = None

@@ -9,7 +9,8 @@ took a tenth of one). kfp.local runs one task at a time, and the shards of a loc
 another, so by default a task gets every core the process may use.
 
 What the tasks print goes to ``<kfp.local root>/last-run.log``; stderr shows a live display of the
-tasks (see :mod:`synk8s.pipelines.console`), or every line with ``verbose``.
+tasks (see :mod:`synk8s.pipelines.console`), or every line with ``verbose``. A rerun whose stages are
+all complete starts no task at all (:mod:`synk8s.pipelines.replay`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,8 +75,13 @@ class _ShortRecords(logging.Filter):
 LOG_FILE = "last-run.log"
 
 
-def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = None, verbose: bool = False) -> str:
+def run_local(
+    pipeline: str, cfg: ExperimentConfig, *, threads: int | None = None, verbose: bool = False, resume: bool = True
+) -> str:
     """Run ``pipeline`` here through kfp.local, after checking that an S3 store answers.
+
+    When every stage of the pipeline is already complete (the test each stage's resume uses), no
+    task is started: its output is computed in this process (see :mod:`synk8s.pipelines.replay`).
 
     The task logs go to ``<kfp.local root>/last-run.log``; stderr shows one live progress display
     (see :mod:`synk8s.pipelines.console`), or with ``verbose`` every log line.
@@ -84,6 +91,7 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
         cfg: the run's config.
         threads: ``OMP_NUM_THREADS`` of every task; None: :func:`default_threads`.
         verbose: stream every task's log to stderr instead of the live display.
+        resume: look for a complete run first; False starts kfp.local anyway (each stage still resumes).
 
     Returns:
         The pipeline's output: the URI of the run's ``report.json``.
@@ -94,14 +102,20 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
     """
     from kfp import local
 
-    from synk8s.components.params import pipeline_arguments
-    from synk8s.pipelines import build, prepare
+    from synk8s.pipelines import arguments, build, prepare
     from synk8s.pipelines.console import TaskLog
+    from synk8s.pipelines.replay import complete_output
 
     cfg = prepare(pipeline, cfg)
     check_store(cfg.store.root)
     threads = threads or default_threads()
     func = build(pipeline, cfg, retry=False, parallelism=LOCAL_PARALLELISM, threads=threads)
+    parameters = arguments(pipeline, cfg)
+    if resume:
+        output = complete_output(func, parameters)
+        if output is not None:
+            print(f"every stage of {pipeline} is complete; nothing to run", file=sys.stderr)
+            return output
     root = local_pipeline_root(cfg)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root)
     log.debug("kfp.local runs each task on this machine's Python with %d thread(s); GPU, resource and "
@@ -114,7 +128,7 @@ def run_local(pipeline: str, cfg: ExperimentConfig, *, threads: int | None = Non
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
         warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")
         try:
-            task = func(**pipeline_arguments(cfg))
+            task = func(**parameters)
         except RuntimeError:
             raise Synk8sError(f"local run failed: {task_log.failure()}") from None
         finally:

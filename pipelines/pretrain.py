@@ -15,20 +15,21 @@ the run's ``report.json`` (:mod:`synk8s.transfer_report`).
     synk8s submit pretrain --label-space cifar100 --method moco --transfer cifar100 --local --profile tiny
 """
 
-from kfp import dsl
+from typing import Any
 
 from synk8s import config
-from synk8s.components.params import pipeline_arguments
 from synk8s.config import ExperimentConfig
-from synk8s.pipelines.wiring import LIGHT, Wiring
+from synk8s.labelspace import SOURCE_DATASETS
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-pretrain"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the label space sets dataset.name,
+#: and the transfer is fixed at compile time
+PARAMETERS = (
+    "label_space", "method", "pretrain_images", "pretrain_epochs", "num_shards", "generator", "seed", "store_root",
+)
 #: transfer -> (stage, the config field that picks its start)
 TRANSFER_STAGES = {"cifar100": ("finetune", "pretrain.finetune.init"), "voc": ("detect", "detect.init")}
-
-
-#: label space -> the registry dataset its class names come from (names the run folder)
-SOURCE_DATASETS = {"cifar100": "cifar100", "imagenet-1k": "imagenet", "imagenet-2k": "imagenet"}
 
 
 def prepare_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -58,57 +59,33 @@ def build_pipeline(
     cfg = prepare_config(cfg)
     transfer = cfg.pretrain.transfer
     stage, init_field = TRANSFER_STAGES[transfer]
-    defaults = pipeline_arguments(cfg)
 
-    @dsl.pipeline(
+    @planned_pipeline(
+        cfg,
+        parameters=PARAMETERS,
         name=PIPELINE_NAME,
         description=f"Synthetic images of a label space -> pre-trained backbone (supervised or MoCo v2) -> "
         f"{stage} on {transfer} from the trunk and from scratch.",
+        retry=retry,
+        parallelism=parallelism,
+        threads=threads,
     )
-    def pretrain(
-        dataset: str = defaults["dataset"],
-        profile: str = defaults["profile"],
-        images_per_class: int = defaults["images_per_class"],
-        num_shards: int = defaults["num_shards"],
-        generator: str = defaults["generator"],
-        seed: int = defaults["seed"],
-        store_root: str = defaults["store_root"],
-        overrides: str = defaults["overrides"],
-        # KFP reads parameter defaults from the signature; these objects are never mutated.
-        gpu_node_selector: dict = dict(cfg.cluster.gpu_node_selector),  # noqa: B006
-        gpu_tolerations: list = [dict(t) for t in cfg.cluster.gpu_tolerations],  # noqa: B006
-    ) -> str:
-        wire = Wiring(
-            cfg,
-            gpu_node_selector=gpu_node_selector,
-            gpu_tolerations=gpu_tolerations,
-            retry=retry,
-            parallelism=parallelism,
-            threads=threads,
-        )
-        wire.plan(
-            profile=profile,
-            dataset=dataset,
-            images_per_class=images_per_class,
-            num_shards=num_shards,
-            generator=generator,
-            seed=seed,
-            store_root=store_root,
-            overrides=overrides,
-        )
+    def pretrain(wire: Wiring) -> Any:
         for name in ("prompts", "generate", "pretrain"):
             wire.add(name)
         sides = {
             side: wire.add(stage, overrides=(f"{init_field}={side}",), label=f"{stage}_{side}").outputs["Output"]
             for side in ("pretrained", "scratch")
         }
-        report = wire.extra.report(
+        report = wire.call(
+            wire.extra.report,
+            "transfer_report",
             config_json=wire.config_json,
             run_dir=wire.run_dir,
             transfer=transfer,
             pretrain=wire.tasks["pretrain"].outputs["Output"],
             **sides,
         )
-        return wire.configure(report, "transfer_report", LIGHT).output  # the run report's URI
+        return report.output  # the run report's URI
 
     return pretrain

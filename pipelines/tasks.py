@@ -1,8 +1,7 @@
-"""The tasks of a pipeline, read from its compiled spec: what ``submit --dry-run`` prints and preflight checks.
+"""The tasks of a pipeline, read from its compiled spec: what ``submit --dry-run`` prints.
 
     for task in pipeline_tasks("zeroshot", cfg):
         print(task.display, task.stage, task.gpu, task.after)
-    pipeline_fields("zeroshot", cfg)     # every config field the pipeline's stages depend on
 
 Nothing here knows a pipeline by name: the tasks are those the pipeline function adds, matched to
 the rows of the stage table by their component names.
@@ -94,8 +93,3 @@ def _loop_members(spec: Any) -> dict[str, list[str]]:
             members[name] = list(component.dag.tasks)
     return members
 
-
-def pipeline_fields(name: str, cfg: ExperimentConfig) -> tuple[str, ...]:
-    """Every config field the stages of pipeline ``name`` depend on, sorted."""
-    stages = {task.stage for task in pipeline_tasks(name, cfg) if task.stage}
-    return tuple(sorted({f for stage in stages for f in TABLE.fields(stage)}))

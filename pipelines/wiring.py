@@ -1,14 +1,16 @@
 """Wiring table stages into a pipeline: inputs, resources, GPU, store access, shards, retries, threads.
 
-A pipeline function creates one :class:`Wiring`, plans the run, and adds stages by name; each
-stage's inputs are the outputs of the stages the table says it reads, added before it::
+A pipeline module writes one body over a :class:`Wiring` that :func:`planned_pipeline` has
+already planned (the pipeline's typed parameters, ``profile`` and ``overrides`` feed the ``plan`` task), and
+adds stages by name; each stage's inputs are the outputs of the stages the table says it reads,
+added before it::
 
-    wire = Wiring(cfg, gpu_node_selector=..., gpu_tolerations=...)
-    wire.plan(profile=profile, dataset=dataset, ...)
-    wire.add("prompts")
-    wire.add("generate")                          # sharded: shard list, ParallelFor, collect
-    wire.add("filter")
-    report = wire.add("evaluate").output
+    @planned_pipeline(cfg, parameters=("dataset", "seed", ...), name="synk8s-zeroshot", description="...")
+    def zeroshot(wire: Wiring) -> Any:
+        wire.add("prompts")
+        wire.add("generate")                      # sharded: shard list, ParallelFor, collect
+        wire.add("filter")
+        return wire.add("evaluate").outputs["Output"]
 
 Everything a task needs is taken from the stage's table row and the config: its component and
 image, CPU and memory, a GPU with the GPU node pool's selector and tolerations when the stage
@@ -19,16 +21,19 @@ ParallelFor limit and generation retries.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import dsl, kubernetes
 
-from synk8s.components.params import STORE_ROOT_ENV
-from synk8s.components.stages import make_components
+from synk8s.components.params import PARAMETERS, STORE_ROOT_ENV, pipeline_arguments
+from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
+from synk8s.pipelines.replay import Recording, Step
 from synk8s.stages.spec import Resources
 from synk8s.stages.table import TABLE
 
@@ -70,9 +75,40 @@ class Wiring:
         self.parallelism = parallelism
         self.threads = threads
         self.tasks: dict[str, dsl.PipelineTask] = {}
+        self.recording = Recording()  # what a rerun replays here (see synk8s.pipelines.replay); branches share it
         self.config_json: Any = None
         self.run_dir: Any = None
         self.label = ""  # display-name suffix of a branch's tasks (see branch)
+
+    @classmethod
+    def planned(
+        cls,
+        cfg: ExperimentConfig,
+        parameters: dict[str, Any],
+        *,
+        retry: bool = True,
+        parallelism: int | None = None,
+        threads: int | None = None,
+    ) -> Wiring:
+        """A wiring bound to ``cfg`` whose ``plan`` task already reads the pipeline ``parameters``.
+
+        Args:
+            cfg: the compile-time config (see :meth:`__init__`).
+            parameters: the pipeline function's parameters by name: ``gpu_node_selector`` and
+                ``gpu_tolerations`` go to the GPU tasks, every other one to ``plan``.
+            retry, parallelism, threads: see :meth:`__init__`.
+        """
+        plan = dict(parameters)
+        wire = cls(
+            cfg,
+            gpu_node_selector=plan.pop("gpu_node_selector"),
+            gpu_tolerations=plan.pop("gpu_tolerations"),
+            retry=retry,
+            parallelism=parallelism,
+            threads=threads,
+        )
+        wire.plan(**plan)
+        return wire
 
     def branch(self, cfg: ExperimentConfig, config_json: Any, label: str) -> Wiring:
         """A wiring for a variant of the run (e.g. one shot count of a sweep) in the same run folder.
@@ -112,9 +148,35 @@ class Wiring:
             task.set_env_variable("OMP_NUM_THREADS", str(self.threads))  # torch's intra-op threads follow it
         return task
 
+    def call(
+        self, component: Any, name: str, *, store: bool = True, after: tuple[Any, ...] = (), **arguments: Any
+    ) -> dsl.PipelineTask:
+        """A small CPU task of a component of the pipeline's own (not a table stage), e.g. a report.
+
+        Args:
+            component: a ``dsl.component`` of a plain function.
+            name: the task's display name.
+            store: it reads or writes the store (credentials); False for a config task.
+            after: tasks it waits for without reading their outputs.
+            **arguments: the component's arguments (constants, parameters or task outputs).
+        """
+        task = component(**arguments)
+        if after:
+            task.after(*after)
+        self.configure(task, name, LIGHT, store=store)
+        self.recording.steps.append(Step(task, arguments, func=component.python_func, store=store))
+        return task
+
     def plan(self, **parameters: Any) -> dsl.PipelineTask:
-        """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage."""
-        task = self.configure(self.comps.plan(**parameters), "plan", LIGHT, store=False)
+        """The ``plan`` task: the pipeline parameters -> ``config_json`` and ``run_dir`` for every stage.
+
+        Its component takes exactly the typed parameters given (besides ``profile`` and ``overrides``).
+        """
+        from synk8s.components.plan import plan_run
+
+        names = [name for name in parameters if name in PARAMETERS]
+        task = self.configure(make_plan(self.cfg, names)(**parameters), "plan", LIGHT, store=False)
+        self.recording.steps.append(Step(task, dict(parameters), func=plan_run, store=False))
         self.config_json, self.run_dir = task.outputs["config_json"], task.outputs["run_dir"]
         return task
 
@@ -154,10 +216,17 @@ class Wiring:
         else:
             config_json = self.config_json
             if overrides:
-                made = self.extra.variant(config_json=self.config_json, overrides=json.dumps(list(overrides)))
-                config_json = self.configure(made, f"{key}_config", LIGHT, store=False).output
+                made = self.call(
+                    self.extra.variant,
+                    f"{key}_config",
+                    store=False,
+                    config_json=self.config_json,
+                    overrides=json.dumps(list(overrides)),
+                )
+                config_json = made.output
             task = self.comps.stages[name](config_json=config_json, run_dir=self.run_dir, **inputs)
             self.configure(task, key, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            self.recording.steps.append(Step(task, {"config_json": config_json, "run_dir": self.run_dir}, stage=name))
         for stage in after:
             task.after(self.tasks[stage])
         self.tasks[key] = task
@@ -183,7 +252,74 @@ class Wiring:
         collect = self.comps.collects[name](
             config_json=self.config_json, run_dir=self.run_dir, shards=dsl.Collected(shard.outputs["Output"])
         )
+        self.recording.steps.append(Step(collect, {"config_json": self.config_json, "run_dir": self.run_dir}, stage=name))
         return self.configure(collect, spec.shards.collect_name, spec.shards.collect_resources)
+
+
+def pipeline_parameters(cfg: ExperimentConfig, names: Sequence[str]) -> list[inspect.Parameter]:
+    """The parameters of a pipeline function with the typed parameters ``names``, their defaults from ``cfg``.
+
+    ``profile``, ``names`` (typed as :data:`~synk8s.components.params.PARAMETERS` says) and
+    ``overrides`` go to the plan; ``gpu_node_selector`` and ``gpu_tolerations`` to the GPU tasks.
+    """
+    values = {
+        **pipeline_arguments(cfg, names),
+        "gpu_node_selector": dict(cfg.cluster.gpu_node_selector),
+        "gpu_tolerations": [dict(t) for t in cfg.cluster.gpu_tolerations],
+    }
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    typed = {name: PARAMETERS[name].type for name in names}
+    return [
+        inspect.Parameter(name, kind, default=value, annotation=typed.get(name, type(value)))
+        for name, value in values.items()
+    ]
+
+
+def planned_pipeline(
+    cfg: ExperimentConfig,
+    *,
+    parameters: Sequence[str],
+    name: str,
+    description: str,
+    retry: bool = True,
+    parallelism: int | None = None,
+    threads: int | None = None,
+) -> Callable[[Callable[[Wiring], Any]], Any]:
+    """Decorator: ``body(wire) -> output`` becomes a ``@dsl.pipeline`` function over a planned :class:`Wiring`.
+
+    KFP reads a pipeline's parameters from its function's signature and calls it with one channel
+    per parameter, in order; the function made here has the signature of
+    :func:`pipeline_parameters` (defaults from ``cfg``), hands its arguments to
+    :meth:`Wiring.planned` and returns what ``body`` returns (the pipeline's output). The function
+    made carries its tasks' :class:`~synk8s.pipelines.replay.Recording` as ``recording``.
+
+    Args:
+        cfg: the compile-time config.
+        parameters: the pipeline's typed parameters (names of
+            :data:`~synk8s.components.params.PARAMETERS`); every other config field is in ``overrides``.
+        name: the pipeline's name in Kubeflow Pipelines.
+        description: the pipeline's description.
+        retry, parallelism, threads: see :meth:`Wiring.__init__`.
+    """
+    signature = pipeline_parameters(cfg, parameters)
+
+    def decorate(body: Callable[[Wiring], Any]) -> Any:
+        built: list[Wiring] = []
+
+        def pipeline_func(*arguments: Any) -> Any:
+            given = dict(zip((p.name for p in signature), arguments))
+            wire = Wiring.planned(cfg, given, retry=retry, parallelism=parallelism, threads=threads)
+            wire.recording.output = body(wire)
+            built.append(wire)
+            return wire.recording.output
+
+        pipeline_func.__name__ = pipeline_func.__qualname__ = body.__name__
+        pipeline_func.__signature__ = inspect.Signature(signature, return_annotation=str)  # type: ignore[attr-defined]
+        component = dsl.pipeline(name=name, description=description)(pipeline_func)
+        component.recording = built[-1].recording  # KFP called pipeline_func once while building it
+        return component
+
+    return decorate
 
 
 def _store_access(task: dsl.PipelineTask, cfg: ExperimentConfig, credentials: bool = True) -> None:

@@ -15,13 +15,17 @@ ParallelFor limit; the parameters can be changed per run (the ``plan`` task reso
 each stage reads, needs and writes comes from the stage table (see :mod:`synk8s.pipelines.wiring`).
 """
 
-from kfp import dsl
+from typing import Any
 
-from synk8s.components.params import pipeline_arguments
 from synk8s.config import ExperimentConfig
-from synk8s.pipelines.wiring import Wiring
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-zeroshot"
+#: typed pipeline parameters (see synk8s.components.params.PARAMETERS): Table 2's switches among them
+PARAMETERS = (
+    "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
+    "prompts_mode", "filter_enabled", "tune_loss", "tune_epochs",
+)
 
 
 def build_pipeline(
@@ -44,44 +48,18 @@ def build_pipeline(
     Returns:
         A ``@dsl.pipeline`` function: compile it, submit it, or call it under ``kfp.local``.
     """
-    defaults = pipeline_arguments(cfg)
 
-    @dsl.pipeline(
+    @planned_pipeline(
+        cfg,
+        parameters=PARAMETERS,
         name=PIPELINE_NAME,
         description="Synthetic images from a text-to-image model -> CLIP filter -> tuned CLIP classifier, "
         "evaluated zero-shot on a real test set.",
+        retry=retry,
+        parallelism=parallelism,
+        threads=threads,
     )
-    def zeroshot(
-        dataset: str = defaults["dataset"],
-        profile: str = defaults["profile"],
-        images_per_class: int = defaults["images_per_class"],
-        num_shards: int = defaults["num_shards"],
-        generator: str = defaults["generator"],
-        seed: int = defaults["seed"],
-        store_root: str = defaults["store_root"],
-        overrides: str = defaults["overrides"],
-        # KFP reads parameter defaults from the signature; these objects are never mutated.
-        gpu_node_selector: dict = dict(cfg.cluster.gpu_node_selector),  # noqa: B006
-        gpu_tolerations: list = [dict(t) for t in cfg.cluster.gpu_tolerations],  # noqa: B006
-    ) -> str:
-        wire = Wiring(
-            cfg,
-            gpu_node_selector=gpu_node_selector,
-            gpu_tolerations=gpu_tolerations,
-            retry=retry,
-            parallelism=parallelism,
-            threads=threads,
-        )
-        wire.plan(
-            profile=profile,
-            dataset=dataset,
-            images_per_class=images_per_class,
-            num_shards=num_shards,
-            generator=generator,
-            seed=seed,
-            store_root=store_root,
-            overrides=overrides,
-        )
+    def zeroshot(wire: Wiring) -> Any:
         for stage in ("prompts", "generate", "filter", "test_features"):
             wire.add(stage)
         wire.add("features", after=("filter",))  # the filter has already encoded the synthetic images into the cache

@@ -33,6 +33,8 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 
 LABEL_SPACES = ("cifar100", "imagenet-1k", "imagenet-2k")
+#: label space -> the registry dataset its class names come from (a pre-training run's ``dataset.name``)
+SOURCE_DATASETS = {"cifar100": "cifar100", "imagenet-1k": "imagenet", "imagenet-2k": "imagenet"}
 EXTRA_FILE = "imagenet21k_extra.json"
 
 

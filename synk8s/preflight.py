@@ -1,14 +1,20 @@
 """Before a run starts: are the weights and the data it needs reachable from where it runs?
 
-``synk8s submit`` calls :func:`check` with the config fields its pipeline's stages depend on, so a
-run that would fail after minutes of work (no model cache, no hub, no data) stops at once with one
-line naming the command that fixes it::
+``synk8s submit`` calls :func:`check` with the config fields its pipeline's stages depend on and
+each stage's config, so a run that would fail after minutes of work (no model cache, no hub, no
+data, no ImageNet backbone weights) stops at once with one line naming the command that fixes it,
+and otherwise says what it checked::
 
-    check(cfg, ("models.clip", "models.generator", "dataset", ...), local=True)
+    checked = check(cfg, ("models.clip", "models.generator", "dataset", ...), local=True,
+                    stages=[("pretrain", cfg), ("finetune", cfg_scratch), ...])
 
 A model is reachable when it is a tiny model (built from config), when ``models.cache`` holds its
-entry (see :mod:`synk8s.models.cache`), when the Hugging Face hub cache of this machine holds it,
-or when the hub answers. The data is reachable when the profile draws a stand-in, when
+entry (see :mod:`synk8s.models.cache`; a set cache is the only place a run reads), or, without a
+cache, for a local run when this machine's Hugging Face hub cache holds it or the hub answers; a
+cluster run's pods download it themselves, which this machine does not test. ImageNet-1K backbone
+weights (``pretrain.init``, ``pretrain.finetune.init`` or ``detect.init`` = ``imagenet`` in a stage
+of the pipeline) come from the model cache (detection without a cache: torchvision's download,
+checked for a local run only). The data is reachable when the profile draws a stand-in, when
 ``dataset.root`` is an ``s3://`` prefix holding the dataset, or (for a local run) when the folder
 holds it or the dataset's download is reachable. A cluster run with a local ``dataset.root``
 leaves the data to its pods.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +34,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 
 HUB_HOST = "huggingface.co"
+TORCH_DOWNLOAD_HOST = "download.pytorch.org"  # where torchvision fetches its weights
 
 
 @dataclass(frozen=True)
@@ -95,32 +102,141 @@ def online(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
         return False
 
 
-def check_models(cfg: ExperimentConfig, fields: Iterable[str]) -> None:
-    """Raise one line for the first model of ``fields`` that neither the cache nor the hub provides.
+def check_models(cfg: ExperimentConfig, fields: Iterable[str], *, local: bool = True) -> list[str]:
+    """Raise one line for the first model of ``fields`` that the run cannot load; else say where each is.
+
+    Args:
+        cfg: the run's config (``models``).
+        fields: config fields the pipeline's stages depend on.
+        local: the run happens on this machine; a cluster run without a cache leaves the hub to its pods.
+
+    Returns:
+        One phrase per model: where it was found, or that the pods fetch it.
 
     Raises:
         MissingDataError: naming the model, where it was looked for, and ``synk8s models pull``.
     """
     from synk8s.models.cache import has_entry
 
+    checked = []
     for need in model_needs(cfg, fields):
+        what = f"{need.field}={need.name}"
         if need.tiny:
+            checked.append(f"{what} built from config")
             continue
-        if cfg.models.cache and has_entry(cfg.models.cache, need.entry):
+        if cfg.models.cache:
+            if has_entry(cfg.models.cache, need.entry):
+                checked.append(f"{what} in the model cache")
+                continue
+            where = f"not in the model cache {cfg.models.cache} (a run with models.cache set reads only there)"
+        elif not local:
+            checked.append(f"{what} from the hub by the cluster's pods (not tested from this machine)")
             continue
-        if _in_hub_cache(need.hub_id) or online():
+        elif _in_hub_cache(need.hub_id):
+            checked.append(f"{what} in this machine's hub cache")
             continue
-        where = f"not in the model cache {cfg.models.cache}" if cfg.models.cache else "no models.cache is set"
+        elif online():
+            checked.append(f"{what} from the hub")
+            continue
+        else:
+            where = "no models.cache is set and the Hugging Face hub is unreachable"
         target = cfg.models.cache or "DIR_OR_S3_PREFIX"
         raise MissingDataError(
-            f"{need.field}={need.name} cannot be loaded: {where} and the Hugging Face hub is unreachable; on a "
-            f"machine with internet run `synk8s models pull {need.name} --cache {target}`, then pass "
-            f"--set models.cache={target} (see docs/air-gapped.md), or try the offline demo with --profile tiny"
+            f"{what} cannot be loaded: {where}; on a machine with internet run `synk8s models pull {need.name} "
+            f"--cache {target}`, then pass --set models.cache={target} (see docs/air-gapped.md), or try the "
+            "offline demo with --profile tiny"
         )
+    return checked
 
 
-def check_data(cfg: ExperimentConfig, *, local: bool) -> None:
-    """Raise one line when the run's dataset cannot be found where it runs.
+@dataclass(frozen=True)
+class BackboneNeed:
+    """ImageNet-1K weights of a backbone that a stage of the pipeline starts from.
+
+    Attributes:
+        stage: the stage (``pretrain``, ``finetune``, ``detect``).
+        field: the config field that asks for them (``pretrain.init``).
+        backbone: ``models.backbone``.
+        entry: their path below a model cache root.
+        cache_only: read only from the model cache; False: torchvision downloads them without a cache.
+    """
+
+    stage: str
+    field: str
+    backbone: str
+    entry: str
+    cache_only: bool
+
+
+def backbone_needs(stages: Iterable[tuple[str, ExperimentConfig]]) -> list[BackboneNeed]:
+    """The ImageNet backbone weights the ``(stage, config of its task)`` pairs of a pipeline start from."""
+    from synk8s.models.cache import backbone_entry, detection_entry
+
+    needs = []
+    for stage, cfg in stages:
+        name = cfg.models.backbone
+        if stage == "pretrain" and cfg.pretrain.init == "imagenet":
+            needs.append(BackboneNeed(stage, "pretrain.init", name, backbone_entry(name), True))
+        elif stage == "finetune" and cfg.pretrain.finetune.init == "imagenet":
+            needs.append(BackboneNeed(stage, "pretrain.finetune.init", name, backbone_entry(name), True))
+        elif stage == "detect" and cfg.detect.init == "imagenet":
+            needs.append(BackboneNeed(stage, "detect.init", name, detection_entry(), False))
+    return list(dict.fromkeys(needs))
+
+
+def _in_torch_cache(entry: str) -> bool:
+    """Whether torch's hub cache of this machine (``$TORCH_HOME``/hub/checkpoints) holds the file of ``entry``."""
+    home = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch")
+    return (home.expanduser() / "hub" / "checkpoints" / entry.rsplit("/", 1)[-1]).is_file()
+
+
+def check_backbones(cfg: ExperimentConfig, stages: Sequence[tuple[str, ExperimentConfig]], *, local: bool) -> list[str]:
+    """Raise one line for ImageNet backbone weights a stage needs and cannot read; else say where they are.
+
+    Args:
+        cfg: the run's config (``models.cache``).
+        stages: each table stage of the pipeline with the config its task runs with.
+        local: the run happens on this machine (a cluster's pods download torchvision's file themselves).
+
+    Raises:
+        UsageError: a tiny backbone, which has no ImageNet weights.
+        MissingDataError: the weights are not in the model cache (or, for detection without a cache,
+            neither in this machine's torch cache nor downloadable), naming ``synk8s models pull``.
+    """
+    from synk8s import models
+    from synk8s.errors import UsageError
+    from synk8s.models.cache import has_entry
+
+    checked = []
+    for need in backbone_needs(stages):
+        what = f"{need.backbone} ImageNet-1K weights for {need.stage} ({need.field}=imagenet)"
+        if models.get_backbone_info(need.backbone).tiny:
+            raise UsageError(
+                f"{need.field}=imagenet, but models.backbone={need.backbone} has no ImageNet weights; "
+                f"set {need.field}=scratch or models.backbone=resnet50"
+            )
+        cache = cfg.models.cache
+        if cache and has_entry(cache, need.entry):
+            checked.append(f"{what} in the model cache")
+            continue
+        if not cache and not need.cache_only:
+            if not local:
+                checked.append(f"{what} downloaded by the cluster's pods (not tested from this machine)")
+                continue
+            if _in_torch_cache(need.entry) or online(TORCH_DOWNLOAD_HOST):
+                checked.append(f"{what} from torchvision (this machine's torch cache or its download)")
+                continue
+        where = f"not in the model cache {cache}" if cache else "no models.cache is set"
+        target = cache or "DIR_OR_S3_PREFIX"
+        raise MissingDataError(
+            f"{what} cannot be read: {where} (expected {need.entry} there); on a machine with internet run "
+            f"`synk8s models pull {need.backbone} --cache {target}`, then pass --set models.cache={target}"
+        )
+    return checked
+
+
+def check_data(cfg: ExperimentConfig, *, local: bool) -> str:
+    """Raise one line when the run's dataset cannot be found where it runs; else say where it is.
 
     Args:
         cfg: the run's config (``dataset``).
@@ -132,7 +248,7 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> None:
     from synk8s import datasets
 
     if cfg.dataset.standin:
-        return
+        return f"{cfg.dataset.name} stand-in data (drawn)"
     name, root = cfg.dataset.name, cfg.dataset.resolved_root()
     info = datasets.get(name)
     if storage.is_remote(root):
@@ -141,23 +257,38 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> None:
                 f"no {name} data under {root}: on a connected machine run `synk8s datasets download {name}` "
                 f"and `synk8s store cp ./data/{name} {root}` (see docs/air-gapped.md)"
             )
-        return
+        return f"{name} data under {root}"
     if not local:
-        return
+        return f"{name} data under {root} on the cluster's pods (not tested from this machine)"
     folder = Path(root).expanduser() / info.base_dir
     if folder.is_dir() and any(folder.iterdir()):
-        return
+        return f"{name} data in {folder}"
     if not online(timeout=3.0):
         raise MissingDataError(
             f"no {name} data at {folder} and no internet to fetch it: run `synk8s datasets download {name} "
             f"--root {root}` on a connected machine and copy the folder here, or try the offline demo with "
             "--profile tiny"
         )
+    return f"{name} data to download into {folder}"
 
 
-def check(cfg: ExperimentConfig, fields: Iterable[str], *, local: bool) -> None:
-    """Check the models named by ``fields`` and (when ``fields`` reads the dataset) the data; see the module."""
+def check(
+    cfg: ExperimentConfig,
+    fields: Iterable[str],
+    *,
+    local: bool,
+    stages: Sequence[tuple[str, ExperimentConfig]] = (),
+) -> list[str]:
+    """Check the models named by ``fields``, the ImageNet backbone weights of ``stages`` and (when
+    ``fields`` reads the dataset) the data; see the module.
+
+    Returns:
+        What was checked and where each item was found, one phrase each (e.g. ``models.clip=rn50 in
+        the model cache``).
+    """
     fields = tuple(fields)
-    check_models(cfg, fields)
+    checked = check_models(cfg, fields, local=local)
+    checked += check_backbones(cfg, stages, local=local)
     if any(f == "dataset" or f.startswith("dataset.") and f != "dataset.name" for f in fields):
-        check_data(cfg, local=local)
+        checked.append(check_data(cfg, local=local))
+    return checked

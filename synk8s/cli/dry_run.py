@@ -15,13 +15,13 @@ from synk8s.config import ExperimentConfig
 
 def print_plan(pipeline: str, cfg: ExperimentConfig, *, local: bool) -> None:
     """Print the parameters and tasks of ``pipeline`` under ``cfg`` on stdout."""
-    from synk8s.components.params import pipeline_arguments
+    from synk8s.pipelines import arguments
     from synk8s.pipelines.tasks import pipeline_tasks
 
     where = "here with kfp.local" if local else "on Kubeflow Pipelines"
     typer.echo(f"pipeline {pipeline} ({where}), profile {cfg.profile}, config digest {cfg.digest()}")
     typer.echo("parameters:")
-    for name, value in pipeline_arguments(cfg).items():
+    for name, value in arguments(pipeline, cfg).items():
         typer.echo(f"  {name} = {json.dumps(value)}")
     typer.echo("tasks:")
     for task in pipeline_tasks(pipeline, cfg):

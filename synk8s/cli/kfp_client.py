@@ -48,8 +48,12 @@ def resolve_config(
     generator: Optional[str] = None,
     seed: Optional[int] = None,
     store: Optional[str] = None,
+    **typed: Any,
 ) -> ExperimentConfig:
     """The config of a submission: profile, then ``--set`` overrides, then the named flags.
+
+    ``typed`` holds more typed pipeline parameters by name (``shots``, ``label_space``, ...; see
+    :data:`synk8s.components.params.PARAMETERS`).
 
     Resolved by :func:`synk8s.components.params.config_from_arguments`, the function the pipeline's
     ``plan`` task runs, so a classification dataset is required here as there.
@@ -63,6 +67,7 @@ def resolve_config(
         "generator": generator,
         "seed": seed,
         "store_root": store,
+        **typed,
     }
     named = {k: v for k, v in flags.items() if v is not None}
     return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)

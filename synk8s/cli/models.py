@@ -2,6 +2,7 @@
 
     synk8s models pull sd15 rn50 t5-commongen --cache s3://synk8s/models    # on a connected machine
     synk8s models pull tiny-sd tiny-clip tiny-t5 --cache ./models            # offline: built from config
+    synk8s models pull resnet50 --cache s3://synk8s/models                  # ImageNet-1K backbone weights
     synk8s models list --cache s3://synk8s/models
 
 Runs read the cache with ``--set models.cache=DIR_OR_S3_PREFIX``; see docs/air-gapped.md.
@@ -27,7 +28,9 @@ CACHE = typer.Option(
 
 @app.command("pull")
 def pull_cmd(
-    names: list[str] = typer.Argument(..., help="Registry names (sd15, rn50, t5-commongen, tiny-sd, ...) or hub ids."),
+    names: list[str] = typer.Argument(
+        ..., help="Registry names (sd15, rn50, t5-commongen, resnet50, tiny-sd, ...) or hub ids."
+    ),
     cache: str = CACHE,
     kind: Optional[str] = typer.Option(None, "--kind", help="generator or le, for a hub id outside the registry."),
     seed: int = typer.Option(0, "--seed", help="Weights of a tiny model (built from config)."),
@@ -47,9 +50,10 @@ def pull_cmd(
 def list_cmd(cache: str = CACHE, output: Format = OUTPUT) -> None:
     """Every registry model, its kind and cache entry, and whether the cache holds it."""
     from synk8s.models.pull import cached, resolve
-    from synk8s.models.registry import CLIPS, GENERATORS, LE_MODELS
+    from synk8s.models.registry import BACKBONES, CLIPS, GENERATORS, LE_MODELS
 
-    names = [*GENERATORS, *CLIPS, *LE_MODELS]
+    backbones = [name for name, info in BACKBONES.items() if not info.tiny]  # a tiny one has no ImageNet weights
+    names = [*GENERATORS, *CLIPS, *LE_MODELS, *backbones]
     present = cached(names, cache)
     rows = [{"name": n, "kind": resolve(n).kind, "entry": resolve(n).entry, "cached": present[n]} for n in names]
     if output is Format.json:

@@ -101,26 +101,24 @@ def submit(
     Before anything starts, the models and the data the pipeline's stages need are checked (model
     cache, hub, store); a missing one stops the command with the command that fixes it.
     """
-    from synk8s.components.params import pipeline_arguments
     from synk8s.pipelines import PIPELINES, prepare
+    from synk8s.pipelines import arguments as pipeline_arguments
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
-    shortcuts = {
-        "fewshot.shots_per_class": shots,
-        "pretrain.label_space": label_space,
-        "pretrain.method": method,
-        "pretrain.transfer": transfer,
-    }
+    # The shortcuts set the typed pipeline parameters of the same names (synk8s.components.params.PARAMETERS).
+    typed = {"shots": shots, "label_space": label_space, "method": method}
+    compile_time = [f"pretrain.transfer={transfer}"] if transfer is not None else []
     cfg = resolve_config(
         profile,
-        [*overrides, *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)],
+        [*overrides, *compile_time],
         dataset=dataset,
         images_per_class=images_per_class,
         num_shards=num_shards,
         generator=generator,
         seed=seed,
         store=store,
+        **{name: value for name, value in typed.items() if value is not None},
     )
     cfg = prepare(pipeline, cfg)
     if dry_run:
@@ -130,15 +128,23 @@ def submit(
         return
     if preflight:
         from synk8s import preflight as checks
-        from synk8s.pipelines.tasks import pipeline_fields
+        from synk8s.pipelines import build
+        from synk8s.pipelines.replay import stage_configs
+        from synk8s.stages.table import TABLE
 
-        checks.check(cfg, pipeline_fields(pipeline, cfg), local=local)
+        stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
+        fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
+        checked = checks.check(cfg, fields, local=local, stages=stages)
+    else:
+        checked = []
     if local:
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         from synk8s.cli.summary import print_summary
-        from synk8s.pipelines.local import run_local
+        from synk8s.pipelines.local import check_store, run_local
 
+        check_store(cfg.store.root)
+        _say_checked(checked)
         verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
         if seeds is not None:
             from synk8s.pipelines.seeded import run_local_seeds
@@ -172,7 +178,7 @@ def submit(
         schedule = check_cron(recurring)
     name = run_name or f"{pipeline}-{cfg.dataset.name}-{cfg.digest()}"
     account = service_account or cfg.cluster.service_account
-    arguments = pipeline_arguments(cfg)
+    arguments = pipeline_arguments(pipeline, cfg)
     with tempfile.TemporaryDirectory(prefix="synk8s-") as tmp:
         from synk8s.pipelines import compile_pipeline
 
@@ -199,12 +205,19 @@ def submit(
                     enable_caching=cache,
                     service_account=account,
                 )
+    _say_checked(checked)
     if schedule:
         typer.echo(f"recurring run {job.recurring_run_id} ({schedule}) in experiment {exp.display_name}")
         return
     typer.echo(f"run {run.run_id} ({name}) in experiment {exp.display_name}")
     if wait:
         follow(kfp_client, endpoint, run.run_id, poll_seconds)
+
+
+def _say_checked(checked: list[str]) -> None:
+    """One stderr line with what preflight found where, once the run has started (a failure stays one line)."""
+    if checked:
+        console.print(f"preflight: {'; '.join(checked)}", soft_wrap=True, highlight=False)
 
 
 def _status_table(run: Any, elapsed: float) -> Table:

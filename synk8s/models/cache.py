@@ -4,6 +4,8 @@ A cache is a local folder or an ``s3://bucket/prefix`` laid out as::
 
     <cache>/<model id with "/" replaced by "--">/   a save_pretrained folder (diffusers, transformers)
     <cache>/open_clip/<arch>-<pretrained>.pt        an open_clip state dict
+    <cache>/backbones/<name>-imagenet1k.pth         a backbone's ImageNet-1K state dict (pre-training, fine-tuning)
+    <cache>/torchvision/resnet50-0676ba61.pth       torchvision's ImageNet-1K ResNet-50 file (detection)
 
 Fill one on a machine with hub access with ``synk8s models pull NAME --cache DIR_OR_S3_PREFIX``
 (:mod:`synk8s.models.pull`). A tiny model pulled into a cache is read back from it too (its weights
@@ -26,6 +28,20 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "SYNK8S_MODEL_CACHE_DIR"
 _DEFAULT_CACHE_DIR = "~/.cache/synk8s/models"
+
+
+#: torchvision's file of ResNet50_Weights.IMAGENET1K_V1, kept under its own name (detection's ImageNet start)
+DETECTION_RESNET50_FILE = "resnet50-0676ba61.pth"
+
+
+def backbone_entry(name: str) -> str:
+    """The cache path of backbone ``name``'s ImageNet-1K weights, e.g. ``backbones/resnet50-imagenet1k.pth``."""
+    return f"backbones/{name}-imagenet1k.pth"
+
+
+def detection_entry() -> str:
+    """The cache path of the ResNet-50 ImageNet-1K file detection starts from (``detect.init=imagenet``)."""
+    return f"torchvision/{DETECTION_RESNET50_FILE}"
 
 
 def entry_name(model_id: str) -> str:

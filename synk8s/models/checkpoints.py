@@ -87,7 +87,9 @@ def load_trunk(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def imagenet_file(name: str) -> str:
     """The model-cache path of a backbone's ImageNet-1K weights, e.g. ``backbones/resnet50-imagenet1k.pth``."""
-    return f"backbones/{name}-imagenet1k.pth"
+    from synk8s.models.cache import backbone_entry
+
+    return backbone_entry(name)
 
 
 def imagenet_trunk(name: str, cache: str | None) -> dict[str, torch.Tensor]:

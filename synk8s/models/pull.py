@@ -2,6 +2,7 @@
 
     pull("sd15", "s3://synk8s/models")           # save_pretrained copy under <cache>/<owner>--<name>/
     pull("rn50", "./models")                      # open_clip state dict under <cache>/open_clip/RN50-openai.pt
+    pull("resnet50", "./models")                  # ImageNet-1K ResNet-50: <cache>/backbones/, <cache>/torchvision/
     pull("tiny-sd", "./models", seed=0)           # a tiny model, built from config: works offline
     cached(["sd15", "rn50"], "./models")          # which of them the cache holds
 
@@ -18,11 +19,11 @@ from pathlib import Path
 
 from synk8s import storage
 from synk8s.errors import UsageError
-from synk8s.models.cache import entry_name, has_entry
-from synk8s.models.registry import CLIPS, GENERATORS, LE_MODELS, get_generator_info, get_le_info
+from synk8s.models.cache import backbone_entry, detection_entry, entry_name, has_entry
+from synk8s.models.registry import BACKBONES, CLIPS, GENERATORS, LE_MODELS, get_generator_info, get_le_info
 from synk8s.models.weights import clip_file
 
-KINDS = ("generator", "clip", "le")
+KINDS = ("generator", "clip", "le", "backbone")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class CacheEntry:
 
     Attributes:
         name: registry name or hub id.
-        kind: ``generator``, ``clip`` or ``le``.
+        kind: ``generator``, ``clip``, ``le`` or ``backbone`` (ImageNet-1K weights of a ResNet).
         entry: its path below the cache root (a folder; a file for open_clip).
         tiny: built from config rather than downloaded.
     """
@@ -55,31 +56,41 @@ def resolve(name: str, kind: str | None = None) -> CacheEntry:
             raise UsageError(f"unknown CLIP model {name!r}; choose one of: {', '.join(CLIPS)}")
         info = CLIPS[name]
         return CacheEntry(name, "clip", clip_file(info.arch, info.pretrained), info.tiny)
+    if kind == "backbone" or (kind is None and name in BACKBONES):
+        if name not in BACKBONES:
+            raise UsageError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+        return CacheEntry(name, "backbone", backbone_entry(name), BACKBONES[name].tiny)
     if kind == "le" or (kind is None and name in LE_MODELS):
         le = get_le_info(name)
         return CacheEntry(name, "le", entry_name(le.model_id), le.tiny)
     if kind == "generator" or name in GENERATORS:
         generator = get_generator_info(name)
         return CacheEntry(name, "generator", entry_name(generator.model_id), generator.tiny)
-    known = ", ".join([*GENERATORS, *CLIPS, *LE_MODELS])
+    known = ", ".join([*GENERATORS, *CLIPS, *LE_MODELS, *BACKBONES])
     raise UsageError(f"unknown model {name!r}; choose one of: {known}, or a hub id with --kind generator|le")
 
 
 def pull(name: str, cache: str, *, kind: str | None = None, seed: int = 0, revision: str | None = None) -> str:
     """Write model ``name`` into the model cache ``cache`` in the layout the loaders read; returns its URI.
 
+    A backbone (``resnet50``) writes two files: its ImageNet-1K state dict (torchvision's
+    ``IMAGENET1K_V2``), which pre-training and fine-tuning start from, and torchvision's
+    ``IMAGENET1K_V1`` file, which detection starts from.
+
     Args:
-        name: a registry name (``sd15``, ``rn50``, ``t5-commongen``, ``tiny-sd``, ...) or a hub id.
+        name: a registry name (``sd15``, ``rn50``, ``t5-commongen``, ``resnet50``, ``tiny-sd``, ...) or a hub id.
         cache: a folder or ``s3://`` prefix.
         kind: ``generator`` or ``le`` for a hub id that is not a registry name.
         seed: weights of a tiny model (ignored for real ones).
         revision: hub revision of a generator (default: the registry's).
 
     Raises:
-        UsageError: unknown name or kind.
+        UsageError: unknown name or kind, or a tiny backbone (it has no ImageNet weights).
         MissingDataError: the hub cannot be reached (a real model on a machine without internet).
     """
     target = resolve(name, kind)
+    if target.kind == "backbone":
+        return _pull_backbone(target, cache)
     with tempfile.TemporaryDirectory(prefix="synk8s-pull-") as tmp:
         local = Path(tmp) / "entry"
         if target.kind == "generator":
@@ -100,6 +111,26 @@ def pull(name: str, cache: str, *, kind: str | None = None, seed: int = 0, revis
 def cached(names: list[str], cache: str) -> dict[str, bool]:
     """Whether ``cache`` holds each of the registry models ``names``."""
     return {name: has_entry(cache, resolve(name).entry) for name in names}
+
+
+def _pull_backbone(target: CacheEntry, cache: str) -> str:
+    """Write a backbone's two ImageNet-1K files into ``cache``; returns the URI of its state dict."""
+    if target.tiny:
+        raise UsageError(f"backbone {target.name!r} has no ImageNet weights: there is nothing to pull")
+    import torch
+    from torchvision.models import ResNet50_Weights
+
+    from synk8s.models.weights import weight_load
+
+    files = {target.entry: ResNet50_Weights.IMAGENET1K_V2, detection_entry(): ResNet50_Weights.IMAGENET1K_V1}
+    with tempfile.TemporaryDirectory(prefix="synk8s-pull-") as tmp:
+        for entry, weights in files.items():
+            local = Path(tmp) / entry
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with weight_load("backbone", f"torchvision/{target.name} {weights.name}", entry):
+                torch.save(weights.get_state_dict(progress=False), local)
+            storage.put_file(storage.join(cache, entry), local)
+    return storage.join(cache, target.entry)
 
 
 def _save_generator(name: str, folder: Path, seed: int, revision: str | None) -> None:

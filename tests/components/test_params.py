@@ -25,6 +25,7 @@ pytestmark = pytest.mark.timeout(60)
             "paper",
             ["models.generator=stabilityai/sd-turbo", "seed=7", "generate.num_shards=16", "fewshot.shots=[1, 2]"],
         ),
+        ("tiny", ["pretrain.finetune.init=imagenet", "pretrain.moco.epochs=3"]),  # fields of nested sections
     ],
 )
 def test_arguments_round_trip_to_the_same_config(profile, overrides):
@@ -117,3 +118,77 @@ def test_plan_in_a_pod_keeps_an_s3_store_root(monkeypatch):
 def test_plan_in_a_pod_without_a_shared_store_asks_for_s3(monkeypatch, shared):
     with pytest.raises(UsageError, match=r"pass store_root=s3://bucket/prefix$"):
         _plan_in_pod(monkeypatch, "./synk8s-store", shared)
+
+
+# ------------------------------------------------------------------ typed parameters
+
+SPEC_TYPES = {str: "STRING", int: "NUMBER_INTEGER", bool: "BOOLEAN", float: "NUMBER_DOUBLE"}
+
+
+@pytest.mark.parametrize("name", ["zeroshot", "fewshot", "fewshot_sweep", "pretrain"])
+def test_compiled_pipelines_have_typed_described_parameters(name):
+    import yaml
+
+    from synk8s.components.params import PARAMETERS
+    from synk8s.pipelines import _module, compiled_path
+
+    spec = next(yaml.safe_load_all(compiled_path(name).read_text(encoding="utf-8")))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    typed = _module(name).PARAMETERS
+    assert set(params) == {*typed, "profile", "overrides", "gpu_node_selector", "gpu_tolerations"}
+    for param in typed:
+        assert params[param]["parameterType"] == SPEC_TYPES[PARAMETERS[param].type], param
+        assert params[param]["description"] == PARAMETERS[param].help, param
+        assert PARAMETERS[param].key in params[param]["description"], param  # names the config field it sets
+    assert "without a parameter of its own" in params["overrides"]["description"]
+    plan_inputs = spec["components"]["comp-plan"]["inputDefinitions"]["parameters"]
+    assert set(plan_inputs) == {*typed, "profile", "overrides"}
+
+
+def test_each_study_shows_its_own_knobs():
+    from synk8s.pipelines import fewshot, fewshot_sweep, pretrain, zeroshot
+
+    assert {"prompts_mode", "filter_enabled", "tune_loss", "tune_epochs"} <= set(zeroshot.PARAMETERS)
+    assert "shots" in fewshot.PARAMETERS and "shots" not in fewshot_sweep.PARAMETERS  # a sweep's M are its branches
+    assert {"label_space", "method"} <= set(pretrain.PARAMETERS) and "dataset" not in pretrain.PARAMETERS
+
+
+def test_typed_fields_leave_overrides_and_the_rest_stays_there():
+    from synk8s.pipelines import arguments
+
+    cfg = config.load("tiny", ["tune.epochs=3", "filter.enabled=false", "tune.lr=0.01"])
+    args = arguments("zeroshot", cfg)
+    assert args["tune_epochs"] == 3 and args["filter_enabled"] is False
+    assert json.loads(args["overrides"]) == ["tune.lr=0.01"]
+    assert config_from_arguments(**args) == cfg
+    few = arguments("fewshot", config.load("tiny", ["fewshot.shots_per_class=4", "tune.epochs=3"]))
+    assert few["shots"] == 4 and json.loads(few["overrides"]) == ["tune.epochs=3"]  # not a few-shot knob
+
+
+def test_a_label_space_parameter_sets_the_dataset_it_comes_from():
+    from synk8s.pipelines import arguments, prepare
+
+    cfg = prepare("pretrain", config.load("tiny", ["pretrain.label_space=imagenet-1k"]))
+    args = arguments("pretrain", cfg)
+    assert args["label_space"] == "imagenet-1k" and config_from_arguments(**args) == cfg
+    edited = {**arguments("pretrain", prepare("pretrain", config.load("tiny"))), "label_space": "imagenet-2k"}
+    resolved = config_from_arguments(**edited)  # a label space edited in the Kubeflow UI
+    assert (resolved.pretrain.label_space, resolved.dataset.name) == ("imagenet-2k", "imagenet")
+
+
+@pytest.mark.timeout(120)
+def test_a_typed_parameter_reaches_the_config_of_a_local_plan_task(tmp_path, monkeypatch):
+    """The zero-shot pipeline's own plan component, run as a kfp.local task process with tune_epochs=3."""
+    from kfp import local
+
+    from synk8s.components.stages import make_plan
+    from synk8s.pipelines import arguments, zeroshot
+
+    monkeypatch.delenv("KFP_POD_NAME", raising=False)
+    cfg = config.load("tiny", [f"store.root={tmp_path}/store"])
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
+    task = make_plan(cfg, zeroshot.PARAMETERS)(**{**arguments("zeroshot", cfg), "tune_epochs": 3, "tune_loss": "ce"})
+    seen = config.ExperimentConfig.model_validate_json(task.outputs["config_json"])
+    assert (seen.tune.epochs, seen.tune.loss) == (3, "ce")
+    assert seen == config.load("tiny", [f"store.root={tmp_path}/store", "tune.epochs=3", "tune.loss=ce"])
+    assert task.outputs["run_dir"] == run_dir(seen)

@@ -171,9 +171,10 @@ def test_parameters_default_to_the_profile(compiled):
     assert defaults["profile"] == "paper"
     assert defaults["images_per_class"] == 2000
     assert defaults["overrides"] == "[]"
+    assert defaults["tune_loss"] == "sce" and defaults["filter_enabled"] is True
     assert set(defaults) == {
         "dataset", "profile", "images_per_class", "num_shards", "generator", "seed", "store_root", "overrides",
-        "gpu_node_selector", "gpu_tolerations",
+        "prompts_mode", "filter_enabled", "tune_loss", "tune_epochs", "gpu_node_selector", "gpu_tolerations",
     }  # fmt: skip
 
 
@@ -256,4 +257,4 @@ def test_the_voc_transfer_runs_detect_from_the_trunk_and_from_scratch(tmp_path):
     assert {t["taskInfo"]["name"] for t in tasks.values()} >= {"detect_pretrained", "detect_scratch", "transfer_report"}
     assert not any(t["taskInfo"]["name"].startswith("finetune") for t in tasks.values())
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert '"pretrain.label_space=\\"cifar100\\""' in params["overrides"]["defaultValue"]
+    assert params["label_space"]["defaultValue"] == "cifar100" and "dataset" not in params

@@ -1,12 +1,15 @@
 """``synk8s submit`` and ``synk8s runs`` against a local KFP API server (see conftest.kfp_api)."""
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
 from synk8s import config
 from synk8s.cli.runs import task_pods
 from synk8s.cli.main import app
-from synk8s.components.params import config_from_arguments, pipeline_arguments
+from synk8s.components.params import config_from_arguments
+from synk8s.pipelines import arguments
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,7 +41,8 @@ def test_submit_sends_the_compiled_spec_and_the_run_parameters(kfp_api):
     )
     assert body["display_name"] == f"zeroshot-cifar10-{cfg.digest()}"
     params = body["runtime_config"]["parameters"]
-    assert params == pipeline_arguments(cfg)
+    assert params == arguments("zeroshot", cfg)
+    assert params["tune_epochs"] == 2 and json.loads(params["overrides"]) == []  # --set of a typed field: typed
     assert config_from_arguments(**params) == cfg
 
     spec, platform = body["pipeline_spec"]["pipeline_spec"], body["pipeline_spec"]["platform_spec"]

@@ -51,3 +51,36 @@ def test_datasets_list_as_json():
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert {"name": "cifar100", "classes": 100}.items() <= next(r for r in rows if r["name"] == "cifar100").items()
+
+
+def test_submit_shortcuts_are_typed_parameters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "pretrain", "--label-space", "imagenet-1k", "--method", "moco", "--local", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert '  label_space = "imagenet-1k"' in result.stdout and '  method = "moco"' in result.stdout
+    (overrides,) = [line for line in result.stdout.splitlines() if line.startswith("  overrides = ")]
+    assert "pretrain.method" not in overrides and "pretrain.label_space" not in overrides
+    few = _invoke("submit", "fewshot", "--dataset", "eurosat", "--shots", "4", "--local", "--dry-run")
+    assert few.exit_code == 0, few.output
+    assert "  shots = 4" in few.stdout and "shots_per_class" not in few.stdout
+
+
+def test_imagenet_pretraining_without_backbone_weights_stops_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("submit", "pretrain", "--local", "--set", "models.backbone=resnet50", "--set",
+                     "pretrain.init=imagenet")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "pretrain.init=imagenet" in line and "`synk8s models pull resnet50 --cache DIR_OR_S3_PREFIX`" in line
+    assert not (tmp_path / "synk8s-store").exists()
+
+
+def test_a_cluster_submission_says_what_it_checked_and_leaves_the_hub_to_the_pods(kfp_api):
+    preflight.online.cache_clear()
+    result = _invoke("submit", "zeroshot", "--store", "s3://synk8s-test/store", "--host", kfp_api.url,
+                     "--set", "models.clip=rn50")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("preflight: ")]
+    assert "models.clip=rn50 from the hub by the cluster's pods (not tested from this machine)" in line
+    assert "models.generator=tiny-sd built from config" in line
+    assert preflight.online.cache_info().currsize == 0  # no connection to the hub was tried from here

@@ -1,9 +1,5 @@
 """Where training runs: in a pipeline pod on a cluster a TrainJob is created, followed and deleted."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import yaml
 
@@ -15,47 +11,13 @@ from synk8s.stages import pretrain
 pytestmark = pytest.mark.timeout(30)
 
 
-class _ApiServer(BaseHTTPRequestHandler):
-    """The TrainJob calls of the Kubernetes API: create, read (a status per read), delete."""
-
-    statuses: list = []
-    calls: list = []
-
-    def _reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.calls.append(("POST", self.path, body))
-        self._reply(201, body)
-
-    def do_GET(self):  # noqa: N802
-        self.calls.append(("GET", self.path, None))
-        self._reply(200, {"status": self.statuses.pop(0)})
-
-    def do_DELETE(self):  # noqa: N802
-        self.calls.append(("DELETE", self.path, None))
-        self._reply(200, {})
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def pipeline_pod(tmp_path, monkeypatch):
-    """A KFP task pod whose kubeconfig points at a local API server; yields the server's handler class."""
-    _ApiServer.statuses, _ApiServer.calls = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def pipeline_pod(kube_api, tmp_path, monkeypatch):
+    """A KFP task pod whose kubeconfig points at the local API server; yields the server's :class:`KubeApi`."""
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": kube_api.url}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
@@ -64,8 +26,7 @@ def pipeline_pod(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.setenv("KFP_POD_NAME", "synk8s-pretrain-pod")
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    yield _ApiServer
-    server.shutdown()
+    return kube_api
 
 
 def test_a_pipeline_pod_trains_as_a_trainjob_and_cleans_it_up(pipeline_pod, s3_env):

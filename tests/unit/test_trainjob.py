@@ -1,9 +1,5 @@
 """The TrainJob object against the Trainer API models (offline), its status, and the client calls."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from kubeflow_trainer_api import models as trainer_models
 
@@ -66,72 +62,32 @@ def test_trainjob_state_reads_conditions():
     assert trainjob.trainjob_state(done).finished and not trainjob.trainjob_state(done).failed
 
 
-class _FakeApiServer(BaseHTTPRequestHandler):
-    """Answers the TrainJob calls the way the API server does, the status advancing on each read."""
-
-    statuses: list = []
-    calls: list = []
-
-    def _reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.calls.append(("POST", self.path, body["metadata"]["name"]))
-        self._reply(201, body)
-
-    def do_GET(self):  # noqa: N802
-        self.calls.append(("GET", self.path))
-        status = self.statuses.pop(0) if self.statuses else None
-        self._reply(200, {"status": status} if status is not None else {})
-
-    def do_DELETE(self):  # noqa: N802
-        self.calls.append(("DELETE", self.path))
-        self._reply(200, {})
-
-    def log_message(self, *args):
-        pass
-
-
-def _serve(statuses):
+def _client(kube_api):
     from kubernetes import client
 
-    _FakeApiServer.statuses, _FakeApiServer.calls = list(statuses), []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     configuration = client.Configuration()
-    configuration.host = f"http://127.0.0.1:{server.server_port}"
-    return server, client.ApiClient(configuration)
+    configuration.host = kube_api.url
+    return client.ApiClient(configuration)
 
 
-def test_run_trainjob_creates_waits_and_deletes_through_the_api():
+def test_run_trainjob_creates_waits_and_deletes_through_the_api(kube_api):
     obj = _object()
     name = obj["metadata"]["name"]
     path = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow/trainjobs"
     running = {"jobsStatus": [{"name": "node", "active": 2}]}
-    server, api = _serve([running, running, {"conditions": [{"type": "Complete", "status": "True"}]}])
-    try:
-        state = trainjob.run_trainjob(api, obj, poll_s=0.01)
-    finally:
-        server.shutdown()
+    kube_api.statuses[:] = [running, running, {"conditions": [{"type": "Complete", "status": "True"}]}]
+    state = trainjob.run_trainjob(_client(kube_api), obj, poll_s=0.01)
     assert state.finished and not state.failed
-    calls = _FakeApiServer.calls
-    assert calls[0] == ("POST", path, name) and calls[-1] == ("DELETE", f"{path}/{name}?propagationPolicy=Foreground")
+    calls = kube_api.calls
+    assert calls[0][:2] == ("POST", path) and calls[0][2]["metadata"]["name"] == name
+    assert calls[-1] == ("DELETE", f"{path}/{name}?propagationPolicy=Foreground", None)
     assert [c[0] for c in calls[1:-1]] == ["GET", "GET", "GET"]
 
     failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailed", "message": "exit 1"}]}
-    server, api = _serve([failed])
-    try:
-        with pytest.raises(Synk8sError, match=f"TrainJob kubeflow/{name} failed: PodFailed exit 1"):
-            trainjob.run_trainjob(api, obj, poll_s=0.01)
-    finally:
-        server.shutdown()
-    assert _FakeApiServer.calls[-1][0] == "DELETE"  # cleaned up after a failure too
+    kube_api.statuses[:], kube_api.calls[:] = [failed], []
+    with pytest.raises(Synk8sError, match=f"TrainJob kubeflow/{name} failed: PodFailed exit 1"):
+        trainjob.run_trainjob(_client(kube_api), obj, poll_s=0.01)
+    assert kube_api.calls[-1][0] == "DELETE"  # cleaned up after a failure too
 
 
 def test_trainer_checks_name_the_missing_pieces():

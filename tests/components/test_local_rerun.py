@@ -37,7 +37,7 @@ def complete_run(tmp_path_factory):
     TABLE.execute("prompts", cfg, run)
     TABLE.execute("generate", cfg, run, shard=0)
     TABLE.execute("generate", cfg, run, collect=True)
-    for stage in ("filter", "features", "tune", "evaluate"):
+    for stage in ("filter", "test_features", "features", "leakage", "tune", "evaluate"):
         TABLE.execute(stage, cfg, run)
     return root, cfg
 

@@ -26,6 +26,11 @@ from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, S
 from synk8s.errors import UsageError
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+# Field markers (json_schema_extra keys) for digests: a SPEED_ONLY field never enters a digest (it changes
+# no output byte); a DIGEST_UNLESS field enters it only when its value differs from the one given.
+SPEED_ONLY = "synk8s_speed_only"
+DIGEST_UNLESS = "synk8s_digest_unless"
+_LEFT_OUT = object()
 
 
 def _checked_root(key: str, uri: str) -> str:
@@ -117,6 +122,38 @@ class GenerateConfig(Section):
     num_shards: int = Field(ge=1, description="shards the work splits into (one GPU task each)")
     samples_per_tar: int = Field(ge=1, description="images per WebDataset tar file")
     image_format: Literal["png", "jpg"]
+    # Speed switches (docs/speed.md). Those that can change pixels enter the digest only when set away
+    # from today's behaviour (DIGEST_UNLESS), so run folders made before they existed keep their names;
+    # writer_threads never changes a byte and never enters it (SPEED_ONLY).
+    attention: Literal["sdpa", "plain"] = Field(
+        description="sdpa: torch's fused attention (diffusers' AttnProcessor2_0); plain: the matmul-softmax one",
+        json_schema_extra={DIGEST_UNLESS: "sdpa"},
+    )
+    channels_last: bool = Field(
+        description="UNet and VAE in channels-last memory format", json_schema_extra={DIGEST_UNLESS: False}
+    )
+    compile: bool = Field(
+        description="torch.compile the UNet and the VAE decoder (the first batch pays the compile)",
+        json_schema_extra={DIGEST_UNLESS: False},
+    )
+    vae_batched: bool = Field(
+        description="decode a whole batch in one VAE call; false: one image at a time (less memory)",
+        json_schema_extra={DIGEST_UNLESS: True},
+    )
+    scheduler: Literal["ddim", "dpm++", "euler-a"] | None = Field(
+        description="null: the generator's own scheduler; dpm++: DPM-Solver++ multistep (about 20 steps)",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    batch_autotune: tuple[int, ...] | None = Field(
+        description="candidate batch sizes timed on the shard's first items; the fastest that fits is used "
+        "and recorded in the shard's plan and manifest; null: generate.batch_size",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    writer_threads: int = Field(
+        ge=0,
+        description="threads encoding images (PNG/JPEG) while the next batch denoises; 0: inline",
+        json_schema_extra={SPEED_ONLY: True},
+    )
 
 
 class FilterConfig(Section):
@@ -227,19 +264,44 @@ class ExperimentConfig(Section):
 
         With no fields: every field but ``store`` and ``cluster``. Where a run executes and where
         it writes do not change its results, so they do not change its digest; identical
-        experiments give identical digests.
+        experiments give identical digests. Speed switches are left out where they change nothing
+        (see :data:`SPEED_ONLY` and :data:`DIGEST_UNLESS`); a dotted path to one gives the digest of
+        an empty selection.
         """
-        data = self.model_dump(mode="json", exclude={"store", "cluster"})
+        data = _digest_view(type(self), self.model_dump(mode="json", exclude={"store", "cluster"}))
         if fields:
             picked = {}
+            full = self.model_dump(mode="json")
             for path in sorted(set(fields)):
-                value = data
+                value, whole = data, full
                 for part in path.split("."):
-                    value = value[part]
-                picked[path] = value
+                    whole = whole[part]  # a misspelt path is still a KeyError
+                    value = value.get(part, _LEFT_OUT) if isinstance(value, dict) else _LEFT_OUT
+                if value is not _LEFT_OUT:
+                    picked[path] = value
             data = picked
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _digest_view(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a dumped ``model``) without the fields that leave its outputs' bytes unchanged."""
+    view = {}
+    for name, value in data.items():
+        field = model.model_fields.get(name)
+        extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+        if extra.get(SPEED_ONLY) or (DIGEST_UNLESS in extra and _same(value, extra[DIGEST_UNLESS])):
+            continue
+        annotation = field.annotation if field is not None else None
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            value = _digest_view(annotation, value)
+        view[name] = value
+    return view
+
+
+def _same(value: Any, neutral: Any) -> bool:
+    """Equal and of the same kind (so ``0`` is not ``False``)."""
+    return value == neutral and type(value) is type(neutral)
 
 
 def _profile_dir() -> Path:

@@ -7,7 +7,9 @@ it) calls :func:`record` after each stage call, which writes one small file into
     <run>/cost/<stage folder>-shard-00001.json  one per shard of a sharded stage (generate)
 
     {"stage": "generate", "shard": 1, "device": "NVIDIA H200", "device_seconds": 812.4,
-     "images": 1000, "images_per_second": 1.23}
+     "images": 1000, "images_per_second": 1.23, "images_per_second_generating": 1.31, "batch_size": 16}
+
+(the last two only for generate: images/s with the model loaded and set up, and the batch size used).
 
 A call on a CUDA device counts one device (the stages use ``cuda:0``); a CPU call records ``"cpu"``.
 :func:`run_cost` sums a run's records for its report: device-hours per 1000 generated images and
@@ -78,6 +80,12 @@ def record(cfg: ExperimentConfig, run: str, out: str, stage: str, result: Any, s
         "images": images,
         "images_per_second": round(images / seconds, 4) if images and seconds > 0 else None,
     }
+    # A generate shard also says how fast it made images once loaded, and at which batch size.
+    busy = getattr(result, "generate_seconds", None)
+    if busy and images:
+        body["images_per_second_generating"] = round(images / busy, 4)
+    if getattr(result, "batch_size", None) is not None:
+        body["batch_size"] = result.batch_size
     uri = record_uri(run, out, shard)
     storage.put_json(uri, body)
     return uri

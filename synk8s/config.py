@@ -176,6 +176,11 @@ class FeaturesConfig(Section):
     templates: Literal["paper", "clip"] = Field(
         description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
     )
+    workers: int = Field(
+        ge=0,
+        description="DataLoader processes decoding and preprocessing images; 0: inline (same features)",
+        json_schema_extra={SPEED_ONLY: True},
+    )
 
 
 class TuneConfig(Section):

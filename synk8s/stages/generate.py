@@ -11,6 +11,11 @@ counts). Tar bytes are therefore reproducible for the same shard count, ``genera
 thread count and hardware; batches never cross a tar boundary, so a resumed shard rebuilds exactly
 the bytes an uninterrupted run writes.
 
+The speed switches (``generate.attention``, ``channels_last``, ``compile``, ``vae_batched``,
+``scheduler``, ``batch_autotune``, ``writer_threads``) are applied by
+:mod:`synk8s.stages.generate_speed`; see docs/speed.md for which of them can move pixels. An
+autotuned batch size is kept in the shard folder (``autotune.json``) and reused by a rerun.
+
 Shards are written, resumed and collected by :mod:`synk8s.stages.shard_writer` (shared with real
 guidance): atomic tars, a rerun that keeps intact tars and remakes missing or damaged ones, and a
 collect step that checks every tar against its recorded SHA-256.

@@ -94,3 +94,11 @@ def test_only_switches_that_can_move_pixels_rename_folders_and_only_when_changed
         moved = config.with_overrides(base, [override])
         assert default_run_id(moved) != default_run_id(base), override
     assert same.digest("generate") == base.digest("generate")
+
+
+@pytest.mark.parametrize("name, generator", [("sd-turbo", "sd-turbo"), ("sdxl-turbo", "sdxl-turbo")])
+def test_few_step_profile_files_pick_a_turbo_generator_without_guidance(name, generator):
+    cfg = config.load(str(Path(__file__).resolve().parents[2] / "profiles" / f"{name}.yaml"))
+    assert (cfg.profile, cfg.models.generator) == ("paper", generator)
+    assert cfg.generate.steps in (1, 2, 3, 4) and cfg.generate.guidance == 0.0
+    assert cfg.generate.batch_autotune and cfg.generate.resolution == 512

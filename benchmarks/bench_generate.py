@@ -6,7 +6,9 @@ then PNG-encode every image and its JSON) on the ``tiny-sd`` generator (random w
 :func:`~synk8s.stages.generate_speed.apply_switches`; the settings take turns within each of
 ``--repeats`` rounds (so a burst of other load hits them alike) and the fastest round of each
 counts. The result line gives each switch's images/s ratio on vs off (above 1: the switch helps)
-and whether it left the tar bytes identical, the batch-size rates and the batch autotune's pick.
+and whether it left the tar bytes identical, the batch-size rates, the batch autotune's pick, and
+the milliseconds one 256 or 512 px image takes to encode as JPEG and PNG (the work
+``writer_threads`` moves off the critical path).
 ``--compile`` adds ``torch.compile`` (about a minute of compiling on a CPU).
 
 ``--few-step``: images/s and the CLIP filter's keep rate side by side for 1, 2 and 4 steps without
@@ -81,6 +83,20 @@ def _made(setting: tuple, batch_size: int | None = None) -> list[bytes]:
     return [dict(members)["png"] for _, members in _samples(pipe, items, sampler, cfg, _Quiet(), batch)]
 
 
+def encode_ms(fmt: str, side: int, repeats: int) -> float:
+    """Milliseconds to encode one ``side`` px image (smooth content, like a generated one) as the stage does."""
+    from PIL import Image
+
+    coarse = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    image = Image.fromarray(coarse.numpy()).resize((side, side), Image.BILINEAR)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        shards.encode_image(image, fmt)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
 def bench_switches(args: argparse.Namespace) -> dict:
     """Each switch on vs off, batch sizes and the autotune's pick, interleaved in one run."""
     switches = dict(SWITCHES)
@@ -123,6 +139,9 @@ def bench_switches(args: argparse.Namespace) -> dict:
         "same_bytes_as_off": {name: reference[name] == reference["off"] for name in switches},
         "batch_images_per_s": {str(b): round(rate[f"batch_{b}"], 2) for b in batch_runs},
         "autotune": {"chosen": chosen, "images_per_s": tuned},
+        # What writer_threads takes off the critical path per image at the paper's sizes.
+        "encode_ms_per_image": {f"{fmt}_{side}": round(encode_ms(fmt, side, 5), 2)
+                                for fmt in ("jpg", "png") for side in (256, 512)},  # fmt: skip
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 

@@ -67,11 +67,16 @@ def _percent(rate: float, flop_per_image: float, own_tflops: float | None) -> di
     """Achieved TFLOP/s and its percent of each peak (``flop_per_image`` in TFLOP)."""
     achieved = rate * flop_per_image
     return {
-        "achieved_tflops": round(achieved, 2),
-        "pct_of_989_paper": round(100 * achieved / PEAK_PAPER_TFLOPS, 2),
-        "pct_of_790_measured": round(100 * achieved / PEAK_MEASURED_TFLOPS, 2),
-        "pct_of_own_matmul": round(100 * achieved / own_tflops, 2) if own_tflops else None,
+        "achieved_tflops": _sig(achieved),
+        "pct_of_989_paper": _sig(100 * achieved / PEAK_PAPER_TFLOPS),
+        "pct_of_790_measured": _sig(100 * achieved / PEAK_MEASURED_TFLOPS),
+        "pct_of_own_matmul": _sig(100 * achieved / own_tflops) if own_tflops else None,
     }
+
+
+def _sig(value: float) -> float:
+    """``value`` to 4 significant digits (a slow smoke run's rates must not round to 0)."""
+    return float(f"{value:.4g}")
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -161,7 +166,7 @@ def autotune(pipe, candidates: list[int], resolution: int, steps: int, device: s
     for batch in candidates:
         try:
             generate(pipe, batch, resolution, steps)
-            rates[str(batch)] = round(batch / _seconds(lambda b=batch: generate(pipe, b, resolution, steps), device), 3)
+            rates[str(batch)] = _sig(batch / _seconds(lambda b=batch: generate(pipe, b, resolution, steps), device))
         except (RuntimeError, MemoryError) as error:
             if not _out_of_memory(error):
                 raise
@@ -190,7 +195,7 @@ def bench_generation(args: argparse.Namespace, device: str, dtype: torch.dtype, 
         rate = batch * args.batches / seconds
         _log(f"  {resolution} px: batch {batch}, {rate:.2f} images/s")
         results.append({"resolution": resolution, "anchor_tflop_per_image": TFLOP_PER_IMAGE[anchor],
-                        "autotune_images_per_s": tuned, "batch_size": batch, "images_per_s": round(rate, 3),
+                        "autotune_images_per_s": tuned, "batch_size": batch, "images_per_s": _sig(rate),
                         **_percent(rate, TFLOP_PER_IMAGE[anchor], own)})  # fmt: skip
     resolution, batch = results[-1]["resolution"], results[-1]["batch_size"]
     return {"generation": results, "generation_switches": switches(pipe, args, batch, resolution, steps, device)}
@@ -220,13 +225,13 @@ def switches(pipe, args: argparse.Namespace, batch: int, resolution: int, steps:
             best[name] = min(best[name], _seconds(lambda: generate(pipe, batch, resolution, steps), device))
             if name != "off":
                 toggles[name](False)
-    ratios = {name: round(best["off"] / best[name], 3) for name in toggles}
+    ratios = {name: _sig(best["off"] / best[name]) for name in toggles}
     if args.compile:
         off = best["off"]
         pipe.unet = torch.compile(pipe.unet)
         pipe.vae.decoder = torch.compile(pipe.vae.decoder)
         compile_s = _seconds(lambda: generate(pipe, batch, resolution, steps), device)
-        ratios["compile"] = round(off / _seconds(lambda: generate(pipe, batch, resolution, steps), device), 3)
+        ratios["compile"] = _sig(off / _seconds(lambda: generate(pipe, batch, resolution, steps), device))
         ratios["compile_first_batch_s"] = round(compile_s, 1)
     _log(f"  switches at {resolution} px, batch {batch}: {ratios}")
     return {"resolution": resolution, "batch_size": batch, "on_over_off": ratios}
@@ -261,8 +266,8 @@ def bench_clip(args: argparse.Namespace, device: str, own: float | None) -> dict
         encode()
         rates[name] = batch * args.batches / _seconds(lambda: [encode() for _ in range(args.batches)], device)
     _log(f"CLIP RN50: {rates} images/s")
-    return {"clip_rn50": {"batch_size": batch, "images_per_s": {k: round(v, 1) for k, v in rates.items()},
-                          "bfloat16_over_float32": round(rates["bfloat16"] / rates["float32"], 3),
+    return {"clip_rn50": {"batch_size": batch, "images_per_s": {k: _sig(v) for k, v in rates.items()},
+                          "bfloat16_over_float32": _sig(rates["bfloat16"] / rates["float32"]),
                           **_percent(rates["bfloat16"], CLIP_RN50_GFLOP / 1000, own)}}  # fmt: skip
 
 
@@ -333,7 +338,7 @@ def bench_loader(args: argparse.Namespace, device: str) -> dict:
             start, seen = time.perf_counter(), 0
             for pixels, _ in it:
                 seen += len(pixels)
-            loader_rates[str(workers)] = round(seen / (time.perf_counter() - start), 1) if seen else None
+            loader_rates[str(workers)] = _sig(seen / (time.perf_counter() - start)) if seen else None
             _log(f"loader, {workers} workers: {loader_rates[str(workers)]} images/s")
     torch.manual_seed(0)
     model = torchvision.models.resnet50().to(device, memory_format=torch.channels_last).train()
@@ -354,9 +359,9 @@ def bench_loader(args: argparse.Namespace, device: str) -> dict:
     _log(f"ResNet-50 training: {model_rate:.1f} images/s")
     best_workers = max((w for w in loader_rates if loader_rates[w]), key=lambda w: loader_rates[w], default=None)
     return {"loader": {"crop": crop, "jpeg_side": size, "batch_size": batch, "images_per_s_by_workers": loader_rates,
-                       "resnet50_train_images_per_s": round(model_rate, 1),
+                       "resnet50_train_images_per_s": _sig(model_rate),
                        "workers_needed_per_process": _workers_needed(loader_rates, model_rate),
-                       "best_loader_over_model": round(loader_rates[best_workers] / model_rate, 3)
+                       "best_loader_over_model": _sig(loader_rates[best_workers] / model_rate)
                        if best_workers else None}}  # fmt: skip
 
 
@@ -397,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         n, iters = (256, 2) if args.smoke else (8192, 50)
         own = matmul_tflops(device, dtype, n, iters)
-        result["matmul_bf16_tflops"] = round(own, 1)
+        result["matmul_bf16_tflops"] = _sig(own)
         _log(f"matmul: {own:.1f} TFLOP/s")
     except Exception as error:  # a part that fails must not lose the others' figures
         result["matmul_error"] = _error(error)

@@ -15,6 +15,8 @@ import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from synk8s import storage
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -85,6 +87,7 @@ def preprocessed_batches(
     class Batches(IterableDataset):
         def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str | None], list[int]]]:
             info = get_worker_info()
+            storage.clear_cache()  # S3 clients of the parent hold its sockets: each worker opens its own
             return _batches(samples, preprocess, batch_size, info.id, info.num_workers)
 
     # fork: the workers inherit the sample factory and the transform, nothing is pickled.

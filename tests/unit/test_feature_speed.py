@@ -47,3 +47,24 @@ def test_bfloat16_encodes_on_a_cpu_into_its_own_cache_entry(tiny_images, tiny_co
     # bfloat16 keeps about 3 significant digits: close to, but not the same as, float32.
     assert not torch.equal(half.features, full.features)
     assert torch.allclose(half.features, full.features, atol=0.05)
+
+
+def test_workers_stream_tars_from_s3_in_batch_order(s3_env):
+    from torchvision.transforms import functional as TF
+
+    from synk8s.datasets.drawn_images import write_drawn_images
+    from synk8s.shards import iter_samples
+    from synk8s.stages.feature_workers import preprocessed_batches
+
+    images = f"{s3_env}/images"
+    write_drawn_images(images, classes=3, per_class=5, seed=0, size=32, samples_per_tar=4)  # 15 images, 4 tars
+
+    def samples():
+        for key, image, meta in iter_samples(images, lazy=True):
+            yield key, image, int(meta["class_index"])
+
+    inline = list(preprocessed_batches(samples, TF.to_tensor, batch_size=2, workers=0))
+    on_workers = list(preprocessed_batches(samples, TF.to_tensor, batch_size=2, workers=2))
+    assert [len(labels) for _, _, labels in on_workers] == [2] * 7 + [1]
+    assert [keys for _, keys, _ in on_workers] == [keys for _, keys, _ in inline]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(inline, on_workers, strict=True))

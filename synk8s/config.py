@@ -22,15 +22,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from synk8s.config_digest import DIGEST_UNLESS, LEFT_OUT, SPEED_ONLY, digest_view
 from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, Section
 from synk8s.errors import UsageError
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
-# Field markers (json_schema_extra keys) for digests: a SPEED_ONLY field never enters a digest (it changes
-# no output byte); a DIGEST_UNLESS field enters it only when its value differs from the one given.
-SPEED_ONLY = "synk8s_speed_only"
-DIGEST_UNLESS = "synk8s_digest_unless"
-_LEFT_OUT = object()
 
 
 def _checked_root(key: str, uri: str) -> str:
@@ -270,10 +266,9 @@ class ExperimentConfig(Section):
         With no fields: every field but ``store`` and ``cluster``. Where a run executes and where
         it writes do not change its results, so they do not change its digest; identical
         experiments give identical digests. Speed switches are left out where they change nothing
-        (see :data:`SPEED_ONLY` and :data:`DIGEST_UNLESS`); a dotted path to one gives the digest of
-        an empty selection.
+        (see :mod:`synk8s.config_digest`); a dotted path to one is left out of the selection.
         """
-        data = _digest_view(type(self), self.model_dump(mode="json", exclude={"store", "cluster"}))
+        data = digest_view(type(self), self.model_dump(mode="json", exclude={"store", "cluster"}))
         if fields:
             picked = {}
             full = self.model_dump(mode="json")
@@ -281,32 +276,12 @@ class ExperimentConfig(Section):
                 value, whole = data, full
                 for part in path.split("."):
                     whole = whole[part]  # a misspelt path is still a KeyError
-                    value = value.get(part, _LEFT_OUT) if isinstance(value, dict) else _LEFT_OUT
-                if value is not _LEFT_OUT:
+                    value = value.get(part, LEFT_OUT) if isinstance(value, dict) else LEFT_OUT
+                if value is not LEFT_OUT:
                     picked[path] = value
             data = picked
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _digest_view(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (a dumped ``model``) without the fields that leave its outputs' bytes unchanged."""
-    view = {}
-    for name, value in data.items():
-        field = model.model_fields.get(name)
-        extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
-        if extra.get(SPEED_ONLY) or (DIGEST_UNLESS in extra and _same(value, extra[DIGEST_UNLESS])):
-            continue
-        annotation = field.annotation if field is not None else None
-        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            value = _digest_view(annotation, value)
-        view[name] = value
-    return view
-
-
-def _same(value: Any, neutral: Any) -> bool:
-    """Equal and of the same kind (so ``0`` is not ``False``)."""
-    return value == neutral and type(value) is type(neutral)
 
 
 def _profile_dir() -> Path:

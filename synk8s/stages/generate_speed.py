@@ -2,8 +2,8 @@
 
 Each switch is a config field measured on vs off by ``benchmarks/bench_generate.py`` (see
 docs/speed.md). Which of them can move pixels, and so enter the run's digest when changed, is
-recorded on the config fields themselves (:data:`synk8s.config.SPEED_ONLY`,
-:data:`synk8s.config.DIGEST_UNLESS`):
+recorded on the config fields themselves (:data:`synk8s.config_digest.SPEED_ONLY`,
+:data:`synk8s.config_digest.DIGEST_UNLESS`):
 
 - ``attention``: ``sdpa`` keeps diffusers' default processor (``AttnProcessor2_0``, torch's fused
   ``scaled_dot_product_attention``); ``plain`` sets ``AttnProcessor`` (matmul, softmax, matmul).
@@ -177,14 +177,9 @@ def encoded_in_order(
             yield item, future.result()
 
 
+
 def changed_switches(gen: GenerateConfig) -> dict[str, Any]:
     """The switches that can move pixels and are set away from today's behaviour (for the shard plan)."""
-    from synk8s.config import DIGEST_UNLESS, GenerateConfig
+    from synk8s.config_digest import changed_fields
 
-    values = gen.model_dump(mode="json")
-    changed = {}
-    for name, field in GenerateConfig.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if DIGEST_UNLESS in extra and values[name] != extra[DIGEST_UNLESS]:
-            changed[name] = values[name]
-    return changed
+    return changed_fields(gen)

@@ -112,12 +112,17 @@ def run_cost(records: list[dict[str, Any]], *, generated: int, gain: float) -> d
 
     Returns:
         ``devices`` (names seen), ``device_hours`` (all stages), ``generate_device_hours``,
-        ``device_hours_per_1000_images`` (generation), ``points_per_device_hour`` (gain / all device-hours);
-        None where a denominator is zero.
+        ``device_hours_per_1000_images`` (generation), ``points_per_device_hour`` (gain / all device-hours),
+        ``generate_images_per_second`` (the shards' images over their device-seconds) and
+        ``generate_batch_sizes`` (those the shards recorded); None where a denominator is zero.
     """
     total = sum(float(r["device_seconds"]) for r in records) / 3600.0
-    gen = sum(float(r["device_seconds"]) for r in records if r["stage"] == "generate") / 3600.0
+    shards = [r for r in records if r["stage"] == "generate"]
+    gen = sum(float(r["device_seconds"]) for r in shards) / 3600.0
+    made = sum(int(r.get("images") or 0) for r in shards)
     return {
+        "generate_images_per_second": round(made / (gen * 3600.0), 4) if made and gen > 0 else None,
+        "generate_batch_sizes": sorted({r["batch_size"] for r in shards if r.get("batch_size") is not None}),
         "devices": sorted({r["device"] for r in records}),
         "device_hours": round(total, 6),
         "generate_device_hours": round(gen, 6),

@@ -50,6 +50,8 @@ def test_encoding_on_threads_writes_the_same_tar_bytes(prompts_out, tmp_path):
     uri = cost.record(_cfg(), str(tmp_path), str(threaded), "generate", result, result.seconds, shard=0)
     record = storage.get_json(uri)
     assert record["batch_size"] == 4 and record["images_per_second_generating"] >= record["images_per_second"]
+    summary = cost.run_cost(cost.read_records(str(tmp_path), {"generate": str(threaded)}), generated=20, gain=0.0)
+    assert summary["generate_batch_sizes"] == [4] and summary["generate_images_per_second"] > 0
 
 
 def test_batch_autotune_records_its_choice_and_a_rerun_reuses_it(prompts_out, tmp_path):

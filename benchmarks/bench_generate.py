@@ -1,22 +1,26 @@
-"""Generation throughput: images per second by batch size, and against the GPU's FLOP bound.
+"""Generation throughput: each ``generate.*`` speed switch on vs off, batch sizes, and few-step sampling.
 
-Default mode: the generate stage's own ``render`` call on the ``tiny-sd`` generator (random weights,
-32 px, 2 DDIM steps, guidance 3.0) on CPU, at batch 1 and at batches 4, 16 and 64; the result line
-gives each rate and the best batch's speed-up over batch 1. Each batch size runs ``--repeats`` times
-after one warm-up batch, taking turns, and the fastest run of each counts.
+Default mode (``--synthetic-data``): the generate stage's own code (``_samples``: render in batches,
+then PNG-encode every image and its JSON) on the ``tiny-sd`` generator (random weights, 32 px,
+2 DDIM steps, guidance 3.0) on CPU. One pipeline per setting, switched with the stage's
+:func:`~synk8s.stages.generate_speed.apply_switches`; the settings take turns within each of
+``--repeats`` rounds (so a burst of other load hits them alike) and the fastest round of each
+counts. The result line gives each switch's images/s ratio on vs off (above 1: the switch helps)
+and whether it left the tar bytes identical, the batch-size rates, the batch autotune's pick, and
+the milliseconds one 256 or 512 px image takes to encode as JPEG and PNG (the work
+``writer_threads`` moves off the critical path).
+``--compile`` adds ``torch.compile`` (about a minute of compiling on a CPU).
 
-``--gpu-sd15-shape`` (CUDA only): a Stable Diffusion 1.5-shaped UNet (block widths 320/640/1280/1280,
-cross-attention width 768, 860 M parameters) and VAE with random weights in bfloat16, 25 DDIM steps
-with classifier-free guidance (two UNet passes per step), at 512 and 256 px. No text encoder: random
-77 x 768 prompt embeddings are fed in. The result gives images/s and the percent of the FLOP bound:
-``images/s x TFLOP per image / --peak-tflops`` with 42.7 TFLOP per image at 512 px and 9.6 at 256 px
-(UNet and VAE decoder), and 989 dense bf16 TFLOP/s (H100 SXM) unless told otherwise.
+``--few-step``: images/s and the CLIP filter's keep rate side by side for 1, 2 and 4 steps without
+guidance against the tiny default. With random weights the keep rate only shows the machinery
+works: it says nothing about image quality, and the line says so.
 
-Prints one JSON line::
+The GPU figures (an SD 1.5-shaped generator at 512 and 256 px, percent of the FLOP bound) come
+from ``benchmarks/gpu_check.py``. Prints one JSON line::
 
-    python benchmarks/bench_generate.py --synthetic-data                 # tiny generator, CPU
-    python benchmarks/bench_generate.py --prompts runs/x/prompts         # prompts of a prompts stage output
-    python benchmarks/bench_generate.py --gpu-sd15-shape --peak-tflops 989
+    python benchmarks/bench_generate.py --synthetic-data              # switches + batch sizes, CPU
+    python benchmarks/bench_generate.py --synthetic-data --compile    # also torch.compile
+    python benchmarks/bench_generate.py --few-step                    # steps vs CF keep rate
 """
 
 from __future__ import annotations
@@ -24,216 +28,183 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 
 import torch
 
-from synk8s.seeds import derive_seed
-from synk8s.stages.generate import render
-from synk8s.stages.shard_writer import Sampler
-from timing import best_of, environment  # benchmarks/timing.py, beside this script
+from synk8s import config, shards
+from synk8s.stages.generate import _samples, sampler_settings, work_items
+from synk8s.stages.generate_speed import apply_switches, autotune_batch
+from timing import environment  # benchmarks/timing.py, beside this script
 
-TFLOP_PER_IMAGE = {512: 42.7, 256: 9.6}  # SD 1.5, 25 steps with CFG, UNet + VAE decoder
-SD15_STEPS = 25
-SD15_GUIDANCE = 7.5
-TEXT_TOKENS, TEXT_WIDTH = 77, 768  # CLIP ViT-L/14 text context and width, as SD 1.5 sees them
-
-
-
-
-
-
-def _prompts(args: argparse.Namespace) -> list[str]:
-    if not args.prompts:
-        return [f"a photo of object number {i}" for i in range(max(args.batch_sizes))]
-    from synk8s.stages.prompts import read_prompts
-
-    return [r["prompt"] for r in read_prompts(args.prompts)]
+BASE = ["dataset.name=cifar10", "generate.writer_threads=0", "generate.batch_size=16"]
+# switch name -> overrides that turn it on (off is BASE: today's behaviour)
+SWITCHES = {
+    "writer_threads_2": ["generate.writer_threads=2"],
+    "attention_plain": ["generate.attention=plain"],
+    "channels_last": ["generate.channels_last=true"],
+    "vae_unbatched": ["generate.vae_batched=false"],
+    "scheduler_dpmpp": ["generate.scheduler=dpm++"],
+    "dtype_bfloat16": ["generate.dtype=bfloat16"],
+    "resolution_64": ["generate.resolution=64"],
+}
 
 
-def bench_tiny(args: argparse.Namespace) -> dict:
-    """Images/s of ``tiny-sd`` on CPU at each batch size of ``args.batch_sizes``."""
-    from synk8s.models import load_generator
+class _Quiet:
+    def update(self, n: int) -> None:
+        """A progress bar that shows nothing."""
 
-    texts = _prompts(args)
-    pipe = load_generator("tiny-sd", device="cpu", seed=args.seed)
-    sampler = Sampler("synk8s/tiny-sd", f"random-seed-{args.seed}", 2, 3.0, 32, "float32", "cpu")
-    runs = {}
-    for batch in args.batch_sizes:
-        prompts = [texts[i % len(texts)] for i in range(batch)]
-        seeds = [derive_seed(args.seed, "bench-generate", i) for i in range(batch)]
-        batches = max(1, -(-args.images // batch))  # ceil: at least --images images per timed run
-        render(pipe, prompts, seeds, sampler)  # warm-up
-        runs[batch] = (prompts, seeds, batches)
-    # Batch sizes take turns within each repeat, so a burst of other load hits them alike.
-    best_s = {batch: float("inf") for batch in runs}
+
+def _setting(overrides: list[str], seed: int, images: int) -> tuple:
+    """(config, pipeline, sampler, work items) of one setting."""
+    from synk8s.models import load_generator, resolve_dtype
+
+    cfg = config.load("tiny", [*BASE, *overrides, f"seed={seed}"])
+    records = [{"class_index": c, "class_name": n, "prompt_index": 0, "prompt": f"a photo of a {n}"}
+               for c, n in enumerate(_classes(cfg))]  # fmt: skip
+    items = work_items(config.with_overrides(cfg, [f"generate.images_per_class={-(-images // 10)}"]), records,
+                       _classes(cfg))[:images]  # fmt: skip
+    sampler = sampler_settings(cfg, "cpu")
+    pipe = load_generator("tiny-sd", device="cpu", dtype=resolve_dtype(cfg.generate.dtype, "cpu"), seed=seed)
+    apply_switches(pipe, cfg.generate)
+    return cfg, pipe, sampler, items
+
+
+def _classes(cfg: config.ExperimentConfig) -> list[str]:
+    from synk8s import labelspace
+
+    return list(labelspace.class_names(cfg))
+
+
+def _made(setting: tuple, batch_size: int | None = None) -> list[bytes]:
+    """Every sample's image bytes, through the stage's batching and encoding."""
+    cfg, pipe, sampler, items = setting
+    batch = batch_size or cfg.generate.batch_size
+    return [dict(members)["png"] for _, members in _samples(pipe, items, sampler, cfg, _Quiet(), batch)]
+
+
+def encode_ms(fmt: str, side: int, repeats: int) -> float:
+    """Milliseconds to encode one ``side`` px image (smooth content, like a generated one) as the stage does."""
+    from PIL import Image
+
+    coarse = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    image = Image.fromarray(coarse.numpy()).resize((side, side), Image.BILINEAR)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        shards.encode_image(image, fmt)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
+def bench_switches(args: argparse.Namespace) -> dict:
+    """Each switch on vs off, batch sizes and the autotune's pick, interleaved in one run."""
+    switches = dict(SWITCHES)
+    if args.compile:
+        switches["compile"] = ["generate.compile=true"]
+    settings = {"off": _setting([], args.seed, args.images)}
+    settings.update({name: _setting(o, args.seed, args.images) for name, o in switches.items()})
+    reference = {name: _made(s) for name, s in settings.items()}  # warm-up (and compile)
+    batch_runs = {b: settings["off"] for b in args.batch_sizes}
+    for batch, setting in batch_runs.items():
+        _made(setting, batch)  # warm-up at each batch size
+    best = {name: float("inf") for name in [*settings, *(f"batch_{b}" for b in batch_runs)]}
     for _ in range(args.repeats):
-        for batch, (prompts, seeds, batches) in runs.items():
+        for name, setting in settings.items():
             start = time.perf_counter()
-            for _ in range(batches):
-                render(pipe, prompts, seeds, sampler)
-            best_s[batch] = min(best_s[batch], time.perf_counter() - start)
-    rates = {str(b): round(b * runs[b][2] / best_s[b], 2) for b in runs}
-    best = max(rates, key=lambda b: rates[b])
+            _made(setting)
+            best[name] = min(best[name], time.perf_counter() - start)
+        for batch, setting in batch_runs.items():
+            start = time.perf_counter()
+            _made(setting, batch)
+            best[f"batch_{batch}"] = min(best[f"batch_{batch}"], time.perf_counter() - start)
+    rate = {name: args.images / seconds for name, seconds in best.items()}
+    _, pipe, sampler, items = settings["off"]
+    chosen, tuned = autotune_batch(
+        lambda size: _made((settings["off"][0], pipe, sampler, items[:size]), size), args.batch_sizes,
+        most=args.images, device="cpu",
+    )  # fmt: skip
     return {
-        "benchmark": "generate_batch_size",
+        "benchmark": "generate_switches",
         "mode": "tiny-cpu",
         "generator": "tiny-sd",
         "steps": sampler.steps,
         "guidance": sampler.guidance,
         "resolution": sampler.resolution,
+        "images": args.images,
         "device": "cpu",
         "threads": torch.get_num_threads(),
-        "images_per_s": rates,
-        "best_batch": int(best),
-        "speedup_best_vs_batch1": round(rates[best] / rates["1"], 2) if "1" in rates else None,
+        "off_images_per_s": round(rate["off"], 2),
+        "on_over_off": {name: round(rate[name] / rate["off"], 3) for name in switches},
+        "same_bytes_as_off": {name: reference[name] == reference["off"] for name in switches},
+        "batch_images_per_s": {str(b): round(rate[f"batch_{b}"], 2) for b in batch_runs},
+        "autotune": {"chosen": chosen, "images_per_s": tuned},
+        # What writer_threads takes off the critical path per image at the paper's sizes.
+        "encode_ms_per_image": {f"{fmt}_{side}": round(encode_ms(fmt, side, 5), 2)
+                                for fmt in ("jpg", "png") for side in (256, 512)},  # fmt: skip
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def sd15_shape_pipeline(device: str, dtype: torch.dtype, seed: int):
-    """A Stable Diffusion 1.5-shaped pipeline (UNet, VAE, DDIM) with random weights and no text encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def bench_few_step(args: argparse.Namespace) -> dict:
+    """Images/s and CF keep rate of tiny-sd at 1, 2 and 4 steps without guidance, and at its default."""
+    from synk8s.models import load_clip
+    from synk8s.stages.feature_cache import encode_images
+    from synk8s.stages.filter import class_probabilities, confidences, resolve_threshold
+    from synk8s.zeroshot import text_head
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            cross_attention_dim=TEXT_WIDTH,
-            attention_head_dim=8,
-            norm_num_groups=32,
-            norm_eps=1e-5,
-            flip_sin_to_cos=True,
-            freq_shift=0,
-            downsample_padding=1,
-        )
-        vae = AutoencoderKL(
-            sample_size=512,
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            norm_num_groups=32,
-            scaling_factor=0.18215,
-        )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae.eval(),
-        text_encoder=None,
-        tokenizer=None,
-        unet=unet.eval(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device, dtype)
-
-
-def run_sd15_shape(pipe, *, batch: int, resolution: int, steps: int, seed: int) -> list:
-    """One batch through the pipeline with random prompt embeddings; returns the PIL images."""
-    device, dtype = pipe.unet.device, pipe.unet.dtype
-    g = torch.Generator(device).manual_seed(seed)
-    embeds = torch.randn(batch, TEXT_TOKENS, TEXT_WIDTH, generator=g, device=device).to(dtype)  # (B, 77, 768)
-    negative = torch.randn(batch, TEXT_TOKENS, TEXT_WIDTH, generator=g, device=device).to(dtype)  # (B, 77, 768)
-    generators = [torch.Generator(device).manual_seed(derive_seed(seed, i)) for i in range(batch)]
-    with torch.inference_mode():
-        return pipe(
-            prompt_embeds=embeds,
-            negative_prompt_embeds=negative,
-            generator=generators,
-            num_inference_steps=steps,
-            guidance_scale=SD15_GUIDANCE,
-            height=resolution,
-            width=resolution,
-            output_type="pil",
-        ).images
-
-
-def bench_sd15_shape(args: argparse.Namespace) -> dict:
-    """Images/s and percent of the FLOP bound of an SD 1.5-shaped generator at 512 and 256 px."""
-    device = "cuda"
-    pipe = sd15_shape_pipeline(device, torch.bfloat16, args.seed)
-    results = []
-    for resolution, tflop in TFLOP_PER_IMAGE.items():
-        batch = args.gpu_batch_size
-
-        def timed_run(resolution: int = resolution, batch: int = batch) -> None:
-            for _ in range(args.gpu_batches):
-                run_sd15_shape(pipe, batch=batch, resolution=resolution, steps=SD15_STEPS, seed=args.seed)
-            torch.cuda.synchronize()
-
-        run_sd15_shape(pipe, batch=batch, resolution=resolution, steps=SD15_STEPS, seed=args.seed)  # warm-up
-        torch.cuda.synchronize()
-        rate = batch * args.gpu_batches / best_of(timed_run, args.repeats)
-        results.append(
-            {
-                "resolution": resolution,
-                "batch_size": batch,
-                "images_per_s": round(rate, 3),
-                "tflop_per_image": tflop,
-                "achieved_tflops": round(rate * tflop, 1),
-                "percent_of_flop_bound": round(100 * rate * tflop / args.peak_tflops, 1),
-            }
-        )
+    clip = load_clip("tiny-clip", seed=args.seed)
+    settings = {"2 steps, guidance 3 (tiny default)": []}
+    settings.update({f"{s} steps, guidance 0": [f"generate.steps={s}", "generate.guidance=0.0"] for s in (1, 2, 4)})
+    made = {name: _setting(o, args.seed, args.images) for name, o in settings.items()}
+    classes = _classes(made[next(iter(made))][0])
+    head = text_head(clip, classes, ["a photo of a {}."])  # (K, D)
+    rows = {}
+    for name, setting in made.items():
+        _made(setting)  # warm-up
+        seconds = min(_timed(setting) for _ in range(args.repeats))
+        cfg, pipe, sampler, items = setting
+        images = [shards.decode_image(png) for png in _made(setting)]
+        feats = encode_images(clip, images, batch_size=64, dtype=torch.float32, progress=False)  # (N, D)
+        labels = torch.tensor([it.class_index for it in items])  # (N,)
+        conf = confidences(class_probabilities(feats, head, clip.logit_scale), labels)  # (N,)
+        keep = float((conf > resolve_threshold(None, len(classes))).float().mean())
+        rows[name] = {"images_per_s": round(args.images / seconds, 2), "cf_keep_rate": round(keep, 3)}
     return {
-        "benchmark": "generate_flop_bound",
-        "mode": "sd15-shape-gpu",
-        "device": torch.cuda.get_device_name(),
-        "dtype": "bfloat16",
-        "steps": SD15_STEPS,
-        "guidance": SD15_GUIDANCE,
-        "peak_tflops": args.peak_tflops,
-        "results": results,
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "benchmark": "generate_few_step",
+        "mode": "tiny-cpu",
+        "generator": "tiny-sd",
+        "images": args.images,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "settings": rows,
+        "note": "random weights: the keep rate shows the filter runs, not image quality; "
+        "rerun with a real generator and CLIP for a meaningful one",
     }
+
+
+def _timed(setting: tuple) -> float:
+    start = time.perf_counter()
+    _made(setting)
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the chosen mode and print (and return) the JSON result line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--synthetic-data", action="store_true", help="numbered prompts (the default)")
-    source.add_argument("--prompts", help="a prompts stage output folder (local or s3://)")
-    source.add_argument("--gpu-sd15-shape", action="store_true", help="SD 1.5-shaped random generator on CUDA")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--synthetic-data", action="store_true", help="switches on vs off (the default)")
+    mode.add_argument("--few-step", action="store_true", help="images/s and CF keep rate by step count")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
     parser.add_argument(
         "--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64],
-        help="tiny mode batch sizes, comma-separated (default 1,4,16,64)",
+        help="batch sizes timed and offered to the autotune, comma-separated (default 1,4,16,64)",
     )  # fmt: skip
-    parser.add_argument("--images", type=int, default=64, help="tiny mode: images per timed run (default 64)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the fastest counts (default 3)")
-    parser.add_argument("--gpu-batch-size", type=int, default=16, help="GPU mode batch size (default 16)")
-    parser.add_argument("--gpu-batches", type=int, default=2, help="GPU mode batches per timed run (default 2)")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 TFLOP/s of the GPU (default 989)")
+    parser.add_argument("--images", type=int, default=64, help="images per timed run (default 64)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the fastest counts (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    if args.gpu_sd15_shape:
-        if not torch.cuda.is_available():
-            print("--gpu-sd15-shape needs a CUDA device; none is visible, skipping", file=sys.stderr)
-            result = {"benchmark": "generate_flop_bound", "mode": "sd15-shape-gpu", "skipped": "no CUDA device"}
-        else:
-            result = bench_sd15_shape(args)
-    else:
-        result = bench_tiny(args)
+    result = bench_few_step(args) if args.few_step else bench_switches(args)
     result.update(environment())
     print(json.dumps(result))
     return result

@@ -4,10 +4,13 @@ Mirrors the pretrain stage: the model step is :func:`synk8s.training.train_step`
 model (one process), fed fixed tensors so only compute counts, at several batch sizes; the loader is the
 stage's :class:`synk8s.stream.ShardStream` through a DataLoader (tar streaming, decoding and augmentation)
 with nothing consuming. ``loader_over_model`` above 1 means the loader keeps up with the model at the
-stage's batch size; below 1, data loading is the bottleneck. Prints one JSON line.
+stage's batch size; below 1, data loading is the bottleneck. ``--compare-workers N`` also times the
+loader with N decode workers against ``--workers`` (``pretrain.workers``), taking turns for
+``--repeats`` rounds, and gives the ratio. Prints one JSON line.
 
     python benchmarks/bench_pretrain.py --synthetic-data                         # drawn 32 px images, tiny-resnet, CPU
     python benchmarks/bench_pretrain.py --synthetic-data --method moco --workers 2
+    python benchmarks/bench_pretrain.py --synthetic-data --resolution 224 --compare-workers 2
     python benchmarks/bench_pretrain.py --images s3://b/runs/r/images --backbone resnet50 --resolution 224 --device cuda
 """
 
@@ -56,8 +59,8 @@ def model_images_per_s(args: argparse.Namespace, batch_size: int, classes: int, 
     return batch_size * args.steps / best
 
 
-def loader_images_per_s(args: argparse.Namespace, images: str, batch_size: int) -> float:
-    """Images/s the stage's shard stream delivers through a DataLoader with ``--workers`` workers."""
+def loader_images_per_s(args: argparse.Namespace, images: str, batch_size: int, workers: int | None = None) -> float:
+    """Images/s the stage's shard stream delivers through a DataLoader with ``workers`` (``--workers``) workers."""
     tars = shards.manifest_tars(images)
     transform = augment.moco_v2(args.resolution) if args.method == "moco" else augment.supervised(args.resolution)
     dataset = stream.ShardStream(
@@ -71,7 +74,8 @@ def loader_images_per_s(args: argparse.Namespace, images: str, batch_size: int) 
         batch_size=batch_size,
         buffer_size=min(stream.SHUFFLE_BUFFER, len(tars) * 10),
     )
-    loader = iter(DataLoader(dataset, batch_size=batch_size, num_workers=args.workers))
+    workers = args.workers if workers is None else workers
+    loader = iter(DataLoader(dataset, batch_size=batch_size, num_workers=workers))
     next(loader)  # workers started, buffer filled
     start = time.perf_counter()
     for _ in range(args.loader_batches):
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the fastest counts (default 3)")
     parser.add_argument("--loader-batches", type=int, default=20, help="batches read from the loader (default 20)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    parser.add_argument("--compare-workers", type=int, default=None, help="also time the loader with N workers")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -110,6 +115,17 @@ def main(argv: list[str] | None = None) -> dict:
             sizes = [int(b) for b in args.batch_sizes.split(",")]
             model = {b: model_images_per_s(args, b, classes, ctx.device) for b in sorted({*sizes, args.stage_batch})}
         loader = loader_images_per_s(args, images, args.stage_batch)
+        compared = {}
+        if args.compare_workers is not None:
+            rates: dict[int, list[float]] = {args.workers: [], args.compare_workers: []}
+            for _ in range(args.repeats):
+                for workers in rates:
+                    rates[workers].append(loader_images_per_s(args, images, args.stage_batch, workers))
+            best = {w: max(r) for w, r in rates.items()}
+            compared = {
+                "loader_images_per_s_by_workers": {str(w): round(r, 1) for w, r in best.items()},
+                "workers_over_inline": round(best[args.compare_workers] / best[args.workers], 3),
+            }
     result = {
         "benchmark": "pretrain_throughput",
         "method": args.method,
@@ -124,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "stage_batch": args.stage_batch,
         "loader_over_model": round(loader / model[args.stage_batch], 2),
         "loader_is_bottleneck": loader < model[args.stage_batch],
+        **compared,
         **environment(),
     }
     print(json.dumps(result))

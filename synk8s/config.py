@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from synk8s.config_digest import DIGEST_UNLESS, LEFT_OUT, SPEED_ONLY, digest_view
 from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, Section
 from synk8s.errors import UsageError
 
@@ -119,6 +120,38 @@ class GenerateConfig(Section):
     num_shards: int = Field(ge=1, description="shards the work splits into (one GPU task each)")
     samples_per_tar: int = Field(ge=1, description="images per WebDataset tar file")
     image_format: Literal["png", "jpg"]
+    # Speed switches (docs/speed.md). Those that can change pixels enter the digest only when set away
+    # from today's behaviour (DIGEST_UNLESS), so run folders made before they existed keep their names;
+    # writer_threads never changes a byte and never enters it (SPEED_ONLY).
+    attention: Literal["sdpa", "plain"] = Field(
+        description="sdpa: torch's fused attention (diffusers' AttnProcessor2_0); plain: the matmul-softmax one",
+        json_schema_extra={DIGEST_UNLESS: "sdpa"},
+    )
+    channels_last: bool = Field(
+        description="UNet and VAE in channels-last memory format", json_schema_extra={DIGEST_UNLESS: False}
+    )
+    compile: bool = Field(
+        description="torch.compile the UNet and the VAE decoder (the first batch pays the compile)",
+        json_schema_extra={DIGEST_UNLESS: False},
+    )
+    vae_batched: bool = Field(
+        description="decode a whole batch in one VAE call; false: one image at a time (less memory)",
+        json_schema_extra={DIGEST_UNLESS: True},
+    )
+    scheduler: Literal["ddim", "dpm++", "euler-a"] | None = Field(
+        description="null: the generator's own scheduler; dpm++: DPM-Solver++ multistep (about 20 steps)",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    batch_autotune: tuple[int, ...] | None = Field(
+        description="candidate batch sizes timed on the shard's first items; the fastest that fits is used "
+        "and recorded in the shard's plan and manifest; null: generate.batch_size",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    writer_threads: int = Field(
+        ge=0,
+        description="threads encoding images (PNG/JPEG) while the next batch denoises; 0: inline",
+        json_schema_extra={SPEED_ONLY: True},
+    )
 
 
 class FilterConfig(Section):
@@ -140,6 +173,11 @@ class FeaturesConfig(Section):
     dtype: DType
     templates: Literal["paper", "clip"] = Field(
         description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
+    )
+    workers: int = Field(
+        ge=0,
+        description="DataLoader processes decoding and preprocessing images; 0: inline (same features)",
+        json_schema_extra={SPEED_ONLY: True},
     )
 
 
@@ -230,16 +268,20 @@ class ExperimentConfig(Section):
 
         With no fields: every field but ``store`` and ``cluster``. Where a run executes and where
         it writes do not change its results, so they do not change its digest; identical
-        experiments give identical digests.
+        experiments give identical digests. Speed switches are left out where they change nothing
+        (see :mod:`synk8s.config_digest`); a dotted path to one is left out of the selection.
         """
-        data = self.model_dump(mode="json", exclude={"store", "cluster"})
+        data = digest_view(type(self), self.model_dump(mode="json", exclude={"store", "cluster"}))
         if fields:
             picked = {}
+            full = self.model_dump(mode="json")
             for path in sorted(set(fields)):
-                value = data
+                value, whole = data, full
                 for part in path.split("."):
-                    value = value[part]
-                picked[path] = value
+                    whole = whole[part]  # a misspelt path is still a KeyError
+                    value = value.get(part, LEFT_OUT) if isinstance(value, dict) else LEFT_OUT
+                if value is not LEFT_OUT:
+                    picked[path] = value
             data = picked
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -7,7 +7,9 @@ it) calls :func:`record` after each stage call, which writes one small file into
     <run>/cost/<stage folder>-shard-00001.json  one per shard of a sharded stage (generate)
 
     {"stage": "generate", "shard": 1, "device": "NVIDIA H200", "device_seconds": 812.4,
-     "images": 1000, "images_per_second": 1.23}
+     "images": 1000, "images_per_second": 1.23, "images_per_second_generating": 1.31, "batch_size": 16}
+
+(the last two only for generate: images/s with the model loaded and set up, and the batch size used).
 
 A call on a CUDA device counts one device (the stages use ``cuda:0``); a CPU call records ``"cpu"``.
 :func:`run_cost` sums a run's records for its report: device-hours per 1000 generated images and
@@ -78,6 +80,12 @@ def record(cfg: ExperimentConfig, run: str, out: str, stage: str, result: Any, s
         "images": images,
         "images_per_second": round(images / seconds, 4) if images and seconds > 0 else None,
     }
+    # A generate shard also says how fast it made images once loaded, and at which batch size.
+    busy = getattr(result, "generate_seconds", None)
+    if busy and images:
+        body["images_per_second_generating"] = round(images / busy, 4)
+    if getattr(result, "batch_size", None) is not None:
+        body["batch_size"] = result.batch_size
     uri = record_uri(run, out, shard)
     storage.put_json(uri, body)
     return uri
@@ -104,12 +112,17 @@ def run_cost(records: list[dict[str, Any]], *, generated: int, gain: float) -> d
 
     Returns:
         ``devices`` (names seen), ``device_hours`` (all stages), ``generate_device_hours``,
-        ``device_hours_per_1000_images`` (generation), ``points_per_device_hour`` (gain / all device-hours);
-        None where a denominator is zero.
+        ``device_hours_per_1000_images`` (generation), ``points_per_device_hour`` (gain / all device-hours),
+        ``generate_images_per_second`` (the shards' images over their device-seconds) and
+        ``generate_batch_sizes`` (those the shards recorded); None where a denominator is zero.
     """
     total = sum(float(r["device_seconds"]) for r in records) / 3600.0
-    gen = sum(float(r["device_seconds"]) for r in records if r["stage"] == "generate") / 3600.0
+    shards = [r for r in records if r["stage"] == "generate"]
+    gen = sum(float(r["device_seconds"]) for r in shards) / 3600.0
+    made = sum(int(r.get("images") or 0) for r in shards)
     return {
+        "generate_images_per_second": round(made / (gen * 3600.0), 4) if made and gen > 0 else None,
+        "generate_batch_sizes": sorted({r["batch_size"] for r in shards if r.get("batch_size") is not None}),
         "devices": sorted({r["device"] for r in records}),
         "device_hours": round(total, 6),
         "generate_device_hours": round(gen, 6),

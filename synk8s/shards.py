@@ -20,6 +20,7 @@ replaced tar: it gets an :class:`~synk8s.errors.IntegrityError` instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -292,7 +293,9 @@ def manifest_tars(images_out: str) -> list[TarRecord]:
     return records
 
 
-def iter_samples(images_out: str, *, limit: int | None = None) -> Iterator[tuple[str, Image.Image, dict[str, Any]]]:
+def iter_samples(
+    images_out: str, *, limit: int | None = None, lazy: bool = False
+) -> Iterator[tuple[str, Image.Image, dict[str, Any]]]:
     """Yield ``(key, RGB image, metadata)`` for every generated image, in manifest order.
 
     Each tar is checked against the manifest as it streams (see :func:`iter_tar`): iterate to the
@@ -302,6 +305,8 @@ def iter_samples(images_out: str, *, limit: int | None = None) -> Iterator[tuple
         images_out: the generate stage's output folder (holding ``manifest.json``).
         limit: stop after this many images (the tar holding the last one is still read to its end
             and checked); None yields every image.
+        lazy: yield a zero-argument callable that decodes the image instead of the image (a reader
+            that skips some samples, or decodes elsewhere, does not pay for them).
 
     Raises:
         MissingDataError: no collected manifest in ``images_out``.
@@ -319,4 +324,5 @@ def iter_samples(images_out: str, *, limit: int | None = None) -> Iterator[tuple
                 raise StoreError(f"sample {key} in {record.uri} lacks an image or its json; regenerate that tar")
             if remaining is not None:
                 remaining -= 1
-            yield key, decode_image(found[image_ext]), json.loads(found["json"])
+            image = functools.partial(decode_image, found[image_ext])
+            yield key, image if lazy else image(), json.loads(found["json"])

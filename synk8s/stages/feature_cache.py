@@ -18,6 +18,7 @@ from synk8s import storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import IntegrityError, UsageError
 from synk8s.stages.feature_keys import cache_key, key_parts
+from synk8s.stages.feature_workers import Sample, preprocessed_batches
 
 if TYPE_CHECKING:
     import torch
@@ -64,20 +65,32 @@ def cache_uri(cfg: ExperimentConfig, key: str, suffix: str) -> str:
 def compute_dtype(cfg: ExperimentConfig, device: str) -> torch.dtype:
     """Autocast dtype of the image encoder: half precision on CUDA by default, float32 on CPU.
 
+    bfloat16 also runs on a CPU (torch's CPU autocast supports it); float16 needs CUDA.
+
     Raises:
-        UsageError: ``features.dtype`` asks for half precision on a CPU device.
+        UsageError: ``features.dtype`` asks for float16 on a CPU device.
     """
     import torch
 
     from synk8s.models import resolve_dtype
 
     dtype = resolve_dtype(cfg.features.dtype, device)
-    if dtype != torch.float32 and not device.startswith("cuda"):
+    if dtype == torch.float16 and not device.startswith("cuda"):
         raise UsageError(
             f"features.dtype={cfg.features.dtype} needs a CUDA device, got device {device}; "
-            "set features.dtype=auto or float32"
+            "set features.dtype=auto, float32 or bfloat16"
         )
     return dtype
+
+
+def encode_batch(bundle: ClipBundle, pixels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """L2-normalised float32 CPU features (B, D) of preprocessed images (B, 3, H, W), autocast to ``dtype``."""
+    import torch
+    import torch.nn.functional as F
+
+    device_type = "cuda" if bundle.device.startswith("cuda") else "cpu"
+    with torch.inference_mode(), torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
+        return F.normalize(bundle.encode_image(pixels).float(), dim=-1).cpu()  # (B, D)
 
 
 def encode_images(
@@ -96,7 +109,7 @@ def encode_images(
         bundle: the CLIP model.
         images: PIL images in order (a stream is fine).
         batch_size: images per forward pass.
-        dtype: ``torch.float32``, or a half dtype used through autocast (CUDA only).
+        dtype: ``torch.float32``, or a half dtype used through autocast (CUDA; bfloat16 also on CPU).
         total: number of images, for the progress bar's ETA; optional.
         desc: progress bar label.
         progress: show a tqdm progress bar (images/s, ETA).
@@ -105,18 +118,13 @@ def encode_images(
         (N, D) float32 CPU tensor of L2-normalised features.
     """
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    half = dtype != torch.float32
-    device_type = "cuda" if bundle.device.startswith("cuda") else "cpu"
     chunks: list[torch.Tensor] = []
     batch: list[torch.Tensor] = []
 
     def flush() -> None:
-        pixels = torch.stack(batch)  # (B, 3, H, W)
-        with torch.autocast(device_type, dtype=dtype, enabled=half):
-            chunks.append(F.normalize(bundle.encode_image(pixels).float(), dim=-1).cpu())  # (B, D)
+        chunks.append(encode_batch(bundle, torch.stack(batch), dtype))  # (B, D)
         bar.update(len(batch))
         batch.clear()
 
@@ -154,7 +162,7 @@ def cached_or_encode(
     cfg: ExperimentConfig,
     bundle: ClipBundle,
     data: dict[str, Any],
-    samples: Callable[[], Iterable[tuple[str | None, Image.Image, int]]],
+    samples: Callable[[], Iterable[Sample]],
     *,
     total: int,
     desc: str,
@@ -162,11 +170,16 @@ def cached_or_encode(
 ) -> FeatureSet:
     """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label)).
 
+    An image may be a zero-argument callable that decodes it; with ``features.workers`` above 0,
+    DataLoader workers decode and preprocess (see :mod:`synk8s.stages.feature_workers`) and
+    ``samples`` is called once per worker.
+
     The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
     images; a cached entry of another size, or one that does not read back, is encoded again.
     """
     import torch
     from safetensors.torch import save
+    from tqdm.auto import tqdm
 
     device = bundle.device
     dtype = compute_dtype(cfg, device)
@@ -188,17 +201,19 @@ def cached_or_encode(
 
     sample_keys: list[str] = []
     labels: list[int] = []
-
-    def images() -> Iterable[Image.Image]:
-        for sample_key, image, label in samples():
-            if sample_key is not None:
-                sample_keys.append(sample_key)
-            labels.append(label)
-            yield image
-
-    feats = encode_images(
-        bundle, images(), batch_size=cfg.features.batch_size, dtype=dtype, total=total, desc=desc, progress=progress
+    chunks: list[torch.Tensor] = []
+    batches = preprocessed_batches(
+        samples, bundle.preprocess, batch_size=cfg.features.batch_size, workers=cfg.features.workers
     )
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for pixels, keys, batch_labels in batches:
+            chunks.append(encode_batch(bundle, pixels, dtype))  # (B, D)
+            sample_keys.extend(k for k in keys if k is not None)
+            labels.extend(batch_labels)
+            bar.update(len(batch_labels))
+    if not chunks:
+        raise ValueError(f"{desc}: no images to encode")
+    feats = torch.cat(chunks)  # (N, D)
     if len(labels) != total:
         raise IntegrityError(f"{desc}: encoded {len(labels)} images where {total} were expected; nothing cached")
     label_tensor = torch.tensor(labels, dtype=torch.int64)  # (N,)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +38,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest
 from synk8s.stages.feature_cache import FeatureSet, cached_or_encode
+from synk8s.stages.feature_workers import dataset_sources
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -109,8 +110,8 @@ def synthetic_features(
     tars = manifest_tars(images)
     data = {"kind": "synthetic", "tars": [t.sha256 for t in tars]}
 
-    def samples() -> Iterable[tuple[str, Image.Image, int]]:
-        for key, image, meta in iter_samples(images):
+    def samples() -> Iterable[tuple[str, Callable[[], Image.Image], int]]:
+        for key, image, meta in iter_samples(images, lazy=True):  # decoded where the batch is preprocessed
             yield key, image, int(meta["class_index"])
 
     clip = bundle or load_clip_for(cfg)
@@ -148,9 +149,8 @@ def real_features(
     data_set = datasets.load(cfg.dataset.name, split, root)
     data = {"kind": "real", "dataset": cfg.dataset.name, "split": split, "ident": data_set.ident}
 
-    def samples() -> Iterable[tuple[None, Image.Image, int]]:
-        for image, label in data_set:
-            yield None, image, int(label)
+    def samples() -> Iterable[tuple[None, Callable[[], Image.Image], int]]:
+        return dataset_sources(data_set)
 
     clip = bundle or load_clip_for(cfg)
     return cached_or_encode(

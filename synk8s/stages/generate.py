@@ -11,6 +11,11 @@ counts). Tar bytes are therefore reproducible for the same shard count, ``genera
 thread count and hardware; batches never cross a tar boundary, so a resumed shard rebuilds exactly
 the bytes an uninterrupted run writes.
 
+The speed switches (``generate.attention``, ``channels_last``, ``compile``, ``vae_batched``,
+``scheduler``, ``batch_autotune``, ``writer_threads``) are applied by
+:mod:`synk8s.stages.generate_speed`; see docs/speed.md for which of them can move pixels. An
+autotuned batch size is kept in the shard folder (``autotune.json``) and reused by a rerun.
+
 Shards are written, resumed and collected by :mod:`synk8s.stages.shard_writer` (shared with real
 guidance): atomic tars, a rerun that keeps intact tars and remakes missing or damaged ones, and a
 collect step that checks every tar against its recorded SHA-256.
@@ -26,24 +31,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
-from synk8s import labelspace, shards
+from synk8s import labelspace, shards, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest
 from synk8s.stages.prompts import read_prompts
-from synk8s.stages.shard_writer import GenerateResult, Sampler, check_plan, collect, write_shard
+from synk8s.stages.generate_speed import apply_switches, autotune_batch, changed_switches, encoded_in_order
+from synk8s.stages.shard_writer import GenerateResult, Sampler, check_plan, collect, shard_name, write_shard
 from synk8s.stages.spec import Option, Resources, Sharding, StageSpec
 
 if TYPE_CHECKING:
     from PIL import Image
 
 log = logging.getLogger(__name__)
+
+AUTOTUNE_FILE = "autotune.json"  # in the shard folder: the batch size batch_autotune chose, and its timings
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ def sampler_settings(cfg: ExperimentConfig, device: str) -> Sampler:
 def shard_plan(cfg: ExperimentConfig, sampler: Sampler, items: Sequence[WorkItem], shard: int, num_shards: int) -> dict:
     """What a shard makes; equal plans give equal tars (on the same hardware)."""
     listing = "\n".join(f"{it.key}\t{it.seed}\t{it.prompt}" for it in items)
-    return {
+    plan = {
         "shard": shard,
         "num_shards": num_shards,
         "items": len(items),
@@ -153,6 +160,8 @@ def shard_plan(cfg: ExperimentConfig, sampler: Sampler, items: Sequence[WorkItem
         "image_format": cfg.generate.image_format,
         "sampler": {k: v for k, v in sampler.as_dict().items() if k != "device"},
     }
+    switches = changed_switches(cfg.generate)  # only when set: plans of earlier runs stay valid
+    return {**plan, "switches": switches} if switches else plan
 
 
 # ----------------------------------------------------------------------------- generation
@@ -210,22 +219,66 @@ def sample_meta(item: WorkItem, sampler: Sampler, scheduler: str) -> dict[str, A
 
 
 def _samples(
-    pipe: Any, items: Sequence[WorkItem], sampler: Sampler, cfg: ExperimentConfig, progress: Any
+    pipe: Any, items: Sequence[WorkItem], sampler: Sampler, cfg: ExperimentConfig, progress: Any, batch_size: int
 ) -> Iterator[shards.Sample]:
-    """Generate ``items`` in batches and yield them as tar samples."""
+    """Generate ``items`` in batches of ``batch_size`` and yield them as tar samples, in item order.
+
+    With ``generate.writer_threads`` above 0 the images of a batch are encoded on threads while the
+    next batch denoises (:func:`~synk8s.stages.generate_speed.encoded_in_order`); the bytes are the same.
+    """
     scheduler = type(pipe.scheduler).__name__
     fmt = cfg.generate.image_format
-    size = cfg.generate.batch_size
-    for start in range(0, len(items), size):
-        batch = items[start : start + size]
-        images = render(pipe, [it.prompt for it in batch], [it.seed for it in batch], sampler)
-        for item, image in zip(batch, images, strict=True):
-            members = [
-                (fmt, shards.encode_image(image, fmt)),
-                ("json", shards.encode_json(sample_meta(item, sampler, scheduler))),
-            ]
-            yield item.key, members
-        progress.update(len(batch))
+
+    def batches() -> Iterator[tuple[Sequence[WorkItem], list[Image.Image]]]:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            yield batch, render(pipe, [it.prompt for it in batch], [it.seed for it in batch], sampler)
+
+    def encode(item: WorkItem, image: Image.Image) -> list[tuple[str, bytes]]:
+        return [
+            (fmt, shards.encode_image(image, fmt)),
+            ("json", shards.encode_json(sample_meta(item, sampler, scheduler))),
+        ]
+
+    for item, members in encoded_in_order(batches(), encode, cfg.generate.writer_threads):
+        yield item.key, members
+        progress.update(1)
+
+
+def _prepare(
+    cfg: ExperimentConfig, out: str, shard: int, num_shards: int, items: Sequence[WorkItem], sampler: Sampler
+) -> tuple[Callable[[Any], dict[str, Any]], dict[str, int]]:
+    """The shard's pipeline set-up hook for :func:`write_shard`, and the batch size it settles.
+
+    The hook applies the speed switches and, with ``generate.batch_autotune``, times its candidates on
+    the shard's first items; the choice is kept in ``autotune.json`` in the shard folder, so a resumed
+    shard reuses it (the same batches, so the same bytes). Returns the hook and a dict whose
+    ``batch_size`` the hook sets.
+    """
+    chosen = {"batch_size": cfg.generate.batch_size}
+
+    def prepare(pipe: Any) -> dict[str, Any]:
+        applied = apply_switches(pipe, cfg.generate)
+        fields: dict[str, Any] = {"speed": applied}
+        candidates = cfg.generate.batch_autotune
+        if candidates:
+            uri = storage.join(out, shard_name(shard, num_shards), AUTOTUNE_FILE)
+            if not storage.exists(uri):
+
+                def run_batch(size: int) -> None:
+                    picked = [items[i % len(items)] for i in range(size)]
+                    render(pipe, [it.prompt for it in picked], [it.seed for it in picked], sampler)
+
+                most = min(len(items), cfg.generate.samples_per_tar)
+                size, rates = autotune_batch(run_batch, candidates, most=most, device=sampler.device)
+                storage.put_json(uri, {"batch_size": size, "images_per_second": rates})
+            tuned = storage.get_json(uri)
+            chosen["batch_size"] = int(tuned["batch_size"])
+            fields["batch_autotune"] = tuned["images_per_second"]
+        fields["batch_size"] = chosen["batch_size"]
+        return fields
+
+    return prepare, chosen
 
 
 def run(
@@ -259,12 +312,14 @@ def run(
     plan = shard_plan(cfg, sampler, items, shard, num_shards)
     check_plan(out, shard, num_shards, plan)
 
+    prepare, chosen = _prepare(cfg, out, shard, num_shards, items, sampler)
+
     def samples(pipe: Any, chunk: Sequence[WorkItem], sampler: Sampler, progress: Any) -> Iterator[shards.Sample]:
-        return _samples(pipe, chunk, sampler, cfg, progress)
+        return _samples(pipe, chunk, sampler, cfg, progress, chosen["batch_size"])
 
     return write_shard(
         cfg, out=out, shard=shard, num_shards=num_shards, items=items, plan=plan, sampler=sampler, samples=samples,
-        start=start,
+        start=start, prepare=prepare,
     )  # fmt: skip
 
 

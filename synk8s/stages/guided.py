@@ -41,6 +41,7 @@ from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
 from synk8s.stages import features, generate, shard_writer
 from synk8s.stages import filter as filter_stage
+from synk8s.stages.generate_speed import apply_switches
 from synk8s.stages.shard_writer import GenerateResult, Sampler
 from synk8s.stages.spec import Option, Resources, Sharding, StageSpec
 
@@ -236,6 +237,8 @@ def run(
     return shard_writer.write_shard(
         cfg, out=out, shard=shard, num_shards=num_shards, items=items, plan=plan, sampler=sampler,
         samples=samples, img2img=True, start=start,
+        # The pipeline switches apply here too; batch_autotune and writer_threads are generate's alone.
+        prepare=lambda pipe: {"speed": apply_switches(pipe, cfg.generate)},
     )  # fmt: skip
 
 

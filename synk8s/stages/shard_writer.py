@@ -57,8 +57,8 @@ class GenerateResult(BaseModel):
     skipped_tars: int
     manifest_uri: str
     seconds: float
-
-
+    batch_size: int | None = None
+    generate_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ def write_shard(
     samples: Callable[[Any, Sequence[Any], Sampler, Any], Iterator[shards.Sample]],
     img2img: bool = False,
     start: float,
+    prepare: Callable[[Any], dict[str, Any]] | None = None,
 ) -> GenerateResult:
     """Write the missing tars of one planned shard, then its manifest; skip tars that exist.
 
@@ -129,6 +130,9 @@ def write_shard(
         samples: ``(pipe, items of one tar, sampler, progress bar) -> tar samples`` in item order.
         img2img: load the image-to-image variant of the generator.
         start: ``time.perf_counter()`` when the call began.
+        prepare: called with the loaded pipeline before any image is made (speed switches, batch
+            autotune); the fields it returns are added to the shard manifest (``batch_size`` also
+            to the result).
     """
     from tqdm import tqdm
 
@@ -148,6 +152,7 @@ def write_shard(
     )
     device = sampler.device
     load_seconds = generate_seconds = 0.0
+    prepared: dict[str, Any] = {}
     if missing:
         from synk8s.models import load_generator, loaded_revision, resolve_dtype
 
@@ -162,6 +167,7 @@ def write_shard(
         )
         # Provenance names the weights actually loaded (a hub commit), not the revision asked for.
         sampler = dataclasses.replace(sampler, revision=loaded_revision(pipe) or sampler.revision)
+        prepared = prepare(pipe) if prepare is not None else {}
         load_seconds = time.perf_counter() - start
         with tqdm(total=generated, desc=f"generate {shard_name(shard, num_shards)}", unit="img") as progress:
             for t in missing:
@@ -190,11 +196,16 @@ def write_shard(
             "generated": generated,
             "load_seconds": round(load_seconds, 3),
             "generate_seconds": round(generate_seconds, 3),
+            "images_per_second": round(generated / generate_seconds, 4) if generated and generate_seconds else None,
             "seconds": round(time.perf_counter() - start, 3),
+            **prepared,
         },
     )
-    return _result(
+    result = _result(
         shard, num_shards, len(items), generated, len(chunks), len(chunks) - len(missing), manifest_uri, start
+    )
+    return result.model_copy(
+        update={"batch_size": prepared.get("batch_size"), "generate_seconds": round(generate_seconds, 3) or None}
     )
 
 
@@ -319,6 +330,8 @@ def collect(
         devices=sorted({m["device"] for m in shard_manifests}),
         shard_seconds=round(sum(m["seconds"] for m in shard_manifests), 3),
         seconds_per_image=round(generate_seconds / generated, 6) if generated else None,
+        images_per_second=round(generated / generate_seconds, 4) if generated and generate_seconds else None,
+        batch_sizes=sorted({m["batch_size"] for m in shard_manifests if m.get("batch_size") is not None}),
         seconds=round(seconds, 3),
         **labelspace.manifest_fields(cfg),
     )

@@ -171,8 +171,8 @@ def cached_or_encode(
     """Read the cached features of ``data`` or encode ``samples()`` (yielding (key, image, label)).
 
     An image may be a zero-argument callable that decodes it; with ``features.workers`` above 0,
-    DataLoader workers decode and preprocess (see :mod:`synk8s.stages.feature_workers`) and
-    ``samples`` is called once per worker.
+    DataLoader workers decode and preprocess (see :mod:`synk8s.stages.feature_workers`);
+    ``samples`` is called once, in this process, so each tar is read and checked once.
 
     The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
     images; a cached entry of another size, or one that does not read back, is encoded again.

@@ -149,9 +149,7 @@ def real_features(
     data_set = datasets.load(cfg.dataset.name, split, root)
     data = {"kind": "real", "dataset": cfg.dataset.name, "split": split, "ident": data_set.ident}
 
-    def samples() -> Iterable[tuple[None, Callable[[], Image.Image], int]]:
-        return dataset_sources(data_set)
-
+    samples = dataset_sources(data_set)  # by index: decoding workers read only their own items
     clip = bundle or load_clip_for(cfg)
     return cached_or_encode(
         cfg, clip, data, samples, total=len(data_set), desc=f"{split} features", progress=progress

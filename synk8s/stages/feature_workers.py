@@ -74,12 +74,26 @@ def _preprocessed(batch: list[Sample], preprocess: Callable[[Any], torch.Tensor]
     return pixels, [key for key, _, _ in batch], [label for _, _, label in batch]
 
 
-def _streamed_batches(samples: Callable[[], Iterable[Sample]], batch_size: int) -> Iterator[list[Sample]]:
-    """Batches of ``samples()`` as they stream in this process; map-style datasets as ``(index, label)`` lists."""
-    if isinstance(samples, DatasetSamples):
-        labels = [int(label) for label in samples.data_set.labels]
-        return _chunks(enumerate(labels), batch_size)
-    return _chunks(samples(), batch_size)
+class _Stream:
+    """The DataLoader's sampler: batches of ``samples()`` as they stream in this process.
+
+    Map-style datasets give ``(index, label)`` lists. An error of the stream (a damaged tar) ends
+    it and is kept in ``error``, so the DataLoader shuts its workers down cleanly before it is raised.
+    """
+
+    def __init__(self, samples: Callable[[], Iterable[Sample]], batch_size: int):
+        self.samples, self.batch_size = samples, batch_size
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        if isinstance(self.samples, DatasetSamples):
+            labels = [int(label) for label in self.samples.data_set.labels]
+            yield from _chunks(enumerate(labels), self.batch_size)
+            return
+        try:
+            yield from _chunks(self.samples(), self.batch_size)
+        except Exception as error:  # raised again, by preprocessed_batches, once the workers are done
+            self.error = error
 
 
 def preprocessed_batches(
@@ -122,13 +136,16 @@ def preprocessed_batches(
 
     # fork: the workers inherit the transform (and a map-style dataset); only batches are pickled.
     # The sampler runs here: each batch of encoded bytes is read from the store once and sent to one worker.
+    stream = _Stream(samples, batch_size)
     loader = DataLoader(
         Decode(),
         batch_size=None,
-        sampler=_streamed_batches(samples, batch_size),
+        sampler=stream,
         num_workers=workers,
         worker_init_fn=worker_init,
         multiprocessing_context="fork",
     )
     for pixels, keys, labels in loader:
         yield pixels, list(keys), [int(label) for label in labels]
+    if stream.error is not None:
+        raise stream.error

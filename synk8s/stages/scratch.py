@@ -55,7 +55,8 @@ def run(
         if classes != wanted:
             raise UsageError(
                 f"the images in {images} have {classes} classes, {cfg.pretrain.finetune.dataset} has {wanted}; "
-                "generate them with pretrain.label_space or dataset.name set to the fine-tuning dataset"
+                "generate them with pretrain.label_space or dataset.name set to the fine-tuning dataset "
+                "and pretrain.classes null"
             )
         return fit(downstream(cfg), out=out, init="scratch", images=images)
     return fit(downstream(cfg), out=out, init="scratch", real_per_class=str(real_per_class))

@@ -94,6 +94,7 @@ PRETRAINING = {
             "finetune": "finetune-dacaa7d9768f61cd",
             "scratch": "scratch-e3d4af4c2a411932",
             "detect": "detect-e50addca3bd020c2",
+            "scratch_real": "scratch-real-c974766892f32357",  # pinned when it joined the table
         },
     ),
     "paper": (
@@ -103,6 +104,7 @@ PRETRAINING = {
             "finetune": "finetune-6aceb0aa86b9a953",
             "scratch": "scratch-2b204bb1adba0bce",
             "detect": "detect-eade5fb3e8e73936",
+            "scratch_real": "scratch-real-509c4ac223ad10ff",
         },
     ),
 }
@@ -146,7 +148,7 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
     assert same == ["prompts", "generate", "filter", "features", "leakage", "split", "guided", "filter_guided",
-                    "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect"]
+                    "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect", "scratch_real"]
 
 
 def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():

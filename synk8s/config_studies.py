@@ -98,6 +98,9 @@ class PretrainConfig(Section):
         description="class names to generate (see synk8s.labelspace); null: the dataset's classes (zero-shot runs)"
     )
     images: int = Field(ge=1, description="synthetic images in total (spread evenly over the classes)")
+    classes: int | None = Field(
+        ge=1, description="K: generate for K classes evenly spaced through the label space; null: every class"
+    )
     epochs: int = Field(ge=1, description="supervised epochs (MoCo: pretrain.moco.epochs)")
     lr: float = Field(gt=0.0, description="supervised base learning rate per 256 images (cosine schedule)")
     batch_size: int = Field(ge=1, description="global batch (over all processes)")

@@ -15,7 +15,9 @@ first lemma of ``imagenet_synset_to_lemma.txt``, keeping only synsets whose name
 were drawn with ``random.Random(0).sample`` over the sorted synset ids, and are listed sorted by id.
 
 Images per class come from the total: ``pretrain.images // K`` (1.2M over CIFAR-100's 100 classes is
-12000 per class), so the total is rounded down to a multiple of K.
+12000 per class), so the total is rounded down to a multiple of K. ``pretrain.classes`` K makes a
+smaller run over K classes evenly spaced through the label space (the tiny profile's reduction);
+null, the paper profile's value, keeps every class.
 
     cfg = config.load("paper", ["pretrain.label_space=imagenet-2k", "pretrain.images=4000000"])
     len(class_names(cfg)), images_per_class(cfg)   # (2000, 2000)
@@ -66,11 +68,32 @@ def is_pretraining(cfg: ExperimentConfig) -> bool:
     return cfg.pretrain.label_space is not None
 
 
+def evenly_spaced(count: int, k: int) -> list[int]:
+    """``k`` class indices spread evenly over ``range(count)``: ``i * count // k`` for ``i < k``."""
+    return [i * count // k for i in range(k)]
+
+
 def class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
-    """The class names the run's prompts and images are made for, in label order."""
-    if is_pretraining(cfg):
-        return names(cfg.pretrain.label_space)
-    return datasets.get(cfg.dataset.name).classes
+    """The class names the run's prompts and images are made for, in label order.
+
+    A pre-training run with ``pretrain.classes`` K takes K classes evenly spaced through its label
+    space (:func:`evenly_spaced`; CIFAR-100 with K 10: apple, bee, ..., every tenth name).
+
+    Raises:
+        UsageError: ``pretrain.classes`` exceeds the label space.
+    """
+    if not is_pretraining(cfg):
+        return datasets.get(cfg.dataset.name).classes
+    space = names(cfg.pretrain.label_space)
+    k = cfg.pretrain.classes
+    if k is None:
+        return space
+    if k > len(space):
+        raise UsageError(
+            f"pretrain.classes {k} exceeds the {len(space)} classes of {cfg.pretrain.label_space}; "
+            "lower it or set it to null for the whole label space"
+        )
+    return tuple(space[i] for i in evenly_spaced(len(space), k))
 
 
 def templates(cfg: ExperimentConfig) -> tuple[str, ...]:
@@ -91,8 +114,9 @@ def images_per_class(cfg: ExperimentConfig) -> int:
         return cfg.generate.images_per_class
     count = len(class_names(cfg))
     if cfg.pretrain.images < count:
+        sliced = "" if cfg.pretrain.classes is None else " (pretrain.classes)"
         raise UsageError(
-            f"pretrain.images must be at least the {count} classes of {cfg.pretrain.label_space}, "
+            f"pretrain.images must be at least the {count} classes{sliced} of {cfg.pretrain.label_space}, "
             f"got {cfg.pretrain.images}"
         )
     return cfg.pretrain.images // count
@@ -102,13 +126,24 @@ def digest_fields(cfg: ExperimentConfig) -> tuple[str, ...]:
     """Config fields that prompts and images depend on beyond the zero-shot ones.
 
     Empty for a zero-shot run, so its folder digests stay what they were; a pre-training run adds
-    the label space and the image total.
+    the label space and the image total, and ``pretrain.classes`` when it slices the label space
+    (a run over the whole space keeps the folder names it had before the field existed).
     """
-    return ("pretrain.label_space", "pretrain.images") if is_pretraining(cfg) else ()
+    if not is_pretraining(cfg):
+        return ()
+    sliced = ("pretrain.classes",) if cfg.pretrain.classes is not None else ()
+    return ("pretrain.label_space", "pretrain.images", *sliced)
 
 
 def manifest_fields(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Fields the prompts and generate manifests add for a pre-training run (none for zero-shot runs)."""
+    """Fields the prompts and generate manifests add for a pre-training run (none for zero-shot runs).
+
+    ``classes`` is the number generated for, ``label_space_classes`` the size of the label space.
+    """
     if not is_pretraining(cfg):
         return {}
-    return {"label_space": cfg.pretrain.label_space, "classes": len(class_names(cfg))}
+    return {
+        "label_space": cfg.pretrain.label_space,
+        "classes": len(class_names(cfg)),
+        "label_space_classes": len(names(cfg.pretrain.label_space)),
+    }

@@ -29,17 +29,27 @@ EXIT_ENV = "SYNK8S_EXIT_AFTER_CHECKPOINT"
 EXIT_CODE = 75
 
 
+def _set_deterministic(mode: bool) -> None:
+    """Switch torch's deterministic kernels on or off for eager execution.
+
+    ``torch.use_deterministic_algorithms`` makes the same switch and also sets the flag of
+    ``torch.compile``'s inductor, importing that whole package first: seconds in every fresh
+    training process (each kfp.local task is one), for a compiler no stage uses.
+    """
+    torch._C._set_deterministic_algorithms(mode)
+
+
 @contextmanager
 def deterministic(seed: int, device: str) -> Iterator[None]:
     """Seed torch and, on CPU, insist on deterministic kernels inside the block (same config -> same weights)."""
     before = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
     if device == "cpu":
-        torch.use_deterministic_algorithms(True)
+        _set_deterministic(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        _set_deterministic(before)
 
 
 def sgd(model: nn.Module, *, momentum: float, weight_decay: float) -> torch.optim.SGD:

@@ -3,16 +3,18 @@
 The pretrain pipeline measures a synthetic pre-training by one transfer, run twice: from the
 pre-trained trunk and from random weights. ``report.json`` sets the two side by side::
 
-    {"method": "moco", "label_space": "cifar100", "images": 1000, "images_trained": 800,
-     "transfer": "cifar100", "metric": "top1",
+    {"method": "moco", "label_space": "cifar100", "classes": 10, "label_space_classes": 100,
+     "images": 200, "images_trained": 160, "transfer": "cifar100", "metric": "top1",
      "pretrained": {"top1": 0.31, "folder": ...}, "scratch": {"top1": 0.22, "folder": ...},
      "curves": {"pretrain": [...per epoch...], "pretrained": [...], "scratch": [...]},
      "seconds": {...}, "run_dir": ..., "config_digest": ..., "notice": "stand-in data: ..."}
 
-For ``voc`` each side holds ``ap50``, ``ap`` and ``ap75`` (percent) and ``tables`` lays both runs out
-as Tables 9-10 (:func:`synk8s.detection.tables.detection_tables`, one layout per metric). It reads
-the stages' files only (manifests, ``backbone.json``, metrics, curves); it is written into the
-folder of the transfer from the pre-trained trunk.
+``classes`` counts the classes the images were generated for (the generate manifest's), out of
+``label_space_classes`` in the label space (fewer with ``pretrain.classes``). For ``voc`` each side
+holds ``ap50``, ``ap`` and ``ap75`` (percent) and ``tables`` lays both runs out as Tables 9-10
+(:func:`synk8s.detection.tables.detection_tables`, one layout per metric). It reads the stages'
+files only (manifests, ``backbone.json``, metrics, curves); it is written into the folder of the
+transfer from the pre-trained trunk.
 """
 
 from __future__ import annotations
@@ -73,9 +75,13 @@ def transfer_report(
         raise UsageError(f"unknown transfer {transfer!r}; choose one of: {', '.join(TRANSFERS)}")
     manifest = read_manifest(pretrain, "pretrain")
     meta = storage.get_json(storage.join(pretrain, "backbone.json"))
+    generated = read_manifest(manifest["inputs"]["images"], "generate")
+    classes = len(generated["per_class"])
     report: dict[str, Any] = {
         "method": meta["method"],
         "label_space": meta["label_space"],
+        "classes": classes,
+        "label_space_classes": generated.get("label_space_classes", classes),
         "images": meta.get("num_images", meta["images"]),
         "images_trained": meta["images"],
         "backbone": meta["backbone"],

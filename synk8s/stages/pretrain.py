@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 TARGET = "synk8s.stages.pretrain:train"
 #: Fields of ``pretrain`` that only the transfer stages read: the trunk does not depend on them.
 TRANSFER_FIELDS = ("finetune", "detection_dataset", "transfer")
+#: Fields of ``pretrain`` that reach the trunk only through its images (their folder digest covers them).
+IMAGE_FIELDS = ("classes",)
 CURVE_FILE = "curve.json"
 
 
@@ -154,7 +156,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
 
 def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]:
     """What a checkpoint belongs to; a resume with another plan is refused."""
-    fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in TRANSFER_FIELDS]
+    fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in TRANSFER_FIELDS + IMAGE_FIELDS]
     return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
 
 
@@ -373,7 +375,7 @@ STAGE = StageSpec(
         "device",
         "models.backbone",
         "models.cache",
-        *(f"pretrain.{n}" for n in PretrainConfig.model_fields if n not in TRANSFER_FIELDS),
+        *(f"pretrain.{n}" for n in PretrainConfig.model_fields if n not in TRANSFER_FIELDS + IMAGE_FIELDS),
     ),
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
     outputs={"backbone.safetensors": load_backbone, "backbone.json": None, CURVE_FILE: None},

@@ -13,9 +13,11 @@ Two modes (``prompts.mode``):
   (:data:`synk8s.stages.prompt_text.LE_NAMES`, EuroSAT's "Herbaceous Vegetation Land" for "brushland
   or shrubland") and the dataset's generation prefix
   (:data:`synk8s.stages.prompt_text.GENERATION_PREFIXES`, e.g. EuroSAT's "a centered satellite
-  photo of ") before each kept sentence. Each class draws rounds of
-  ``ceil(sentences_per_class * oversample)`` sentences, seeded per (run seed, class, round), until
-  ``sentences_per_class`` distinct ones are kept or :data:`MAX_ROUNDS` rounds are spent. A sentence is
+  photo of ") goes before each kept sentence. Each class draws rounds of
+  ``ceil(sentences_per_class * oversample)`` sentences, each seeded per (run seed, class, round,
+  index), until ``sentences_per_class`` distinct ones are kept or :data:`MAX_ROUNDS` rounds are
+  spent; the rows of many classes share each T5 ``generate`` call without changing what any row
+  draws (:mod:`synk8s.stages.le_sampling`). A sentence is
   dropped when it is empty, repeats an earlier one (whitespace and case ignored), or (with
   ``prompts.drop_other_classes``) shows another class of the dataset (its name heads a noun phrase
   that is not the setting: :mod:`synk8s.stages.noun_phrases`), which the paper names as
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 PROMPTS_FILE = "prompts.jsonl"
 STATS_FILE = "stats.json"
 MAX_ROUNDS = 10  # LE draw rounds per class before accepting a shortfall
-DRAW_BATCH = 64  # sequences per generate() call (num_return_sequences); fixed so draws are reproducible
+LE_BATCH = 512  # (class, sentence) rows per generate() call; the prompts do not depend on it
 
 
 class PromptsResult(BaseModel):
@@ -149,28 +151,6 @@ def _record(class_index: int, class_name: str, prompt_index: int, prompt: str, s
     }
 
 
-def _sample_sentences(model: Any, tokenizer: Any, text: str, count: int, cfg: ExperimentConfig) -> list[str]:
-    """Draw ``count`` sentences for one input text with the current torch RNG state."""
-    import torch
-
-    batch = tokenizer([text], return_tensors="pt").to(model.device)
-    sentences: list[str] = []
-    with torch.inference_mode():
-        while len(sentences) < count:
-            n = min(DRAW_BATCH, count - len(sentences))
-            ids = model.generate(  # (n, L)
-                **batch,
-                do_sample=True,
-                top_k=cfg.prompts.top_k,
-                top_p=cfg.prompts.top_p,
-                temperature=cfg.prompts.temperature,
-                max_new_tokens=cfg.prompts.max_new_tokens,
-                num_return_sequences=n,
-            )
-            sentences.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
-    return sentences
-
-
 class SentencePicker:
     """Keeps the first ``wanted`` acceptable sentences offered for one class and counts the rest.
 
@@ -233,46 +213,67 @@ class SentencePicker:
 
 
 def enhanced_prompts(
-    cfg: ExperimentConfig, classes: Sequence[str], model: Any, tokenizer: Any
+    cfg: ExperimentConfig, classes: Sequence[str], model: Any, tokenizer: Any, *, batch_rows: int = LE_BATCH
 ) -> tuple[list[dict[str, Any]], list[ClassStats]]:
     """Mode LE: distinct T5 sentences per class, with other-class sentences dropped.
+
+    Round ``r`` draws ``ceil(sentences_per_class * oversample)`` sentences for every class still
+    short, ``batch_rows`` (class, sentence) rows per ``generate`` call; sentence ``j`` of class ``c``
+    in round ``r`` is sampled from ``derive_seed(seed, "le", c, r, j)`` alone
+    (:mod:`synk8s.stages.le_sampling`), so ``batch_rows`` changes the speed, not the prompts. Each
+    class is offered its sentences in (round, j) order.
 
     Args:
         cfg: the run config (``seed`` and the ``prompts`` section are used).
         classes: class names in class-index order.
         model: a transformers sequence-to-sequence model (from :func:`synk8s.models.load_le`).
         tokenizer: its tokenizer.
+        batch_rows: sequences per ``generate`` call. Default :data:`LE_BATCH`.
 
     Returns:
         Prompt records sorted by (class_index, prompt_index), and per-class stats.
     """
-    import torch
     from tqdm import tqdm
+
+    from synk8s.stages.le_sampling import sample_rows
 
     per_round = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)
     official = cfg.prompts.dataset_prefix  # the official code's dataset-specific LE text: names and prefix
     prefix = generation_prefix(cfg.dataset.name) if official else ""
     names = le_names(cfg.dataset.name, classes) if official else list(classes)
     matcher = ClassNameMatcher(classes)
+    texts = [le_input(name, cfg.prompts.le_prefix) for name in names]
+    pickers = [
+        SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
+        for c in range(len(classes))
+    ]
+    for picker, text in zip(pickers, texts, strict=True):
+        picker.stats.le_input = text
+    with tqdm(total=0, desc="LE prompts", unit="sentence") as bar:
+        for round_index in range(MAX_ROUNDS):
+            active = [picker for picker in pickers if not picker.full]
+            if not active:
+                break
+            rows = [(picker.class_index, j) for picker in active for j in range(per_round)]
+            bar.total += len(rows)
+            sentences: list[str] = []
+            for start in range(0, len(rows), batch_rows):
+                chunk = rows[start : start + batch_rows]
+                seeds = [derive_seed(cfg.seed, "le", c, round_index, j) for c, j in chunk]
+                sentences.extend(sample_rows(model, tokenizer, [texts[c] for c, _ in chunk], seeds, cfg.prompts))
+                bar.update(len(chunk))
+            for (c, _), sentence in zip(rows, sentences, strict=True):
+                pickers[c].offer(sentence)
+            for picker in active:
+                picker.stats.rounds += 1
     records: list[dict[str, Any]] = []
     all_stats: list[ClassStats] = []
-    for c in tqdm(range(len(classes)), desc="LE prompts", unit="class"):
-        picker = SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
-        text = le_input(names[c], cfg.prompts.le_prefix)
-        picker.stats.le_input = text
-        while not picker.full and picker.stats.rounds < MAX_ROUNDS:
-            torch.manual_seed(derive_seed(cfg.seed, "le", c, picker.stats.rounds))
-            for sentence in _sample_sentences(model, tokenizer, text, per_round, cfg):
-                picker.offer(sentence)
-            picker.stats.rounds += 1
+    for picker in pickers:
         stats = picker.finish()
+        c = picker.class_index
         if stats.shortfall:
             log.warning(
-                "class %r kept %d of %d LE sentences after %d rounds",
-                classes[c],
-                stats.kept,
-                picker.wanted,
-                stats.rounds,
+                "class %r kept %d of %d LE sentences after %d rounds", classes[c], stats.kept, picker.wanted, stats.rounds
             )
         records.extend(_record(c, classes[c], p, prefix + s, "LE") for p, s in enumerate(picker.kept))
         all_stats.append(stats)

@@ -55,7 +55,8 @@ def run(
         if classes != wanted:
             raise UsageError(
                 f"the images in {images} have {classes} classes, {cfg.pretrain.finetune.dataset} has {wanted}; "
-                "generate them with pretrain.label_space or dataset.name set to the fine-tuning dataset"
+                "generate them with pretrain.label_space or dataset.name set to the fine-tuning dataset "
+                "and pretrain.classes null"
             )
         return fit(downstream(cfg), out=out, init="scratch", images=images)
     return fit(downstream(cfg), out=out, init="scratch", real_per_class=str(real_per_class))
@@ -64,8 +65,8 @@ def run(
 def synthetic(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> FinetuneResult:
     """The stage table's scratch: Table 4's synthetic row, from random weights on a generate output.
 
-    The real columns (M images per class, ``pretrain.finetune.real_per_class``) are calls of :func:`run`
-    with ``real_per_class``.
+    The real columns (M images per class, ``pretrain.finetune.real_per_class``) are the
+    ``scratch_real`` row (:mod:`synk8s.stages.scratch_real`), which calls :func:`run` with each M.
     """
     return run(cfg, out=out, images=images, progress=progress)
 

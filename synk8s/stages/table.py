@@ -23,7 +23,7 @@ from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.stages import detect, evaluate, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
-from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, split, test_features
+from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, scratch_real, split, test_features
 from synk8s.stages import filter as filter_stage
 from synk8s.stages import resume as resume_stage
 from synk8s.stages.spec import RESERVED, Choice, StageSpec, Upstream, When
@@ -257,7 +257,7 @@ TABLE = StageTable(
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
      fewshot_tune.STAGE, fewshot_evaluate.STAGE,
      # pre-training and transfer (docs/pretrain.md, docs/detection.md)
-     pretrain.STAGE, finetune.STAGE, scratch.STAGE, detect.STAGE),
+     pretrain.STAGE, finetune.STAGE, scratch.STAGE, detect.STAGE, scratch_real.STAGE),
     run_key=RUN_KEY,
 )
 

@@ -1,15 +1,15 @@
-"""The README's pre-training commands, run in-process through kfp.local on the tiny profile.
+"""The README's three pre-training commands, run in-process through kfp.local on the tiny profile.
 
-Two of the three run here (MoCo with the CIFAR-100 transfer, and the VOC transfer from an
-ImageNet-1K label space); the supervised CIFAR-100 command differs from the first only in
-``--method``, which the stage tests cover. Each reads back the report it printed.
-
-Both are marked ``slow`` (opt-in: ``python -m pytest -m slow``): on 2 CPU cores the tiny profile
-still writes LE prompts for every class one class at a time and generates at least one image per
-class (1000 for ImageNet-1K), 13 to 30 minutes per command.
+They share one working folder (store, stand-in data), as commands typed one after another would:
+the two CIFAR-100 commands differ only in ``--method``, so the second finds the first one's prompts
+and images in the run folder (its digest does not cover the method) and renders nothing. Each reads
+back the report it printed. The tiny profile generates 100 images for a 10-class slice of the
+label space (``pretrain.classes``) and trains detection for 60 iterations, so each command takes
+about a minute on 2 CPU cores.
 """
 
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,40 +18,83 @@ from typer.testing import CliRunner
 from synk8s.cli.main import app
 
 
-def _submit(tmp_path, monkeypatch, *args: str) -> dict:
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["submit", "pretrain", *args, "--local", "--profile", "tiny"])
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """The folder the commands run in: ``./synk8s-store`` and ``./data`` go there."""
+    return tmp_path_factory.mktemp("pretrain-commands")
+
+
+def _submit(workdir: Path, *args: str) -> dict:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        result = CliRunner().invoke(app, ["submit", "pretrain", *args, "--local", "--profile", "tiny"])
     assert result.exit_code == 0, result.output[-3000:]
     path = Path(result.stdout.strip().splitlines()[-1])  # under the profile's store.root, ./synk8s-store
     assert path.name == "report.json" and path.parts[:2] == ("synk8s-store", "runs")
-    return json.loads((tmp_path / path).read_text())
+    return json.loads((workdir / path).read_text())
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_moco_pretraining_on_cifar100_is_reported_beside_training_from_scratch(tmp_path, monkeypatch):
-    report = _submit(tmp_path, monkeypatch, "--label-space", "cifar100", "--method", "moco", "--transfer", "cifar100")
-    assert (report["method"], report["label_space"], report["transfer"]) == ("moco", "cifar100", "cifar100")
-    assert report["images"] >= 100 and report["images_trained"] < report["images"]  # monitor images held out
+def _rendered(workdir: Path, space: str) -> dict[str, tuple[int, int, int]]:
+    """Every image tar of the label space's runs: (bytes, modification time in ns, image members)."""
+    found = {}
+    for tar in sorted((workdir / "synk8s-store" / "runs").glob(f"{space}-*/images/*/*.tar")):
+        with tarfile.open(tar) as archive:
+            members = sum(1 for m in archive.getmembers() if m.name.endswith(".png"))
+        stat = tar.stat()
+        found[str(tar.relative_to(workdir))] = (stat.st_size, stat.st_mtime_ns, members)
+    return found
+
+
+def _check_cifar100_report(report: dict, method: str) -> None:
+    assert (report["method"], report["label_space"], report["transfer"]) == (method, "cifar100", "cifar100")
+    assert (report["classes"], report["label_space_classes"]) == (10, 100)  # the tiny profile's slice
+    assert report["images"] == 100 and report["images_trained"] < 100  # the monitor's images are held out
     assert report["pretrained"]["init"] == "pretrained" and report["scratch"]["init"] == "scratch"
     assert report["pretrained"]["folder"] != report["scratch"]["folder"]
     for side in ("pretrained", "scratch"):
-        assert 0.0 <= report[side]["top1"] <= 1.0
+        assert 0.0 <= report[side]["top1"] <= 1.0 and report[side]["train"] == 400  # the CIFAR-100 stand-in
         assert [e["epoch"] for e in report["curves"][side]] == [1, 2]
-    pretraining = report["curves"]["pretrain"]
-    assert [e["epoch"] for e in pretraining] == [1, 2] and "knn_top1" in pretraining[0]
+    assert [e["epoch"] for e in report["curves"]["pretrain"]] == [1, 2]
     assert report["notice"].startswith("stand-in data:")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_moco_pretraining_on_imagenet_1k_transfers_to_voc_as_tables_9_and_10(tmp_path, monkeypatch):
-    report = _submit(tmp_path, monkeypatch, "--label-space", "imagenet-1k", "--method", "moco", "--transfer", "voc")
+@pytest.fixture(scope="module")
+def supervised(workdir) -> tuple[dict, dict]:
+    """The first README command's report, and the image tars present after it."""
+    report = _submit(workdir, "--label-space", "cifar100", "--method", "supervised", "--transfer", "cifar100")
+    return report, _rendered(workdir, "cifar100")
+
+
+@pytest.mark.timeout(600)
+def test_supervised_pretraining_on_cifar100_is_reported_beside_training_from_scratch(supervised):
+    report, rendered = supervised
+    _check_cifar100_report(report, "supervised")
+    assert report["curves"]["pretrain"][-1]["top1"] is not None  # the head's own monitor score
+    assert len(rendered) == 2 and sum(members for _, _, members in rendered.values()) == 100  # two shards
+
+
+@pytest.mark.timeout(600)
+def test_moco_pretraining_on_cifar100_reuses_the_images_and_is_reported_beside_scratch(workdir, supervised):
+    first, rendered = supervised
+    report = _submit(workdir, "--label-space", "cifar100", "--method", "moco", "--transfer", "cifar100")
+    _check_cifar100_report(report, "moco")
+    last = report["curves"]["pretrain"][-1]
+    assert last["knn_top1"] is not None and last["top1"] is None  # MoCo has no head to score
+    assert report["run_dir"] == first["run_dir"]  # one run folder: the same prompts and images
+    assert _rendered(workdir, "cifar100") == rendered  # no tar written again, none added
+    assert report["pretrained"]["folder"] != first["pretrained"]["folder"]  # its own trunk, its own transfer
+
+
+@pytest.mark.timeout(600)
+def test_moco_pretraining_on_imagenet_1k_transfers_to_voc_as_tables_9_and_10(workdir):
+    report = _submit(workdir, "--label-space", "imagenet-1k", "--method", "moco", "--transfer", "voc")
     assert (report["method"], report["label_space"], report["metric"]) == ("moco", "imagenet-1k", "ap50")
-    assert report["images"] >= 1000  # at least one image of each class
+    assert (report["classes"], report["label_space_classes"], report["images"]) == (10, 1000, 100)
+    assert sum(members for _, _, members in _rendered(workdir, "imagenet").values()) == 100
     for side in ("pretrained", "scratch"):
         assert set(report[side]) >= {"ap50", "ap", "ap75"} and 0.0 <= report[side]["ap50"] <= 100.0
-        assert report["curves"][side]
+        assert report[side]["iterations"] == 60
+        assert [e["iteration"] for e in report["curves"][side]] == [20, 40, 60]
     table10 = next(t for t in report["tables"]["ap50"]["tables"] if t["method"] == "mocov2")
     ours = {row["data"]: row for row in table10["rows"] if row["runs"]}
     assert ours["(None)"]["cells"]["0"] == report["scratch"]["ap50"]

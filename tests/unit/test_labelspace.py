@@ -41,14 +41,42 @@ def test_zero_shot_runs_keep_their_classes_fields_and_digests():
     assert labelspace.digest_fields(zero) == () and labelspace.manifest_fields(zero) == {}
     # The images folder is named by the zero-shot fields only: pre-training settings do not move it.
     assert default_run_id(zero) == default_run_id(config.with_overrides(zero, ["pretrain.images=999"]))
-    pre = config.with_overrides(zero, ["pretrain.label_space=cifar100"])
+    pre = config.with_overrides(zero, ["pretrain.label_space=cifar100", "pretrain.classes=null"])
     assert labelspace.digest_fields(pre) == ("pretrain.label_space", "pretrain.images")
-    assert labelspace.manifest_fields(pre) == {"label_space": "cifar100", "classes": 100}
+    assert labelspace.manifest_fields(pre) == {"label_space": "cifar100", "classes": 100, "label_space_classes": 100}
+
+
+def test_a_class_slice_spreads_evenly_over_the_label_space_and_names_its_own_folders():
+    cifar = config.load("tiny", ["pretrain.label_space=cifar100"])
+    assert cifar.pretrain.classes == 10  # the tiny profile's reduction
+    names = labelspace.names("cifar100")
+    assert labelspace.class_names(cifar) == names[::10]
+    assert labelspace.images_per_class(cifar) == cifar.pretrain.images // 10
+    assert labelspace.manifest_fields(cifar) == {"label_space": "cifar100", "classes": 10, "label_space_classes": 100}
+    assert labelspace.digest_fields(cifar) == ("pretrain.label_space", "pretrain.images", "pretrain.classes")
+    imagenet = config.with_overrides(cifar, ["pretrain.label_space=imagenet-1k", "pretrain.classes=3"])
+    assert labelspace.class_names(imagenet) == tuple(labelspace.names("imagenet-1k")[i] for i in (0, 333, 666))
+    wider = config.with_overrides(cifar, ["pretrain.classes=20"])
+    assert default_run_id(wider) != default_run_id(cifar)  # another slice, other prompts and images
+    with pytest.raises(UsageError, match="pretrain.classes 101 exceeds the 100 classes of cifar100"):
+        labelspace.class_names(config.with_overrides(cifar, ["pretrain.classes=101"]))
+    with pytest.raises(UsageError, match=r"at least the 10 classes \(pretrain.classes\)"):
+        labelspace.images_per_class(config.with_overrides(cifar, ["pretrain.images=9"]))
+    # The paper profile generates for the whole label space.
+    paper = config.load("paper", ["pretrain.label_space=imagenet-1k"])
+    assert paper.pretrain.classes is None and labelspace.class_names(paper) == labelspace.names("imagenet-1k")
 
 
 def test_prompts_and_generate_work_over_a_label_space(tmp_path):
     cfg = config.load(
-        "tiny", ["prompts.mode=B", "pretrain.label_space=cifar100", "pretrain.images=200", "generate.num_shards=1"]
+        "tiny",
+        [
+            "prompts.mode=B",
+            "pretrain.label_space=cifar100",
+            "pretrain.classes=null",
+            "pretrain.images=200",
+            "generate.num_shards=1",
+        ],
     )
     result = prompts.run(cfg, out=str(tmp_path / "prompts"))
     records = prompts.read_prompts(str(tmp_path / "prompts"))

@@ -142,3 +142,50 @@ def test_language_enhancement_records_a_shortfall_after_the_last_round(tmp_path)
         assert s["rounds"] == prompts.MAX_ROUNDS and s["drawn"] == 120 * prompts.MAX_ROUNDS
         assert 0 < s["kept"] < 120 and s["shortfall"] == 120 - s["kept"]
     assert storage.get_json(result.manifest_uri)["counts"]["short_classes"] == 10
+
+
+# ----------------------------------------------------------------------------- batched LE
+
+
+def _le(cfg, batch_rows):
+    from synk8s.models import load_le
+
+    model, tokenizer = load_le(cfg.models.le, seed=cfg.seed)
+    classes = list(datasets.get(cfg.dataset.name).classes)
+    records, stats = prompts.enhanced_prompts(cfg, classes, model, tokenizer, batch_rows=batch_rows)
+    return records, [s.as_dict() for s in stats]
+
+
+@pytest.mark.timeout(60)
+def test_batched_language_enhancement_does_not_depend_on_the_batch_size():
+    # One new token per sentence repeats often, so classes need different numbers of rounds.
+    cfg = _cfg("prompts.mode=LE", "prompts.sentences_per_class=5", "prompts.oversample=1.0", "prompts.max_new_tokens=1")
+    small_records, small_stats = _le(cfg, batch_rows=3)  # 3 rows per generate call, straddling classes
+    records, stats = _le(cfg, batch_rows=prompts.LE_BATCH)  # every class of a round in one call
+    assert records == small_records and stats == small_stats
+    rounds = [s["rounds"] for s in stats]
+    assert len(set(rounds)) > 1, rounds  # some classes were full before others and left the later batches
+    assert all(s["drawn"] == 5 * s["rounds"] for s in stats)
+    assert all(s["kept"] == 5 for s in stats if s["rounds"] < prompts.MAX_ROUNDS)
+
+
+@pytest.mark.timeout(30)
+def test_the_keyed_sampler_draws_each_row_from_its_own_seed_and_the_warped_softmax():
+    import torch
+
+    from synk8s.stages.le_sampling import KeyedSampler
+
+    cfg = _cfg("prompts.top_k=3", "prompts.temperature=2.0")
+    logits = torch.tensor([2.0, 1.0, 0.0, 3.0, -1.0])  # top 3 at temperature 2: tokens 3, 0, 1
+    rows = 20000
+    seeds = torch.arange(rows, dtype=torch.int64) * 7919
+    decoder = torch.zeros((rows, 4), dtype=torch.int64)  # (B, L): the fourth step
+    picked = KeyedSampler(seeds, cfg.prompts)(decoder, logits.expand(rows, 5).clone()).argmax(dim=1)
+    counts = torch.bincount(picked, minlength=5).double() / rows
+    expected = torch.zeros(5, dtype=torch.float64)
+    expected[[3, 0, 1]] = torch.softmax(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64) / 2.0, dim=0)
+    assert torch.allclose(counts, expected, atol=0.015)
+    half = KeyedSampler(seeds[::2], cfg.prompts)(decoder[::2], logits.expand(rows // 2, 5).clone()).argmax(dim=1)
+    assert torch.equal(half, picked[::2])  # a row draws the same token in any batch
+    later = KeyedSampler(seeds, cfg.prompts)(decoder[:, :3], logits.expand(rows, 5).clone()).argmax(dim=1)
+    assert not torch.equal(later, picked)  # another step, other draws

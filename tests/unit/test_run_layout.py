@@ -19,6 +19,12 @@ That switch belongs to tune (tune reads the leakage flags while it is on), so th
 depends on the section's three check fields by name instead of the whole section: flipping the switch
 reuses the same flags. Tune's folder keeps its name while the switch is off; with it on, the switch and
 the leakage stage's fields join tune's digest (``test_leakage_drop_moves_only_tune_and_what_reads_it``).
+
+Moved on purpose, the tiny profile's pre-training folders only: its run now generates 100 images
+for a 10-class slice of the label space (``pretrain.classes``, a field that enters the prompts and
+images digests only when set, so the paper profile's pins, over the whole label space, stay) and
+trains detection for 60 iterations instead of 200, so the tiny run folder and its pretrain,
+finetune, scratch and detect folders moved.
 """
 
 import pytest
@@ -88,12 +94,13 @@ def test_run_and_stage_folder_names_do_not_move(profile):
 # and the image total (synk8s.labelspace.digest_fields), the zero-shot folders above do not.
 PRETRAINING = {
     "tiny": (
-        "cifar100-9a2b8e5add456c01",
+        "cifar100-00cb5f16b81ae45b",
         {
-            "pretrain": "pretrain-6015ce0bd800482f",
-            "finetune": "finetune-ab3dd80ea097c4db",
-            "scratch": "scratch-feddc8aeac0af621",
-            "detect": "detect-e12437c593bb7d5c",
+            "pretrain": "pretrain-38c21b77e7821c54",
+            "finetune": "finetune-dacaa7d9768f61cd",
+            "scratch": "scratch-e3d4af4c2a411932",
+            "detect": "detect-e50addca3bd020c2",
+            "scratch_real": "scratch-real-c974766892f32357",  # pinned when it joined the table
         },
     ),
     "paper": (
@@ -103,6 +110,7 @@ PRETRAINING = {
             "finetune": "finetune-6aceb0aa86b9a953",
             "scratch": "scratch-2b204bb1adba0bce",
             "detect": "detect-eade5fb3e8e73936",
+            "scratch_real": "scratch-real-509c4ac223ad10ff",
         },
     ),
 }
@@ -147,8 +155,8 @@ def test_a_downstream_switch_keeps_the_images_and_renames_only_what_reads_it():
     assert default_run_id(sce) == default_run_id(base)
     same = [n for n in TABLE.names if stage_dir("r", n, sce) == stage_dir("r", n, base)]
     assert same == ["prompts", "generate", "filter", "test_features", "features", "leakage", "split", "guided",
-                    "filter_guided",
-                    "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect"]
+                    "filter_guided", "features_guided", "realfilter", "pretrain", "finetune", "scratch", "detect",
+                    "scratch_real"]
 
 
 def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():

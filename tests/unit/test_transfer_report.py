@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from synk8s import config, storage
+from synk8s import config, labelspace, storage
+from synk8s.stages import prompts
 from synk8s.stages.table import TABLE, run_dir
 from synk8s.transfer_report import write_transfer_report
 
@@ -43,6 +44,12 @@ def test_the_table_runs_pretraining_and_both_detection_transfers_into_one_report
     report = json.loads(storage.get_bytes(uri))
     assert uri == storage.join(sides["pretrained"], "report.json")
     assert (report["method"], report["label_space"], report["images"]) == ("moco", "cifar100", 200)
+    # the tiny profile's 10-class slice of CIFAR-100: every tenth class, 20 images each
+    assert (report["classes"], report["label_space_classes"]) == (10, 100)
+    generated = json.loads(storage.get_bytes(storage.join(run, "images", "manifest.json")))
+    assert generated["per_class"] == [20] * 10
+    written = {r["class_index"]: r["class_name"] for r in prompts.read_prompts(storage.join(run, "prompts"))}
+    assert [written[c] for c in range(10)] == list(labelspace.names("cifar100")[::10])
     assert report["images_trained"] < 200  # the monitor's images are held out
     pretrained = json.loads(storage.get_bytes(storage.join(sides["pretrained"], "metrics.json")))
     assert pretrained["pretraining"] == {

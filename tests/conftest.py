@@ -1,5 +1,6 @@
 """Shared fixtures: one torch thread, a real local S3 server (moto's standalone server), tiny generated images."""
 
+import os
 import urllib.request
 
 import pytest
@@ -8,6 +9,19 @@ from moto.server import ThreadedMotoServer
 from synk8s import storage
 
 TEST_BUCKET = "synk8s-test"
+
+
+def pytest_configure(config):
+    """Under ``pytest -n N`` (N <= cores), pin each worker to its own core.
+
+    Local pipeline runs size their tasks' threads from the cores this process may use, so a worker
+    and the task processes it starts stay on one core instead of contending for all of them.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(os.sched_getaffinity(0))
+    if worker and workers <= len(cores):
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
 _S3_ENV_VARS = (
     "SYNK8S_S3_ENDPOINT",

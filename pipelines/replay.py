@@ -77,7 +77,7 @@ def _stage_output(step: Step, outputs: Mapping[tuple[str | None, str], Any], wri
     cfg = ExperimentConfig.model_validate_json(_value(step.arguments["config_json"], outputs))
     run = _value(step.arguments["run_dir"], outputs)
     if not write and not TABLE.complete(step.stage, cfg, run):
-        log.info("%s is not complete in %s: the pipeline runs", step.stage, run)
+        log.debug("%s is not complete in %s: the pipeline runs", step.stage, run)
         raise _Incomplete(step.stage)
     spec = TABLE.get(step.stage)
     if write and spec.finish and not spec.shards:

@@ -75,7 +75,7 @@ def test_a_damaged_stage_output_sends_the_run_to_kfp_local_and_writes_nothing(co
     head.write_bytes(original[:-8] + bytes(8))  # same size, other bytes: its recorded hash no longer matches
     try:
         before = _mtimes(root)
-        with caplog.at_level("INFO", logger="synk8s.pipelines.replay"):
+        with caplog.at_level("DEBUG", logger="synk8s.pipelines.replay"):
             assert complete_output(func, arguments("zeroshot", cfg)) is None
         assert "tune is not complete" in caplog.text
         assert _mtimes(root) == before  # checked only: no report written, nothing started

@@ -72,35 +72,42 @@ def _value(argument: Any, outputs: Mapping[tuple[str | None, str], Any]) -> Any:
     return outputs[(argument.task_name, name)]
 
 
-def _stage_output(step: Step, outputs: Mapping[tuple[str | None, str], Any], write: bool) -> str:
-    """Check the stage's folder (``write`` False), or hand on what its task would (``write``: its ``finish`` hook)."""
-    cfg = ExperimentConfig.model_validate_json(_value(step.arguments["config_json"], outputs))
-    run = _value(step.arguments["run_dir"], outputs)
-    if not write and not TABLE.complete(step.stage, cfg, run):
-        log.debug("%s is not complete in %s: the pipeline runs", step.stage, run)
-        raise _Incomplete(step.stage)
-    spec = TABLE.get(step.stage)
-    if write and spec.finish and not spec.shards:
-        return spec.finish(cfg, run, TABLE.folders(step.stage, run, cfg))
-    return TABLE.stage_dir(run, step.stage, cfg)
-
-
-def _replay(recording: Recording, arguments: Mapping[str, Any], *, write: bool) -> Any:
-    """Walk the steps; ``write`` False: check only (store calls are skipped); True: also produce the output."""
+def _walk(
+    recording: Recording,
+    arguments: Mapping[str, Any],
+    on_stage: Callable[[str, ExperimentConfig, str], Any],
+    *,
+    store: bool,
+) -> dict[tuple[str | None, str], Any]:
+    """Walk the steps in order: ``on_stage(stage, config, run folder)`` for every table stage, the
+    config tasks called, the store tasks called only with ``store``; returns every task's outputs."""
     outputs: dict[tuple[str | None, str], Any] = {(None, name): value for name, value in arguments.items()}
     for step in recording.steps:
         if step.stage is not None:
-            result: Any = _stage_output(step, outputs, write)
-        elif step.store and not write:
+            cfg = ExperimentConfig.model_validate_json(_value(step.arguments["config_json"], outputs))
+            result: Any = on_stage(step.stage, cfg, _value(step.arguments["run_dir"], outputs))
+        elif step.store and not store:
             continue
         else:
-            result = _call(step, outputs)
+            result = step.func(**{name: _value(value, outputs) for name, value in step.arguments.items()})
         _keep(step, result, outputs)
-    return _value(recording.output, outputs) if write else None
+    return outputs
 
 
-def _call(step: Step, outputs: Mapping[tuple[str | None, str], Any]) -> Any:
-    return step.func(**{name: _value(value, outputs) for name, value in step.arguments.items()})
+def _check(stage: str, cfg: ExperimentConfig, run: str) -> str:
+    """The stage's folder when it is complete (the test its resume uses); else the replay ends."""
+    if not TABLE.complete(stage, cfg, run):
+        log.debug("%s is not complete in %s: the pipeline runs", stage, run)
+        raise _Incomplete(stage)
+    return TABLE.stage_dir(run, stage, cfg)
+
+
+def _hand_on(stage: str, cfg: ExperimentConfig, run: str) -> str:
+    """What the stage's task hands on: its ``finish`` hook's URI (e.g. the run report, written again), else its folder."""
+    spec = TABLE.get(stage)
+    if spec.finish and not spec.shards:
+        return spec.finish(cfg, run, TABLE.folders(stage, run, cfg))
+    return TABLE.stage_dir(run, stage, cfg)
 
 
 def _keep(step: Step, result: Any, outputs: dict[tuple[str | None, str], Any]) -> None:
@@ -117,14 +124,13 @@ def stage_configs(pipeline_func: Any, arguments: Mapping[str, Any]) -> list[tupl
     Only the config tasks are called (plan, config variants, a sweep's shot counts); nothing is read
     from the store. What preflight checks per stage (e.g. a variant's ``pretrain.finetune.init``).
     """
-    outputs: dict[tuple[str | None, str], Any] = {(None, name): value for name, value in arguments.items()}
-    found = []
-    for step in pipeline_func.recording.steps:
-        if step.stage is not None:
-            config_json = _value(step.arguments["config_json"], outputs)
-            found.append((step.stage, ExperimentConfig.model_validate_json(config_json)))
-        elif not step.store:
-            _keep(step, _call(step, outputs), outputs)
+    found: list[tuple[str, ExperimentConfig]] = []
+
+    def collect(stage: str, cfg: ExperimentConfig, run: str) -> str:
+        found.append((stage, cfg))
+        return TABLE.stage_dir(run, stage, cfg)
+
+    _walk(pipeline_func.recording, arguments, collect, store=False)
     return found
 
 
@@ -144,7 +150,7 @@ def complete_output(pipeline_func: Any, arguments: Mapping[str, Any]) -> Any:
     if recording is None or not recording.steps:
         return None
     try:
-        _replay(recording, arguments, write=False)
-        return _replay(recording, arguments, write=True)
+        _walk(recording, arguments, _check, store=False)  # every stage checked before anything is written
     except _Incomplete:
         return None
+    return _value(recording.output, _walk(recording, arguments, _hand_on, store=True))

@@ -43,6 +43,10 @@ def generator_identity(name_or_id: str, *, revision: str | None = None, seed: in
         seed: weight seed of a tiny generator (ignored for real ones).
     """
     info = get_generator_info(name_or_id, revision)
+    if info.pipeline == "painter":
+        from synk8s.models.painted import MODEL_ID, REVISION
+
+        return MODEL_ID, REVISION
     if info.tiny:
         return TINY_MODEL_ID, f"random-seed-{seed}"
     return info.model_id, info.revision or "main"
@@ -73,7 +77,9 @@ def load_generator(
     """Load a text-to-image (or image-to-image) diffusers pipeline.
 
     Args:
-        name_or_id: registry name (``sd15``, ``sd-turbo``, ``tiny-sd``, ...) or a raw diffusers model id.
+        name_or_id: registry name (``sd15``, ``sd-turbo``, ``tiny-sd``, ``standin-drawn``, ...) or a raw
+            diffusers model id. ``standin-drawn`` is the class-conditional painter of
+            :mod:`synk8s.models.painted`, not a diffusers pipeline: it takes ``class_labels``.
         revision: hub revision overriding the registry's; ignored when loading from ``cache``.
         device: torch device to move the pipeline to. Default ``cpu``.
         dtype: weight dtype; None means float32.
@@ -93,7 +99,11 @@ def load_generator(
 
     dtype = dtype or torch.float32
     info = get_generator_info(name_or_id, revision)
-    if info.tiny and not (cache and has_entry(cache, entry_name(info.model_id))):
+    if info.pipeline == "painter":
+        from synk8s.models.painted import REVISION, PaintingPipeline
+
+        pipe, loaded = PaintingPipeline(img2img=img2img), REVISION
+    elif info.tiny and not (cache and has_entry(cache, entry_name(info.model_id))):
         pipe, loaded = _tiny_pipeline(seed, dtype, img2img), f"random-seed-{seed}"
     else:
         pipe, loaded = _pretrained_pipeline(info, dtype, cache, img2img)

@@ -137,6 +137,8 @@ def _save_generator(name: str, folder: Path, seed: int, revision: str | None) ->
     from synk8s.models.generators import load_generator
 
     info = get_generator_info(name, revision)
+    if info.pipeline == "painter":
+        raise UsageError(f"generator {name!r} paints images with no weights: there is nothing to pull")
     if info.tiny:
         load_generator(name, seed=seed).save_pretrained(folder)
         return

@@ -24,8 +24,9 @@ class GeneratorInfo:
         steps: default number of denoising steps.
         guidance: default classifier-free guidance scale; 0 turns guidance off.
         resolution: default image side in pixels (square images).
-        pipeline: ``sd`` for Stable Diffusion 1.x/2.x pipelines, ``sdxl`` for SDXL pipelines.
-        tiny: built from config with random weights instead of loaded.
+        pipeline: ``sd`` for Stable Diffusion 1.x/2.x pipelines, ``sdxl`` for SDXL pipelines, ``painter``
+            for the class-conditional stand-in painter (:mod:`synk8s.models.painted`).
+        tiny: built offline (random weights from config, or no weights at all) instead of loaded.
     """
 
     name: str
@@ -34,7 +35,7 @@ class GeneratorInfo:
     steps: int
     guidance: float
     resolution: int
-    pipeline: Literal["sd", "sdxl"]
+    pipeline: Literal["sd", "sdxl", "painter"]
     tiny: bool = False
 
 
@@ -91,6 +92,7 @@ GENERATORS: dict[str, GeneratorInfo] = {
         GeneratorInfo("sd-turbo", "stabilityai/sd-turbo", None, 1, 0.0, 512, "sd"),
         GeneratorInfo("sdxl-turbo", "stabilityai/sdxl-turbo", None, 1, 0.0, 512, "sdxl"),
         GeneratorInfo("tiny-sd", "synk8s/tiny-sd", None, 2, 3.0, 32, "sd", tiny=True),
+        GeneratorInfo("standin-drawn", "synk8s/standin-drawn", None, 1, 0.0, 32, "painter", tiny=True),
     )
 }
 
@@ -99,7 +101,7 @@ CLIPS: dict[str, ClipInfo] = {
     for info in (
         ClipInfo("rn50", "RN50", "openai"),
         ClipInfo("vit-b-16", "ViT-B-16", "openai"),
-        ClipInfo("tiny-clip", "tiny-rn", "random", tiny=True),
+        ClipInfo("tiny-clip", "tiny-vit", "random", tiny=True),
     )
 }
 

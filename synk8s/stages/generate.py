@@ -167,8 +167,10 @@ def shard_plan(cfg: ExperimentConfig, sampler: Sampler, items: Sequence[WorkItem
 # ----------------------------------------------------------------------------- generation
 
 
-def render(pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sampler) -> list[Image.Image]:
-    """Generate one image per (prompt, seed) with a diffusers text-to-image pipeline.
+def render(
+    pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sampler, labels: Sequence[int]
+) -> list[Image.Image]:
+    """Generate one image per (prompt, seed) with a text-to-image pipeline.
 
     Each image gets its own ``torch.Generator`` seeded with its seed, so its initial noise (and any
     noise an ancestral scheduler draws) does not depend on the other images of the batch; only float
@@ -179,6 +181,8 @@ def render(pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sam
         prompts: the batch's prompts.
         seeds: one seed per prompt.
         sampler: steps, guidance, resolution and device.
+        labels: the class index of each prompt; passed as ``class_labels`` to a class-conditional
+            pipeline (the ``standin-drawn`` painter), which reads them instead of the text.
 
     Returns:
         PIL images of ``sampler.resolution`` pixels square, in input order.
@@ -186,6 +190,7 @@ def render(pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sam
     import torch
 
     generators = [torch.Generator(sampler.device).manual_seed(s) for s in seeds]
+    conditioning = {"class_labels": list(labels)} if getattr(pipe, "class_conditional", False) else {}
     with torch.inference_mode():
         output = pipe(
             prompt=list(prompts),
@@ -195,6 +200,7 @@ def render(pipe: Any, prompts: Sequence[str], seeds: Sequence[int], sampler: Sam
             height=sampler.resolution,
             width=sampler.resolution,
             output_type="pil",
+            **conditioning,
         )
     return list(output.images)
 
@@ -218,6 +224,11 @@ def sample_meta(item: WorkItem, sampler: Sampler, scheduler: str) -> dict[str, A
     }
 
 
+def _columns(items: Sequence[WorkItem]) -> tuple[list[str], list[int]]:
+    """The prompts and seeds of ``items``."""
+    return [it.prompt for it in items], [it.seed for it in items]
+
+
 def _samples(
     pipe: Any, items: Sequence[WorkItem], sampler: Sampler, cfg: ExperimentConfig, progress: Any, batch_size: int
 ) -> Iterator[shards.Sample]:
@@ -232,7 +243,7 @@ def _samples(
     def batches() -> Iterator[tuple[Sequence[WorkItem], list[Image.Image]]]:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            yield batch, render(pipe, [it.prompt for it in batch], [it.seed for it in batch], sampler)
+            yield batch, render(pipe, *_columns(batch), sampler, [it.class_index for it in batch])
 
     def encode(item: WorkItem, image: Image.Image) -> list[tuple[str, bytes]]:
         return [
@@ -267,7 +278,7 @@ def _prepare(
 
                 def run_batch(size: int) -> None:
                     picked = [items[i % len(items)] for i in range(size)]
-                    render(pipe, [it.prompt for it in picked], [it.seed for it in picked], sampler)
+                    render(pipe, *_columns(picked), sampler, [it.class_index for it in picked])
 
                 most = min(len(items), cfg.generate.samples_per_tar)
                 size, rates = autotune_batch(run_batch, candidates, most=most, device=sampler.device)

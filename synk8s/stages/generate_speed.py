@@ -55,6 +55,8 @@ def apply_switches(pipe: Any, gen: GenerateConfig) -> dict[str, Any]:
         ``attention``, ``channels_last``, ``compile``, ``vae_batched`` and ``scheduler`` (the class name
         in use after the switch).
     """
+    if not hasattr(pipe, "unet"):  # the stand-in painter: no network to speed up
+        return _painter_switches(gen, type(pipe.scheduler).__name__)
     import diffusers
     import torch
 
@@ -80,6 +82,19 @@ def apply_switches(pipe: Any, gen: GenerateConfig) -> dict[str, Any]:
         "compile": gen.compile,
         "vae_batched": gen.vae_batched,
         "scheduler": type(pipe.scheduler).__name__,
+    }
+
+
+def _painter_switches(gen: GenerateConfig, scheduler: str) -> dict[str, Any]:
+    """The settings recorded for the stand-in painter; a pipeline switch moved from its default is refused."""
+    moved = sorted(set(changed_switches(gen)) - {"batch_autotune"})
+    if moved:
+        raise UsageError(
+            f"generate.{moved[0]} applies to diffusion pipelines; models.generator=standin-drawn paints "
+            "without one: leave it at its default"
+        )
+    return {name: getattr(gen, name) for name in ("attention", "channels_last", "compile", "vae_batched")} | {
+        "scheduler": scheduler
     }
 
 

@@ -139,15 +139,17 @@ def guide_image(image: Image.Image, resolution: int) -> Image.Image:
 
 def render_guided(
     pipe: Any, prompts: Sequence[str], images: Sequence[Image.Image], seeds: Sequence[int], sampler: Sampler,
-    strength: float,
+    strength: float, labels: Sequence[int],
 ) -> list[Image.Image]:  # fmt: skip
-    """Generate one image per (prompt, starting image, seed) with a diffusers image-to-image pipeline.
+    """Generate one image per (prompt, starting image, seed) with an image-to-image pipeline.
 
-    Each image has its own ``torch.Generator`` (its VAE sampling and noise), as in :func:`generate.render`.
+    Each image has its own ``torch.Generator`` (its VAE sampling and noise), as in :func:`generate.render`;
+    ``labels`` (class indices) go to a class-conditional pipeline as ``class_labels``.
     """
     import torch
 
     generators = [torch.Generator(sampler.device).manual_seed(s) for s in seeds]
+    conditioning = {"class_labels": list(labels)} if getattr(pipe, "class_conditional", False) else {}
     with torch.inference_mode():
         output = pipe(
             prompt=list(prompts),
@@ -157,6 +159,7 @@ def render_guided(
             num_inference_steps=sampler.steps,
             guidance_scale=sampler.guidance,
             output_type="pil",
+            **conditioning,
         )
     return list(output.images)
 
@@ -227,7 +230,7 @@ def run(
             batch = chunk[begin : begin + size]
             images = render_guided(
                 pipe, [it.prompt for it in batch], [real[it.source.index] for it in batch],
-                [it.seed for it in batch], sampler, strength,
+                [it.seed for it in batch], sampler, strength, [it.class_index for it in batch],
             )  # fmt: skip
             for item, image in zip(batch, images, strict=True):
                 meta = _meta(item, sampler, scheduler, strength, shots.digest)

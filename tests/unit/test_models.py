@@ -123,7 +123,7 @@ def test_tiny_img2img_keeps_size():
 def test_tiny_clip_encodes_normalised_features_deterministically():
     clip = models.load_clip("tiny-clip", seed=0)
     assert clip.image_size == 32
-    assert clip.identity == "tiny-rn/random-seed-0"
+    assert clip.identity == "tiny-vit/random-seed-0"
     assert not any(p.requires_grad for p in clip.model.parameters())
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)) for _ in range(64)]

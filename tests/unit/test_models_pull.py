@@ -22,7 +22,7 @@ def test_pulled_tiny_models_are_read_back_from_the_cache(tmp_path):
                                       "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "models" / "synk8s--tiny-sd" / "model_index.json").is_file()
-    assert (tmp_path / "models" / "open_clip" / "tiny-rn-random.pt").is_file()
+    assert (tmp_path / "models" / "open_clip" / "tiny-vit-random.pt").is_file()
     assert (tmp_path / "models" / "synk8s--tiny-t5" / "config.json").is_file()
 
     listed = CliRunner().invoke(app, ["models", "list", "--cache", cache, "--output", "json"])

@@ -37,7 +37,7 @@ def results_cmd(
         False, "--require-all", help="With --check: a cell without runs fails, required or not."
     ),
 ) -> None:
-    """Tabulate finished runs (seeds, mean and std of top-1, the paper's cell each reproduces), or gate them with --check."""
+    """Tabulate finished runs: seeds, mean and std of top-1, the paper's cell; --check gates them on expected cells."""
     if check:
         if fmt is not None or table is not None:
             raise UsageError("--check prints its own lines; drop --format and --table")

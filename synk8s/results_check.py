@@ -24,13 +24,13 @@ number is measured on (pre-training: its transfer, ``cifar100`` or ``voc``). ``m
 path of the report (dots go into objects, a number indexes a list) or the difference of two paths
 (``a - b``, spaces around the minus). A path may carry its own run selection after ``@``
 (``key=value`` pairs, comma separated, values read as JSON where they parse, else as text), which
-is added to the cell's ``where``. A cell is either an *expected* cell, ``expected`` (or ``paper``:
-the cell of ``paper_tables.json`` that gives it) with ``tolerance``, passing when
-``|measured - expected| <= tolerance``, or a *bounded* cell with ``min`` and/or ``max`` (inclusive).
-``measured`` is ``scale`` (default 1) times the metric, each path averaged over the runs it selects
-(seeds fold together). ``label`` names the cell in the output; ``comment`` is free text. A cell
-with no run is ``missing``; it fails the check only when ``required`` (default false) or under
-``--require-all``.
+is added to the cell's ``where`` (replacing a key it also names). A cell is either an *expected*
+cell, ``expected`` (or ``paper``: the cell of ``paper_tables.json`` that gives it) with
+``tolerance``, passing when ``|measured - expected| <= tolerance``, or a *bounded* cell with ``min``
+and/or ``max`` (inclusive). ``measured`` is ``scale`` (default 1) times the metric, each path
+averaged over the runs it selects (seeds fold together). ``label`` names the cell in the output;
+``comment`` is free text. A cell with no run is ``missing``; it fails the check only when
+``required`` (default false) or under ``--require-all``.
 """
 
 from __future__ import annotations
@@ -289,7 +289,8 @@ def find_study_reports(sources: Iterable[str]) -> list[dict[str, Any]]:
             for report in body.get("runs", []) if "ct_init_top1" in body else [body]:
                 report = {**report, "study": _study(report, uri)}
                 report.setdefault("dataset", report.get("transfer"))
-                found.setdefault((report["study"], str(report.get("run_dir")), str(report.get("config_digest"))), report)
+                key = (report["study"], str(report.get("run_dir")), str(report.get("config_digest")))
+                found.setdefault(key, report)
     return list(found.values())
 
 
@@ -340,7 +341,7 @@ def _selects(report: Mapping[str, Any], where: Iterable[tuple[str, Any]]) -> boo
 
 def _term_mean(cell: Cell, term: Term, reports: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
     chosen = [r for r in reports if r["study"] == cell.study and r.get("dataset") == cell.dataset
-              and _selects(r, cell.where + term.where)]  # fmt: skip
+              and _selects(r, {**dict(cell.where), **dict(term.where)}.items())]  # fmt: skip
     values = []
     for report in chosen:
         try:
@@ -379,7 +380,8 @@ def check(cells: Iterable[Cell], reports: Sequence[dict[str, Any]], *, require_a
         if cell.expected is not None:
             ok = abs(measured - cell.expected) <= cell.tolerance + _EPS
         else:
-            ok = (cell.low is None or measured >= cell.low - _EPS) and (cell.high is None or measured <= cell.high + _EPS)
+            ok = cell.low is None or measured >= cell.low - _EPS
+            ok = ok and (cell.high is None or measured <= cell.high + _EPS)
         outcomes.append(Outcome(cell, "ok" if ok else "DRIFT", measured, runs))
     return outcomes
 

@@ -207,3 +207,15 @@ def test_a_sweep_file_stands_for_the_reports_it_lists(tmp_path):
     storage.put_json(sweep, {"dataset": "eurosat", "shots": [1, 16], "ct_init_top1": [0.6, 0.85], "runs": runs})
     reports = results_check.find_study_reports([sweep])
     assert sorted(r["shots"] for r in reports) == [1, 16] and {r["study"] for r in reports} == {"fewshot"}
+
+
+def test_a_term_selection_replaces_the_cells_key(tmp_path):
+    root = str(tmp_path / "store")
+    _fewshot(root, 1, 0.60, 0.62)
+    _fewshot(root, 16, 0.85, 0.885)
+    cells = [{"study": "fewshot", "dataset": "eurosat", "where": {"shots": 16}, "scale": 1,
+              "metric": "top1.ct_syn - top1.ct_syn@shots=1", "min": 0.2, "max": 0.3}]
+    (outcome,) = results_check.check(results_check.load_expectations(_expect(tmp_path, cells)),
+                                     results_check.find_study_reports([root]))
+    assert outcome.status == "ok" and outcome.measured == pytest.approx(0.265)
+    assert outcome.cell.bound_text() == ("in [0.2, 0.3]", "-")

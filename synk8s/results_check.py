@@ -111,7 +111,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A cell checked against the runs: ``ok``, ``DRIFT`` or ``missing``, and what was measured."""
+    """A cell checked against the runs: ``ok``, ``DRIFT`` or ``missing``, what was measured, and over how
+    many runs (for a difference, the fewer of its two terms')."""
 
     cell: Cell
     status: str
@@ -407,7 +408,7 @@ def render(outcomes: Sequence[Outcome], source: str) -> str:
 
 
 def summary(outcomes: Sequence[Outcome], source: str) -> str:
-    """``check against X: 40 cells, 3 ok, 1 DRIFT, 36 missing (2 required): FAILED`` (or ``passed``)."""
+    """``check against X: 40 cells, 3 ok, 1 DRIFT, 36 missing (2 of them required): FAILED`` (or ``passed``)."""
     count = {s: sum(o.status == s for o in outcomes) for s in ("ok", "DRIFT", "missing")}
     required = sum(o.status == "missing" and o.cell.required for o in outcomes)
     verdict = "FAILED" if failed(outcomes) else "passed"

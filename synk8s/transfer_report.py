@@ -4,13 +4,16 @@ The pretrain pipeline measures a synthetic pre-training by one transfer, run twi
 pre-trained trunk and from random weights. ``report.json`` sets the two side by side::
 
     {"method": "moco", "label_space": "cifar100", "classes": 10, "label_space_classes": 100,
-     "images": 200, "images_trained": 160, "transfer": "cifar100", "metric": "top1",
+     "pretrain_init": "scratch", "profile": "tiny", "images": 200, "images_trained": 160,
+     "transfer": "cifar100", "metric": "top1",
      "pretrained": {"top1": 0.31, "folder": ...}, "scratch": {"top1": 0.22, "folder": ...},
      "curves": {"pretrain": [...per epoch...], "pretrained": [...], "scratch": [...]},
      "seconds": {...}, "run_dir": ..., "config_digest": ..., "notice": "stand-in data: ..."}
 
 ``classes`` counts the classes the images were generated for (the generate manifest's), out of
-``label_space_classes`` in the label space (fewer with ``pretrain.classes``). For ``voc`` each side
+``label_space_classes`` in the label space (fewer with ``pretrain.classes``); ``pretrain_init`` is
+where pre-training started (``pretrain.init``: ``scratch``, or ``imagenet`` for Table 8's second
+column and the "IN-1k init" rows of Tables 9-10). For ``voc`` each side
 holds ``ap50``, ``ap`` and ``ap75`` (percent) and ``tables`` lays both runs out as Tables 9-10
 (:func:`synk8s.detection.tables.detection_tables`, one layout per metric). It reads the stages'
 files only (manifests, ``backbone.json``, metrics, curves); it is written into the folder of the
@@ -82,6 +85,8 @@ def transfer_report(
         "label_space": meta["label_space"],
         "classes": classes,
         "label_space_classes": generated.get("label_space_classes", classes),
+        "pretrain_init": cfg.pretrain.init,
+        "profile": cfg.profile,
         "images": meta.get("num_images", meta["images"]),
         "images_trained": meta["images"],
         "backbone": meta["backbone"],

@@ -46,6 +46,7 @@ def test_the_table_runs_pretraining_and_both_detection_transfers_into_one_report
     assert (report["method"], report["label_space"], report["images"]) == ("moco", "cifar100", 200)
     # the tiny profile's 10-class slice of CIFAR-100: every tenth class, 20 images each
     assert (report["classes"], report["label_space_classes"]) == (10, 100)
+    assert (report["pretrain_init"], report["profile"]) == ("scratch", "tiny")  # what results --check selects by
     generated = json.loads(storage.get_bytes(storage.join(run, "images", "manifest.json")))
     assert generated["per_class"] == [20] * 10
     written = {r["class_index"]: r["class_name"] for r in prompts.read_prompts(storage.join(run, "prompts"))}

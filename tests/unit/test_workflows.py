@@ -15,11 +15,29 @@ IMAGE_VARS = {
     "SYNK8S_CPU_IMAGE": "${{ vars.SYNK8S_CPU_IMAGE }}",
 }
 DIGEST = "@sha256:" + "0" * 64
-SUBMIT = (
-    "synk8s submit zeroshot --dataset cifar100 --profile paper --store s3://synk8s/reproducibility "
-    '--set "cluster.image=$SYNK8S_GPU_IMAGE" --set "cluster.cpu_image=$SYNK8S_CPU_IMAGE" --host "$KFP_HOST" '
-    '--experiment reproducibility --run-name "repro-${GITHUB_REF_NAME}-${GITHUB_RUN_ID}" --wait'
-)
+S3_SETTINGS = {
+    "SYNK8S_S3_ENDPOINT": "https://minio.example.com",
+    "MINIO_ACCESS_KEY": "reader",
+    "MINIO_SECRET_KEY": "secret",
+}
+# study job -> (the study's submit command up to --store, its run name's study)
+STUDIES = {
+    "zeroshot-cifar100": ("synk8s submit zeroshot --dataset cifar100 --profile paper", "zeroshot"),
+    "fewshot-eurosat": ("synk8s submit fewshot --dataset eurosat --shots 16 --profile paper", "fewshot"),
+    "pretrain-cifar100": (
+        "synk8s submit pretrain --label-space cifar100 --method supervised --transfer cifar100 --profile paper",
+        "pretrain",
+    ),
+}
+
+
+def submit(command, study):
+    """The full submit line of a study job: the cluster images, the KFP host, a run name per study, --wait."""
+    return (
+        f"{command} --store s3://synk8s/reproducibility "
+        '--set "cluster.image=$SYNK8S_GPU_IMAGE" --set "cluster.cpu_image=$SYNK8S_CPU_IMAGE" --host "$KFP_HOST" '
+        f'--experiment reproducibility --run-name "repro-{study}-${{GITHUB_REF_NAME}}-${{GITHUB_RUN_ID}}" --wait'
+    )
 
 
 def load(name):
@@ -84,15 +102,22 @@ def test_reproduce_gate_reads_the_secret_and_image_variables():
     workflow = load("reproduce.yml")
     gate = workflow["jobs"]["gate"]
     (step,) = gate["steps"]
-    assert step["env"] == {"KFP_HOST": "${{ secrets.KFP_HOST }}", **IMAGE_VARS}
-    run_job = workflow["jobs"]["zeroshot-cifar100"]
-    assert run_job["needs"] == "gate"
-    assert run_job["if"] == "needs.gate.outputs.enabled == 'true'"
-    assert run_job["env"] == {
+    assert step["env"] == {
         "KFP_HOST": "${{ secrets.KFP_HOST }}",
-        "KFP_TOKEN": "${{ secrets.KFP_TOKEN }}",
         **IMAGE_VARS,
+        "SYNK8S_S3_ENDPOINT": "${{ vars.SYNK8S_S3_ENDPOINT }}",
+        "MINIO_ACCESS_KEY": "${{ secrets.MINIO_ACCESS_KEY }}",
+        "MINIO_SECRET_KEY": "${{ secrets.MINIO_SECRET_KEY }}",
     }
+    for name in STUDIES:
+        run_job = workflow["jobs"][name]
+        assert run_job["needs"] == "gate"
+        assert run_job["if"] == "needs.gate.outputs.enabled == 'true'"
+        assert run_job["env"] == {
+            "KFP_HOST": "${{ secrets.KFP_HOST }}",
+            "KFP_TOKEN": "${{ secrets.KFP_TOKEN }}",
+            **IMAGE_VARS,
+        }
 
 
 def _run_gate(tmp_path, **env):
@@ -112,6 +137,11 @@ def _run_gate(tmp_path, **env):
         ({}, "KFP_HOST"),
         ({"KFP_HOST": "https://kfp.example.com"}, "SYNK8S_GPU_IMAGE"),
         ({"KFP_HOST": "https://kfp.example.com", "SYNK8S_GPU_IMAGE": f"gpu{DIGEST}"}, "SYNK8S_CPU_IMAGE"),
+        (
+            {"KFP_HOST": "https://kfp.example.com", "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}",
+             "SYNK8S_CPU_IMAGE": f"r/cpu{DIGEST}", **{**S3_SETTINGS, "MINIO_SECRET_KEY": ""}},
+            "MINIO_SECRET_KEY",
+        ),
     ],
 )
 def test_reproduce_gate_skips_with_a_notice(tmp_path, env, missing):
@@ -126,19 +156,42 @@ def test_reproduce_gate_enables_the_run_with_digest_pinned_images(tmp_path):
         "KFP_HOST": "https://kfp.example.com",
         "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}",
         "SYNK8S_CPU_IMAGE": f"r/cpu{DIGEST}",
+        **S3_SETTINGS,
     }
     assert _run_gate(tmp_path, **env) == (0, "", "enabled=true\n")
 
 
 def test_reproduce_gate_fails_on_an_image_tag(tmp_path):
-    env = {"KFP_HOST": "https://kfp.example.com", "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}", "SYNK8S_CPU_IMAGE": "r/cpu:0.1"}
+    env = {
+        "KFP_HOST": "https://kfp.example.com",
+        "SYNK8S_GPU_IMAGE": f"r/gpu{DIGEST}",
+        "SYNK8S_CPU_IMAGE": "r/cpu:0.1",
+        **S3_SETTINGS,
+    }
     code, stdout, output = _run_gate(tmp_path, **env)
     assert code == 1
     assert "::error title=reproduce::r/cpu:0.1 is not pinned by digest" in stdout
     assert output == ""
 
 
-def test_reproduce_installs_synk8s_and_submits_the_paper_run():
-    runs = _runs(load("reproduce.yml"))
-    assert any("python -m pip install ." in run for run in runs)
-    assert SUBMIT in runs
+def test_reproduce_submits_the_three_studies_with_the_paper_profile():
+    workflow = load("reproduce.yml")
+    for name, (command, study) in STUDIES.items():
+        runs = _runs({"jobs": {name: workflow["jobs"][name]}})
+        assert any("python -m pip install ." in run for run in runs)
+        assert submit(command, study) in runs
+
+
+def test_reproduce_checks_the_runs_against_the_paper_after_every_study():
+    workflow = load("reproduce.yml")
+    check = workflow["jobs"]["check"]
+    assert check["needs"] == ["gate", *STUDIES]
+    # after the studies whatever their outcome (a study that failed shows as missing cells), not when cancelled
+    assert check["if"] == "${{ !cancelled() && needs.gate.outputs.enabled == 'true' }}"
+    assert check["env"] == {
+        "SYNK8S_S3_ENDPOINT": "${{ vars.SYNK8S_S3_ENDPOINT }}",
+        "MINIO_ACCESS_KEY": "${{ secrets.MINIO_ACCESS_KEY }}",
+        "MINIO_SECRET_KEY": "${{ secrets.MINIO_SECRET_KEY }}",
+    }
+    runs = _runs({"jobs": {"check": check}})
+    assert runs[-1] == "synk8s results s3://synk8s/reproducibility --check --expect paper"

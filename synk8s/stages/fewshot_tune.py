@@ -4,7 +4,8 @@ Both heads start from the zero-shot text head (logit_scale x class text embeddin
 train with :func:`synk8s.stages.fewshot_fit.fit`: CT w. init on the N x M real shots alone, CT w. Syn
 with ``fewshot.schedule`` (``mix``, ``syn-then-real``, ``real-then-syn``). Which synthetic data that is
 (``fewshot.strategy``) is decided by the folders passed in: B = generate + filter, RF = generate +
-filter + realfilter, RG = guided + filter; this stage reads whichever ``selection.safetensors`` it gets.
+filter + realfilter, RG = guided + filter_guided (CF only with ``fewshot.rg_filter``); this stage
+reads whichever ``selection.safetensors`` it gets.
 
 CT w. init reads real images only. Model selection follows ``fewshot.select`` (:func:`head_rules`):
 

@@ -6,7 +6,7 @@
 
     plan -> prompts                                                                       (RG)
          -> split -> guided_shards -> guided x n (ParallelFor, GPU) -> collect_guided
-         -> filter_guided (CF) -> features_guided -> fewshot_tune -> fewshot_evaluate (report.json)
+         -> filter_guided (CF under fewshot.rg_filter) -> features_guided -> fewshot_tune -> fewshot_evaluate
 
 Which branch runs is chosen **when the pipeline is compiled**, from ``fewshot.strategy`` of the
 config (``synk8s submit`` compiles with the run's config, so ``--set fewshot.strategy=B`` picks B):

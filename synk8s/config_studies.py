@@ -35,6 +35,14 @@ class FewShotConfig(Section):
     real_epochs: int = Field(ge=1, description="passes over the real shots (CT w. init and the real phase)")
     guidance_strength: dict[int, float] = Field(description="RG img2img strength per shot count")
     freeze_bn: bool = Field(description="false: BN layers train (running statistics and affine) on images")
+    select: Literal["last", "real-val", "syn-val"] = Field(
+        description="model selection: last epoch (fixed schedule), a real validation split, or held-out "
+        "synthetic images (CT w. Syn only)"
+    )
+    rg_prompts: Literal["template", "le"] = Field(
+        description="RG prompts: the class name in the dataset's first template, or the prompts stage's output"
+    )
+    rg_filter: bool = Field(description="RG: CLIP-filter (CF) the real-guided images before tuning")
 
     @field_validator("guidance_strength")
     @classmethod

@@ -6,7 +6,9 @@ hook), so a pipeline run, a local run and ``synk8s stage fewshot_evaluate`` all 
     {"dataset": "eurosat", "shots": 4, "strategy": "RG", "schedule": "mix", "freeze_bn": true,
      "trainable": "head", "split_digest": "...",
      "top1": {"zeroshot": 0.1, "ct_init": 0.12, "ct_syn": 0.15},     # CT w. init: real only
-     "counts": {"real": 40, "synthetic_train": 30, "synthetic_val": 10, "test": 40},
+     "selection": {"rule": "last", "ct_init_rule": "last", "ct_syn_rule": "last",   # fewshot.select
+                   "ct_init_epoch": 100, "ct_syn_epoch": 30, "ct_init_val_top1": null, "ct_syn_val_top1": null},
+     "counts": {"real": 40, "synthetic_train": 40, "synthetic_val": 0, "real_val": 0, "test": 40},
      "seconds": {"split": 0.4, ...}, "config_digest": "...", "store_root": "...", "run_dir": "...",
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
@@ -63,11 +65,12 @@ def fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) 
         "inputs": metrics["inputs"],
         "split_digest": metrics["split_digest"],
         "top1": {name: metrics["top1"][name] for name in ("zeroshot", "ct_init", "ct_syn")},
-        "selected_on_validation": metrics["selected_on_validation"],
+        "selection": metrics["selection"],
         "counts": {
             "real": tune["counts"]["real"],
             "synthetic_train": tune["counts"]["train"],
             "synthetic_val": tune["counts"]["val"],
+            "real_val": tune["counts"]["real_val"],
             "test": metrics["test"],
         },
         "seconds": seconds,
@@ -110,9 +113,11 @@ def sweep_report(cfg: ExperimentConfig, run: str, folders: Mapping[int, str]) ->
         "dataset": cfg.dataset.name,
         "strategy": cfg.fewshot.strategy,
         "schedule": cfg.fewshot.schedule,
+        "select": cfg.fewshot.select,
         "shots": list(cfg.fewshot.shots),
         "ct_init_top1": [row["top1"]["ct_init"] for row in rows],
         "ct_syn_top1": [row["top1"]["ct_syn"] for row in rows],
+        "selection": [row["selection"] for row in rows],
         "runs": rows,
         "run_dir": run,
     }

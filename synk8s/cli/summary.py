@@ -2,7 +2,8 @@
 
 Any pipeline's report JSON works: top-level numbers whose name says accuracy (``top1``, ``acc``,
 ``ap``/``map``) are shown as percentages with two decimals, other top-level numbers as they are,
-``counts`` and ``seconds`` (per stage) as rows of their own; after the table, one line per file
+``counts``, ``seconds`` (per stage) and a few-shot run's ``selection`` (the rule and each head's
+epoch) as rows of their own; after the table, one line per file
 (the Markdown and PNG files beside the report, and the report) with its full path::
 
     print_summary(console, "synk8s-store/runs/cifar100-.../evaluate-.../report.json")
@@ -39,6 +40,9 @@ def summary_table(report: dict[str, Any], report_uri: str) -> Table:
             if unit:
                 parts.append(f"total {sum(float(v) for v in values.values()):.1f}{unit}")
             table.add_row(section, ", ".join(parts))
+    selection = report.get("selection")
+    if isinstance(selection, dict) and selection:  # a few-shot run: the rule and the epoch of each head
+        table.add_row("selection", ", ".join(f"{name} {v}" for name, v in selection.items() if v is not None))
     if report.get("notice"):
         table.add_row("note", str(report["notice"]))
     return table

@@ -1,7 +1,7 @@
 """Few-shot final evaluation: top-1 of the zero-shot head, CT w. init and CT w. Syn on the real test set.
 
-This is the only few-shot code that reads the test set, and it runs after both heads were chosen on
-the synthetic validation set. Heads trained on cached features are applied to the features stage's
+This is the only few-shot code that reads the test set, and it runs after both heads were saved
+(each from the epoch ``fewshot.select`` picked: the last, or the best on a validation set). Heads trained on cached features are applied to the features stage's
 cached test features; heads whose tower also trained (``visual.*`` tensors in the head file) get the
 test images encoded again by their own tuned tower, in eval mode (with unfrozen BN, the running
 statistics the training batches left).
@@ -10,8 +10,9 @@ statistics the training batches left).
                                   out="runs/x/fewshot-evaluate")
 
 Outputs under ``out``: ``metrics.json`` (top-1 in [0, 1] overall and per class for ``zeroshot``,
-``ct_init`` and ``ct_syn``, the validation top-1 each head was chosen with, the split digest, shots,
-strategy, schedule, and whether the test images are a drawn stand-in) and ``manifest.json``.
+``ct_init`` and ``ct_syn``; ``selection``: the rule, each head's rule, epoch and validation top-1
+(None under ``last``); the split digest, shots, strategy, schedule, and whether the test images are a
+drawn stand-in) and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
     test_x, test_y = load_feature_set(features, "test")  # (T, D), (T,)
     weight, bias = load_text_head(features)  # (K, D), (K,)
     logits = {"zeroshot": test_x @ weight.T + bias}  # (T, K)
-    chosen = {}
     about = {}
+    selection = {}
     for variant in VARIANTS:
         tensors, meta = load_tuned(tuned, variant)
         about = meta
-        chosen[variant] = {"best_epoch": meta.get("best_epoch"), "val_top1": meta.get("best_val_top1")}
+        selection = {**meta.get("selection", {}), **selection, f"{variant}_val_top1": meta.get("best_val_top1")}
         state = {k: v for k, v in tensors.items() if k.startswith("visual.")}
         x = _tuned_test_features(cfg, state, progress) if state else test_x  # (T, D)
         logits[variant] = x @ tensors["weight"].T + tensors["bias"]
@@ -123,7 +124,7 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
         "test": len(test_y),
         "top1": top,
         "per_class_top1": per_class,
-        "selected_on_validation": chosen,
+        "selection": selection,
         **{k: about.get(k) for k in ("split_digest", "shots", "strategy", "schedule", "inputs", "trainable")},
     }
     metrics_uri = storage.join(out, "metrics.json")

@@ -1,4 +1,4 @@
-"""The few-shot training loop: real only (CT w. init), mix, or phase-wise (Table 7), validation-only selection.
+"""The few-shot training loop: real only (CT w. init), mix, or phase-wise (Table 7); last epoch or validation selection.
 
 A run is a list of phases (:func:`phases`):
 
@@ -14,10 +14,12 @@ Each phase has its own AdamW and per-step cosine schedule (``tune.warmup_epochs`
 of a pass is never larger than the set; the last batch of a pass may be smaller. A real batch of the
 cycling stream always holds ``min(real_batch_size, N x M)`` images and may straddle two passes.
 
-Model selection uses the validation callback only (held-out synthetic images; the test set is never
-seen here): the states compared are the one at the start of the final phase and the one after each
-of its epochs, and the best validation top-1 wins (ties to the earlier). With one phase that is the
-initial head (epoch 0) and every epoch; phase-wise, the first phase always runs in full.
+Without a validation callback the loop keeps the state after the last epoch (the paper's fixed
+schedule). With one (a real or synthetic validation set chosen by ``fewshot.select``; the test set
+is never seen here) the candidates are the states after each epoch of the final phase, and the best
+validation top-1 wins, ties to the earlier epoch. The state before the final phase (for one phase:
+the initial head, epoch 0) is validated and recorded in the curve but never selected, so a tie can
+not fall back to the untrained head. Phase-wise, the first phase always runs in full.
 """
 
 from __future__ import annotations
@@ -90,15 +92,15 @@ class Outcome:
 
     Attributes:
         state: tensors of the selected state (from the ``snapshot`` callback), on CPU.
-        best_epoch: global epoch of the selected state (0 = before any training).
-        best_val_top1: its validation top-1 in [0, 1].
+        best_epoch: global epoch of the selected state (always after training: at least 1).
+        best_val_top1: its validation top-1 in [0, 1]; None without validation (the last epoch).
         curve: one dict per evaluated point: ``epoch``, ``phase``, ``kind``, ``train_loss``, ``val_top1``,
             ``lr``, ``grad_norm``, ``real_images``, ``syn_images`` (images fed in that epoch).
     """
 
     state: dict[str, torch.Tensor]
     best_epoch: int
-    best_val_top1: float
+    best_val_top1: float | None
     curve: list[dict[str, Any]]
 
 
@@ -145,12 +147,12 @@ def fit(
     syn: Source | None,
     plan: list[Phase],
     hyper: Hyper,
-    validate: Callable[[], float],
+    validate: Callable[[], float] | None,
     snapshot: Callable[[], dict[str, torch.Tensor]],
     seed: int,
     progress: bool = False,
 ) -> Outcome:
-    """Train ``params`` of ``model`` through the phases of ``plan``; keep the validation-best state.
+    """Train ``params`` of ``model`` through the phases of ``plan``; keep the last or the validation-best state.
 
     Args:
         model: maps a batch of inputs to (B, K) logits; ``model.train()`` is called before each epoch
@@ -160,7 +162,7 @@ def fit(
         syn: the synthetic training part; required by ``syn`` and ``mix`` phases.
         plan: from :func:`phases`.
         hyper: optimisation settings.
-        validate: validation top-1 of the current model, in [0, 1] (held-out synthetic images).
+        validate: validation top-1 of the current model, in [0, 1]; None keeps the last epoch's state.
         snapshot: copy of the state to keep (e.g. the head's tensors), taken on CPU.
         seed: seed of every shuffle (one generator per data set).
         progress: show a tqdm bar over epochs.
@@ -174,16 +176,14 @@ def fit(
     syn_gen = torch.Generator().manual_seed(seed + 1)
     real_stream = cycling_batches(real.size, hyper.real_batch_size, real_gen)
     curve: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best: tuple[float | None, int, dict[str, torch.Tensor]] | None = None
     epoch = 0
     bar = tqdm(total=sum(p.epochs for p in plan), desc="few-shot tune", unit="epoch", disable=not progress)
     for index, phase in enumerate(plan):
         final = index == len(plan) - 1
-        if final:
+        if final and validate is not None:
             model.eval()
-            acc = validate()
-            curve.append(_point(epoch, index, phase.kind, None, acc, None, None, 0, 0))
-            best = (acc, epoch, snapshot())
+            curve.append(_point(epoch, index, phase.kind, None, validate(), None, None, 0, 0))
         opt, sched = _optimiser(params, phase, hyper, real.size, syn.size if syn else 0)
         for _ in range(phase.epochs):
             model.train()
@@ -192,16 +192,18 @@ def fit(
             )
             epoch += 1
             acc = None
-            if final:
+            if final and validate is not None:
                 model.eval()
                 acc = validate()
-                if acc > best[0]:
+                if best is None or acc > best[0]:
                     best = (acc, epoch, snapshot())
             curve.append(_point(epoch, index, phase.kind, loss, acc, lr_now, norm, n_real, n_syn))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", val="-" if acc is None else f"{acc:.3f}")
     bar.close()
-    assert best is not None  # the final phase always validates its starting state
+    if validate is None:
+        best = (None, epoch, snapshot())
+    assert best is not None  # the final phase has at least one epoch
     return Outcome(state=best[2], best_epoch=best[1], best_val_top1=best[0], curve=curve)
 
 

@@ -169,6 +169,9 @@ def fit_on_images(
 ) -> dict[str, Outcome]:
     """Train CT w. init and CT w. Syn with the image tower in the loop, each from the pretrained tower.
 
+    Each head is validated on the set its ``fewshot.select`` rule names (:func:`~synk8s.stages.fewshot_tune.head_rules`):
+    the split's real validation images, the held-out synthetic images (CT w. Syn only), or none (last epoch).
+
     Args:
         cfg: the run's config (``fewshot``, ``tune`` including ``trainable``, ``seed``).
         inputs: from :func:`synk8s.stages.fewshot_tune.read_inputs`.
@@ -184,15 +187,20 @@ def fit_on_images(
     from synk8s.seeds import derive_seed
     from synk8s.stages.features import load_clip_for
     from synk8s.stages.fewshot_fit import fit, phases
-    from synk8s.stages.fewshot_tune import VARIANTS, hyper_of
+    from synk8s.stages.fewshot_tune import VARIANTS, head_rules, hyper_of
     from synk8s.stages.split import shot_images
 
     real_images = shot_images(cfg, inputs.split)
     real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
     rows = torch.cat([inputs.train_rows, inputs.val_rows])
     pictures = synthetic_images(images, rows, expected=len(inputs.labels))
-    train_pics, val_pics = pictures[: len(inputs.train_rows)], pictures[len(inputs.train_rows) :]
+    train_pics = pictures[: len(inputs.train_rows)]
+    sets = {"syn-val": (pictures[len(inputs.train_rows) :], inputs.labels[inputs.val_rows])}
     fs = cfg.fewshot
+    if fs.select == "real-val":
+        held = shot_images(cfg, inputs.split, part="val")
+        sets["real-val"] = ([im for im, _ in held], torch.tensor([y for _, y in held], dtype=torch.int64))
+    rules = head_rules(fs.select)
     outcomes = {}
     for variant in VARIANTS:
         bundle = load_clip_for(cfg)  # a fresh pretrained tower for each head
@@ -210,10 +218,12 @@ def fit_on_images(
             bundle.preprocess,
             device,
         )
-        y_val = inputs.labels[inputs.val_rows]
+        validate = None
+        if rules[variant] != "last":
+            val_pics, y_val = sets[rules[variant]]
 
-        def validate(model=model, preprocess=bundle.preprocess, y_val=y_val) -> float:
-            return top1_on_images(model, val_pics, y_val, preprocess, cfg.features.batch_size)
+            def validate(model=model, preprocess=bundle.preprocess, val_pics=val_pics, y_val=y_val) -> float:
+                return top1_on_images(model, val_pics, y_val, preprocess, cfg.features.batch_size)
 
         def snapshot(model=model, names=names) -> dict[str, torch.Tensor]:
             head = {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}

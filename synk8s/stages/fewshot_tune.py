@@ -4,11 +4,21 @@ Both heads start from the zero-shot text head (logit_scale x class text embeddin
 train with :func:`synk8s.stages.fewshot_fit.fit`: CT w. init on the N x M real shots alone, CT w. Syn
 with ``fewshot.schedule`` (``mix``, ``syn-then-real``, ``real-then-syn``). Which synthetic data that is
 (``fewshot.strategy``) is decided by the folders passed in: B = generate + filter, RF = generate +
-filter + realfilter, RG = guided + filter; this stage reads whichever ``selection.safetensors`` it gets.
+filter + realfilter, RG = guided + filter_guided (CF only with ``fewshot.rg_filter``); this stage
+reads whichever ``selection.safetensors`` it gets.
 
-Model selection: a stratified, seeded share (``tune.val_fraction``) of the kept synthetic images is
-held out as the validation set of both heads; every real shot trains. The test set is not read here
-(its features are listed by the features stage but only :mod:`synk8s.stages.fewshot_evaluate` loads them).
+CT w. init reads real images only. Model selection follows ``fewshot.select`` (:func:`head_rules`):
+
+* ``last`` (both profiles, the paper's fixed schedule): each head is the state after its last epoch;
+  every kept synthetic image trains CT w. Syn.
+* ``real-val``: both heads are chosen on the split's real validation set (CoOp's ``min(M, 4)`` images
+  per class, disjoint from the shots, saved in ``split.json`` by the split stage).
+* ``syn-val``: a stratified, seeded share (``tune.val_fraction``) of the kept synthetic images is held
+  out to choose CT w. Syn; CT w. init, which must not depend on synthetic images, keeps its last epoch.
+
+With selection, the candidates are the epochs of the final phase (never the untrained head). Every
+real shot trains under every rule. The test set is not read here (its features are listed by the
+features stage but only :mod:`synk8s.stages.fewshot_evaluate` loads them).
 
 With ``tune.trainable: head`` and ``fewshot.freeze_bn: true`` (the paper's setting) the encoder is fixed
 in eval mode, so training runs on cached CLIP features. Any other setting trains on images through the
@@ -19,8 +29,9 @@ tower (:func:`synk8s.stages.fewshot_images.fit_on_images`), and ``results.json``
 
 Outputs under ``out``: ``ct_init.safetensors`` and ``ct_syn.safetensors`` (``weight`` (K, D), ``bias``
 (K,), and on the image path the tower's trained tensors as ``visual.*``; metadata key ``synk8s``: JSON
-with the chosen epoch and settings), ``curve.json``, ``val.json`` (synthetic rows trained on and held out),
-``results.json`` (validation results of both heads, the exact share of parameters trained), ``manifest.json``.
+with the chosen epoch, its rule and settings), ``curve.json``, ``val.json`` (the rule, synthetic rows
+trained on and held out), ``results.json`` (``selection``: the rule and each head's epoch; validation
+results of both heads, the exact share of parameters trained), ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -43,17 +54,18 @@ from synk8s.stages.spec import Choice, Resources, StageSpec
 if TYPE_CHECKING:
     import torch
 
-    from synk8s.stages.fewshot_fit import Hyper, Outcome, Source
+    from synk8s.stages.fewshot_fit import Hyper, Outcome
     from synk8s.stages.split import FewShotSplit
 
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("ct_init", "ct_syn")
+RULES = ("last", "real-val", "syn-val")
 METADATA_KEY = "synk8s"
 
 
 class FewShotTuneResult(BaseModel):
-    """What :func:`run` wrote and how the two heads did on the validation set.
+    """What :func:`run` wrote, and each head's epoch and validation top-1.
 
     Attributes:
         ct_init: URI of ``ct_init.safetensors`` (real shots only).
@@ -64,9 +76,13 @@ class FewShotTuneResult(BaseModel):
         inputs: ``features`` (cached, frozen encoder) or ``images`` (the tower in the loop).
         real: real shots trained on (N x M).
         train: synthetic images trained on.
-        val: synthetic images held out for model selection.
-        ct_init_val_top1: validation top-1 of the selected CT w. init head, in [0, 1].
-        ct_syn_val_top1: validation top-1 of the selected CT w. Syn head, in [0, 1].
+        val: synthetic images held out for model selection (``syn-val``; else 0).
+        real_val: real validation images (``real-val``; else 0).
+        select: ``fewshot.select``.
+        ct_init_epoch: the epoch the CT w. init head is from.
+        ct_syn_epoch: the epoch the CT w. Syn head is from.
+        ct_init_val_top1: validation top-1 of the CT w. init head, in [0, 1]; None when not selected.
+        ct_syn_val_top1: validation top-1 of the CT w. Syn head, in [0, 1]; None when not selected.
         trained_fraction: share of the classifier's parameters (tower + head) that trained, in [0, 1].
         seconds: wall-clock time of the stage.
     """
@@ -82,21 +98,25 @@ class FewShotTuneResult(BaseModel):
     real: int
     train: int
     val: int
-    ct_init_val_top1: float
-    ct_syn_val_top1: float
+    real_val: int
+    select: str
+    ct_init_epoch: int
+    ct_syn_epoch: int
+    ct_init_val_top1: float | None
+    ct_syn_val_top1: float | None
     trained_fraction: float
     seconds: float
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """The stage's data: kept synthetic rows split into train and validation, the real shots, the head."""
+    """The stage's data: kept synthetic rows (train, and validation under ``syn-val``), the split, the head."""
 
     split: FewShotSplit
     feats: torch.Tensor  # (N, D) every synthetic image
     labels: torch.Tensor  # (N,)
     train_rows: torch.Tensor  # (T,) rows of feats
-    val_rows: torch.Tensor  # (V,)
+    val_rows: torch.Tensor  # (V,), empty unless fewshot.select is syn-val
     teacher: dict[int, torch.Tensor]  # row -> (K,) teacher logits of a kept row
     weight: torch.Tensor  # (K, D) text head x logit_scale
     bias: torch.Tensor  # (K,)
@@ -107,6 +127,17 @@ class Inputs:
         import torch
 
         return torch.stack([self.teacher[int(r)] for r in rows])
+
+
+def head_rules(select: str) -> dict[str, str]:
+    """Each head's selection rule under ``fewshot.select``: CT w. init never uses synthetic images.
+
+    Raises:
+        UsageError: ``select`` is not ``last``, ``real-val`` or ``syn-val``.
+    """
+    if select not in RULES:
+        raise UsageError(f"fewshot.select must be one of {', '.join(RULES)}, got {select!r}")
+    return {"ct_init": "last" if select == "syn-val" else select, "ct_syn": select}
 
 
 def uses_images(cfg: ExperimentConfig) -> bool:
@@ -134,15 +165,18 @@ def hyper_of(cfg: ExperimentConfig) -> Hyper:
 
 
 def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: str) -> Inputs:
-    """Load and check the split, synthetic features, text head and selection; split off the validation rows.
+    """Load and check the split, synthetic features, text head and selection; under ``syn-val`` split off validation rows.
 
     Raises:
         UsageError: the split is of another dataset or shot count than the config, or a real-filter
             selection was made with another split.
-        MissingDataError: an input is missing or inconsistent, or no class has 2 kept images.
+        MissingDataError: an input is missing or inconsistent, ``real-val`` finds no real validation
+            set in the split, or ``syn-val`` finds no class with 2 kept images.
     """
-    from synk8s.stages.split import load_split
+    import torch
+
     from synk8s.runs import read_manifest
+    from synk8s.stages.split import load_split
     from synk8s.stages.tune import check_inputs, load_feature_set, load_text_head, read_tensors, stratified_split
 
     shots = load_split(split)
@@ -161,9 +195,16 @@ def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: 
         )
     kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
     check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    if cfg.fewshot.select == "real-val" and not shots.val:
+        raise MissingDataError(
+            f"the split in {split} has no real validation set; run the split stage with fewshot.select=real-val"
+        )
     val_seed = derive_seed(cfg.seed, "fewshot", "val")
-    train_pos, val_pos = stratified_split(labels[kept], cfg.tune.val_fraction, val_seed)
-    if len(val_pos) == 0:
+    if cfg.fewshot.select == "syn-val":
+        train_pos, val_pos = stratified_split(labels[kept], cfg.tune.val_fraction, val_seed)
+    else:  # every kept synthetic image trains
+        train_pos, val_pos = torch.arange(len(kept)), torch.zeros(0, dtype=torch.int64)
+    if cfg.fewshot.select == "syn-val" and len(val_pos) == 0:
         raise MissingDataError(
             f"no class has 2 or more kept synthetic images in {selection}, so nothing is left to validate on; "
             "generate more images per class"
@@ -179,75 +220,6 @@ def read_inputs(cfg: ExperimentConfig, *, split: str, features: str, selection: 
         bias=bias,
         val_seed=val_seed,
     )
-
-
-def tensor_source(x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, device: str) -> Source:
-    """A :class:`~synk8s.stages.fewshot_fit.Source` over in-memory features."""
-    from synk8s.stages.fewshot_fit import Source
-
-    x, y = x.to(device), y.to(device)
-    teacher = teacher.to(device) if teacher is not None else None
-
-    def fetch(idx):
-        idx = idx.to(device)
-        return x[idx], y[idx], teacher[idx] if teacher is not None else None
-
-    return Source(size=len(y), fetch=fetch)
-
-
-def fit_on_features(
-    cfg: ExperimentConfig, inputs: Inputs, real_x: torch.Tensor, device: str, progress: bool
-) -> dict[str, Outcome]:
-    """Train CT w. init and CT w. Syn on cached features, each from the text head.
-
-    Args:
-        cfg: the run's config (``fewshot``, ``tune``, ``seed``).
-        inputs: from :func:`read_inputs`.
-        real_x: (N x M, D) L2-normalised features of the real shots, in split order.
-        device: where the head and features live while training.
-        progress: show progress bars.
-
-    Returns:
-        ``{"ct_init": Outcome, "ct_syn": Outcome}``; each state holds ``weight`` (K, D) and ``bias`` (K,).
-    """
-    import torch
-
-    from synk8s.stages.fewshot_fit import fit, phases
-    from synk8s.stages.tune import top1
-
-    real_y = torch.tensor(inputs.split.labels, dtype=torch.int64)
-    real = tensor_source(real_x, real_y, None, device)
-    rows = inputs.train_rows
-    syn = tensor_source(inputs.feats[rows], inputs.labels[rows], inputs.teacher_rows(rows), device)
-    x_val, y_val = inputs.feats[inputs.val_rows].to(device), inputs.labels[inputs.val_rows].to(device)
-    outcomes = {}
-    for variant in VARIANTS:
-        head = torch.nn.Linear(inputs.weight.shape[1], inputs.weight.shape[0]).to(device)
-        with torch.no_grad():
-            head.weight.copy_(inputs.weight)
-            head.bias.copy_(inputs.bias)
-
-        def validate(head=head) -> float:
-            with torch.no_grad():
-                return top1(head(x_val), y_val)
-
-        def snapshot(head=head) -> dict[str, torch.Tensor]:
-            return {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
-
-        outcomes[variant] = fit(
-            head,
-            list(head.parameters()),
-            real=real,
-            syn=syn if variant == "ct_syn" else None,
-            plan=phases(cfg.fewshot.schedule if variant == "ct_syn" else None,
-                        epochs=cfg.fewshot.epochs, real_epochs=cfg.fewshot.real_epochs),
-            hyper=hyper_of(cfg),
-            validate=validate,
-            snapshot=snapshot,
-            seed=derive_seed(cfg.seed, "fewshot", variant, "order"),
-            progress=progress,
-        )  # fmt: skip
-    return outcomes
 
 
 def parameter_share(cfg: ExperimentConfig, visual: torch.nn.Module, num_classes: int, dim: int) -> dict[str, Any]:
@@ -277,11 +249,12 @@ def run(
     out: str,
     progress: bool = True,
 ) -> FewShotTuneResult:
-    """Tune CT w. init and CT w. Syn and save both validation-selected heads.
+    """Tune CT w. init and CT w. Syn and save both heads, each from the epoch ``fewshot.select`` picks.
 
     Args:
         cfg: experiment config; ``fewshot.*``, ``tune.*``, ``seed`` and ``device`` are used.
-        split: output folder of the split stage (the saved N-way M-shot split).
+        split: output folder of the split stage (the saved N-way M-shot split, with ``real-val`` its
+            real validation set).
         features: output folder of the features stage (synthetic features, text head).
         selection: output folder of the filter or realfilter stage (kept rows, teacher logits).
         images: the generation output the features were computed from (generate or guided); read
@@ -291,15 +264,14 @@ def run(
 
     Raises:
         MissingDataError: an upstream output is missing or inconsistent.
-        UsageError: the split does not match the config.
+        UsageError: the split does not match the config, or ``fewshot.select`` is unknown.
     """
-    from safetensors.torch import save
-
     from synk8s.models.device import resolve_device
     from synk8s.stages.features import load_clip_for
     from synk8s.stages.split import shot_features
 
     started = time.perf_counter()
+    rules = head_rules(cfg.fewshot.select)
     inputs = read_inputs(cfg, split=split, features=features, selection=selection)
     device = resolve_device(cfg.device)
     bundle = load_clip_for(cfg)
@@ -312,14 +284,19 @@ def run(
         outcomes = fit_on_images(cfg, inputs, images, device, progress)
     else:
         kind = "features"
-        real = shot_features(cfg, inputs.split, bundle=bundle, progress=progress)
-        outcomes = fit_on_features(cfg, inputs, real.features, device, progress)
-    logger.info(
-        "few-shot tuning on %s: CT w. init val %.3f, CT w. Syn val %.3f",
-        kind, outcomes["ct_init"].best_val_top1, outcomes["ct_syn"].best_val_top1,
-    )  # fmt: skip
+        from synk8s.stages.fewshot_features import fit_on_features
 
-    # Outputs.
+        real = shot_features(cfg, inputs.split, bundle=bundle, progress=progress)
+        val = None
+        if cfg.fewshot.select == "real-val":
+            val = shot_features(cfg, inputs.split, bundle=bundle, progress=progress, part="val").features
+        outcomes = fit_on_features(cfg, inputs, real.features, device, progress, val_x=val)
+    selection_info = {
+        "rule": cfg.fewshot.select,
+        **{f"{v}_rule": rules[v] for v in VARIANTS},
+        **{f"{v}_epoch": outcomes[v].best_epoch for v in VARIANTS},
+    }
+    logger.info("few-shot tuning on %s, selection %s", kind, selection_info)
     settings = {
         "inputs": kind,
         "split_digest": inputs.split.digest,
@@ -327,41 +304,24 @@ def run(
         "strategy": cfg.fewshot.strategy,
         "schedule": cfg.fewshot.schedule,
         "trainable": share,
+        "selection": selection_info,
     }
-    uris, summary = {}, {}
-    for variant, outcome in outcomes.items():
-        summary[variant] = {
-            "best_epoch": outcome.best_epoch,
-            "best_val_top1": outcome.best_val_top1,
-            "start_val_top1": _start_val(outcome),
-        }
-        about = {"config_digest": cfg.digest(), "variant": variant, **settings, **summary[variant]}
-        metadata = {METADATA_KEY: json.dumps(about, sort_keys=True, separators=(",", ":"))}
-        uris[variant] = storage.join(out, f"{variant}.safetensors")
-        tensors = {name: t.contiguous() for name, t in outcome.state.items()}
-        storage.put_bytes(uris[variant], save(tensors, metadata))
-    curve_uri = storage.join(out, "curve.json")
-    storage.put_json(curve_uri, {v: {"best_epoch": o.best_epoch, "epochs": o.curve} for v, o in outcomes.items()})
-    storage.put_json(
-        storage.join(out, "val.json"),
-        {
-            "seed": inputs.val_seed,
-            "val_fraction": cfg.tune.val_fraction,
-            "train": inputs.train_rows.tolist(),
-            "val": inputs.val_rows.tolist(),
-        },
-    )
-    counts = {"real": len(inputs.split.entries), "train": len(inputs.train_rows), "val": len(inputs.val_rows)}
-    results_uri = storage.join(out, "results.json")
-    storage.put_json(results_uri, {**settings, **counts, **summary})
+    counts = {
+        "real": len(inputs.split.entries),
+        "train": len(inputs.train_rows),
+        "val": len(inputs.val_rows),
+        "real_val": len(inputs.split.val) if cfg.fewshot.select == "real-val" else 0,
+    }
+    uris = _write_outputs(cfg, inputs, outcomes, settings, counts, out)
     seconds = time.perf_counter() - started
+    summary = {v: _summary(outcomes[v], rules[v]) for v in VARIANTS}
     manifest = write_manifest(
         out,
         "fewshot_tune",
         cfg,
         counts=counts,
         inputs={"split": split, "features": features, "selection": selection, "images": images},
-        outputs={**uris, "curve": curve_uri, "results": results_uri},
+        outputs=uris,
         results={**settings, **summary},
         device=device,
         seconds=seconds,
@@ -369,13 +329,14 @@ def run(
     return FewShotTuneResult(
         ct_init=uris["ct_init"],
         ct_syn=uris["ct_syn"],
-        curve=curve_uri,
-        results=results_uri,
+        curve=uris["curve"],
+        results=uris["results"],
         manifest=manifest,
         inputs=kind,
-        real=counts["real"],
-        train=counts["train"],
-        val=counts["val"],
+        **counts,
+        select=cfg.fewshot.select,
+        ct_init_epoch=outcomes["ct_init"].best_epoch,
+        ct_syn_epoch=outcomes["ct_syn"].best_epoch,
         ct_init_val_top1=outcomes["ct_init"].best_val_top1,
         ct_syn_val_top1=outcomes["ct_syn"].best_val_top1,
         trained_fraction=share["fraction"],
@@ -383,8 +344,52 @@ def run(
     )
 
 
+def _summary(outcome: Outcome, rule: str) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "best_epoch": outcome.best_epoch,
+        "best_val_top1": outcome.best_val_top1,
+        "start_val_top1": _start_val(outcome),
+    }
+
+
+def _write_outputs(
+    cfg: ExperimentConfig,
+    inputs: Inputs,
+    outcomes: dict[str, Outcome],
+    settings: dict[str, Any],
+    counts: dict[str, int],
+    out: str,
+) -> dict[str, str]:
+    """Write both heads, ``curve.json``, ``val.json`` and ``results.json``; returns their URIs by name."""
+    from safetensors.torch import save
+
+    rules = head_rules(cfg.fewshot.select)
+    uris, summary = {}, {}
+    for variant, outcome in outcomes.items():
+        summary[variant] = _summary(outcome, rules[variant])
+        about = {"config_digest": cfg.digest(), "variant": variant, **settings, **summary[variant]}
+        metadata = {METADATA_KEY: json.dumps(about, sort_keys=True, separators=(",", ":"))}
+        uris[variant] = storage.join(out, f"{variant}.safetensors")
+        tensors = {name: t.contiguous() for name, t in outcome.state.items()}
+        storage.put_bytes(uris[variant], save(tensors, metadata))
+    uris["curve"] = storage.join(out, "curve.json")
+    storage.put_json(
+        uris["curve"],
+        {v: {"rule": rules[v], "best_epoch": o.best_epoch, "epochs": o.curve} for v, o in outcomes.items()},
+    )
+    held_out = {"seed": inputs.val_seed, "val_fraction": cfg.tune.val_fraction} if cfg.fewshot.select == "syn-val" else {}
+    storage.put_json(
+        storage.join(out, "val.json"),
+        {"select": cfg.fewshot.select, **held_out, "train": inputs.train_rows.tolist(), "val": inputs.val_rows.tolist()},
+    )
+    uris["results"] = storage.join(out, "results.json")
+    storage.put_json(uris["results"], {**settings, **counts, **summary})
+    return uris
+
+
 def _start_val(outcome: Outcome) -> float | None:
-    """Validation top-1 at the start of the final phase (for one phase: the text head's)."""
+    """Validation top-1 at the start of the final phase (for one phase: the text head's); None without validation."""
     return next((p["val_top1"] for p in outcome.curve if p["val_top1"] is not None), None)
 
 

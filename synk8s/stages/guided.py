@@ -6,8 +6,13 @@ generator's image-to-image pipeline (diffusers, same weights as ``generate``) de
 text prompt of its class. Every class gets ``fewshot.images_per_class`` images in total, so each of its
 M shots gives ``ceil(images_per_class / M)`` (``per_shot``).
 
+Prompts (``fewshot.rg_prompts``, :func:`rg_prompts`): ``template`` (both profiles, the official
+code's choice) prompts every image of class ``c`` with its name in the dataset's first template
+(EuroSAT: "a centered satellite photo of forest."), without reading the prompts folder; ``le``
+uses the prompts stage's output (LE sentences under ``prompts.mode: LE``).
+
 Work items: class ``c``, its shots in split order (rank ``r``), samples ``s < per_shot``; image
-``j = r * per_shot + s`` of the class uses prompt ``j % P_c`` of the prompts stage (B or LE) and the
+``j = r * per_shot + s`` of the class uses prompt ``j % P_c`` of its ``P_c`` prompts and the
 seed ``derive_seed(seed, "guided", c, sample_id, s)`` with the shot's file identity, so an image's
 noise depends on neither the batch, the shard count nor the other shots. The real image is
 centre-cropped to a square and resized to the generator's resolution (bicubic) before encoding.
@@ -96,6 +101,25 @@ def strength_for(cfg: ExperimentConfig, shots: int) -> float:
             f"set generate.steps to at least {math.ceil(1 / strength)}"
         )
     return strength
+
+
+def rg_prompts(cfg: ExperimentConfig, prompts: str, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """The prompt records RG images are made from, as ``fewshot.rg_prompts`` says.
+
+    ``template``: one per class, the class name in the dataset's first template (the prompts folder
+    is not read). ``le``: the prompts stage's records in ``prompts``.
+
+    Raises:
+        MissingDataError: ``le`` and the prompts stage has not run into ``prompts``.
+    """
+    from synk8s import datasets
+    from synk8s.stages.prompts import read_prompts, template_prompts
+
+    if cfg.fewshot.rg_prompts == "template":
+        records, _stats = template_prompts(classes, datasets.get(cfg.dataset.name).templates[:1])
+        return records
+    read_manifest(prompts, "prompts")
+    return read_prompts(prompts)
 
 
 def per_shot(cfg: ExperimentConfig, shots: int) -> int:
@@ -188,7 +212,7 @@ def run(
     Args:
         cfg: the run config (``fewshot``, ``models.generator``, ``generate`` sampler and shard settings, ``seed``).
         split: the split stage's output folder.
-        prompts: the prompts stage's output folder.
+        prompts: the prompts stage's output folder (read only with ``fewshot.rg_prompts: le``).
         out: this stage's output folder URI (shared by all shards).
         shard: which shard to make, in ``[0, num_shards)``. Default 0.
         num_shards: how many shards the work is split into; None means ``generate.num_shards``.
@@ -199,16 +223,14 @@ def run(
     """
     from synk8s import datasets
     from synk8s.models import resolve_device
-    from synk8s.stages.prompts import read_prompts
     from synk8s.stages.split import load_split, shot_images
 
     start = time.perf_counter()
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     shots = load_split(split)
-    read_manifest(prompts, "prompts")
     strength = strength_for(cfg, shots.shots)
     classes = list(datasets.get(cfg.dataset.name).classes)
-    items = generate.shard_items(work_items(cfg, shots, read_prompts(prompts), classes), shard, num_shards)
+    items = generate.shard_items(work_items(cfg, shots, rg_prompts(cfg, prompts, classes), classes), shard, num_shards)
     device = resolve_device(cfg.device)
     sampler = generate.sampler_settings(cfg, device)
     plan = {
@@ -258,7 +280,7 @@ STAGE = StageSpec(
     inputs={"split": "split", "prompts": "prompts"},
     depends=(
         "models.generator", "models.generator_revision", "generate",
-        "fewshot.images_per_class", "fewshot.guidance_strength",
+        "fewshot.images_per_class", "fewshot.guidance_strength", "fewshot.rg_prompts",
     ),  # fmt: skip
     gpu=True,
     resources=Resources("4", "8", "24Gi", "32Gi"),
@@ -275,12 +297,25 @@ STAGE = StageSpec(
     ),
 )
 
+def filter_guided(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> filter_stage.FilterResult:
+    """CF of the RG images under ``fewshot.rg_filter``; see :func:`synk8s.stages.filter.run`.
+
+    With ``fewshot.rg_filter: false`` (the official code trains on every RG image) the filter runs
+    with ``filter.enabled: false``: every image is kept and its zero-shot (teacher) logits are written.
+    """
+    if not cfg.fewshot.rg_filter:
+        cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"enabled": False})})
+    return filter_stage.run(cfg, images=images, out=out, progress=progress)
+
+
 # CF and CLIP features of the RG images: the zero-shot rows reading guided's images into folders of their own.
 FILTER_STAGE = replace(
     filter_stage.STAGE,
     name="filter_guided",
-    help="CLIP filter (CF) of the real-guided (RG) images.",
+    run=filter_guided,
+    help="CLIP filter (CF) of the real-guided (RG) images; fewshot.rg_filter=false keeps every image.",
     inputs={"images": NAME},
+    depends=(*filter_stage.STAGE.depends, "fewshot.rg_filter"),
     folder="filter-rg",
 )
 FEATURES_STAGE = replace(

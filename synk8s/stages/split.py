@@ -7,6 +7,11 @@ ranks the images of class ``c`` by ``derive_seed(fewshot.split_seed, "fewshot-sp
 seed and the files, not on their listing order or on the library versions, and the splits of one
 seed nest: the 1-shot split is the first image of every class of the 16-shot split.
 
+With ``fewshot.select: real-val`` the split also holds a real validation set, CoOp's
+``min(M, 4)`` images per class: the next ``min(M, 4)`` images of each class in the same ranking, so
+it is disjoint from the shots and drawn with the same seed. Only then does the split's folder
+digest cover ``fewshot.select`` (other settings keep their split folders and ``split.json`` bytes).
+
 Every later few-shot stage (real filter, real guidance, tuning: CT w. init and CT w. Syn) reads the
 same ``split.json`` through :func:`load_split`, and :func:`shot_images` checks that the images it
 loads still are the ones drawn (dataset identity and pixel digests), so a changed data folder
@@ -17,8 +22,8 @@ fails loudly instead of silently training on other images.
     images = split.shot_images(cfg, shots)         # [(PIL image, label)], in split order
 
 Outputs under ``out``: ``split.json`` (dataset, training split and its identity, M, seed, one entry
-per shot: ``index``, ``label``, ``sample_id``, ``pixel_sha256``; and ``digest``, the SHA-256 of
-everything else) and ``manifest.json``. The same config and data give the same ``split.json`` bytes.
+per shot: ``index``, ``label``, ``sample_id``, ``pixel_sha256``; with ``real-val``, ``val``: the
+validation images in the same form; and ``digest``, the SHA-256 of everything else) and ``manifest.json``. The same config and data give the same ``split.json`` bytes.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class SplitResult(BaseModel):
         shots: M, images per class.
         classes: N, classes of the task.
         images: N x M.
+        val: real validation images (``fewshot.select: real-val``), else 0.
         digest: the split's SHA-256 (hex), as written in ``split.json``.
         reused: True when ``out`` already held this split and it was kept as it was.
         seconds: wall-clock time of the stage.
@@ -77,6 +83,7 @@ class SplitResult(BaseModel):
     shots: int
     classes: int
     images: int
+    val: int
     digest: str
     reused: bool
     seconds: float
@@ -111,6 +118,7 @@ class FewShotSplit:
         seed: ``fewshot.split_seed`` of the draw.
         entries: the N x M shots, class by class, each class in draw order.
         digest: SHA-256 (hex) of the split's content.
+        val: the real validation images (``min(M, 4)`` per class, disjoint from the shots), or none.
     """
 
     dataset: str
@@ -120,6 +128,7 @@ class FewShotSplit:
     seed: int
     entries: tuple[Shot, ...]
     digest: str
+    val: tuple[Shot, ...] = ()
 
     @property
     def indices(self) -> list[int]:
@@ -130,6 +139,10 @@ class FewShotSplit:
     def labels(self) -> list[int]:
         """Classes of the shots, in split order."""
         return [e.label for e in self.entries]
+
+    def part(self, name: str) -> tuple[Shot, ...]:
+        """The images of ``name``: ``shots`` (the training shots) or ``val`` (the real validation set)."""
+        return self.entries if name == "shots" else self.val
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -143,33 +156,49 @@ def train_split_of(info: DatasetInfo) -> str:
     raise UsageError(f"{info.name} has no train or trainval split to draw few-shot images from")
 
 
-def draw(labels: Sequence[int], sample_ids: Sequence[str], *, shots: int, num_classes: int, seed: int) -> list[int]:
+def val_per_class(shots: int) -> int:
+    """Real validation images per class with ``fewshot.select: real-val``: CoOp's ``min(M, 4)``."""
+    return min(shots, 4)
+
+
+def draw(
+    labels: Sequence[int],
+    sample_ids: Sequence[str],
+    *,
+    shots: int,
+    num_classes: int,
+    seed: int,
+    skip: int = 0,
+) -> list[int]:
     """Pick ``shots`` indices per class: those with the smallest ``derive_seed(seed, "fewshot-split", c, id)``.
 
     Args:
         labels: class of every image of the training split.
         sample_ids: file identity of every image (same order as ``labels``).
-        shots: M, images per class.
-        num_classes: N; every class must have M images.
+        shots: images per class to return.
+        num_classes: N; every class must have ``skip + shots`` images.
         seed: the split seed.
+        skip: ranks to pass over first (the real validation set skips the M shots).
 
     Returns:
-        N x M indices, class by class, each class in rank order.
+        ``N x shots`` indices, class by class, each class in rank order (ranks ``skip`` to ``skip + shots - 1``).
 
     Raises:
-        MissingDataError: a class has fewer than M training images.
+        MissingDataError: a class has fewer than ``skip + shots`` training images.
     """
+    need = skip + shots
     by_class: list[list[tuple[int, int]]] = [[] for _ in range(num_classes)]
     for i, (label, sample_id) in enumerate(zip(labels, sample_ids, strict=True)):
         by_class[label].append((derive_seed(seed, "fewshot-split", label, sample_id), i))
-    short = [(c, len(members)) for c, members in enumerate(by_class) if len(members) < shots]
+    short = [(c, len(members)) for c, members in enumerate(by_class) if len(members) < need]
     if short:
         c, n = short[0]
+        what = f"{skip} shots and {shots} validation images" if skip else f"{shots} shots"
         raise MissingDataError(
-            f"{len(short)} classes have fewer than {shots} training images (class {c} has {n}); "
-            "lower fewshot.shots_per_class or add training images"
+            f"{len(short)} classes have fewer than {need} training images for {what} (class {c} has {n}); "
+            "lower fewshot.shots_per_class, use another fewshot.select or add training images"
         )
-    return [i for members in by_class for _rank, i in sorted(members)[:shots]]
+    return [i for members in by_class for _rank, i in sorted(members)[skip : skip + shots]]
 
 
 def pixel_digest(image: Image.Image) -> str:
@@ -197,6 +226,7 @@ def _from_body(body: dict[str, Any]) -> FewShotSplit:
             Shot(int(e["index"]), int(e["label"]), e["sample_id"], e["pixel_sha256"]) for e in body["entries"]
         ),
         digest=body["digest"],
+        val=tuple(Shot(int(e["index"]), int(e["label"]), e["sample_id"], e["pixel_sha256"]) for e in body.get("val", ())),
     )
 
 
@@ -207,12 +237,14 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
     """Draw and save the N-way M-shot split, or keep the one already saved in ``out``.
 
     Args:
-        cfg: the run's config (``dataset``, ``fewshot.shots_per_class``, ``fewshot.split_seed``).
+        cfg: the run's config (``dataset``, ``fewshot.shots_per_class``, ``fewshot.split_seed``, and
+            ``fewshot.select``: ``real-val`` adds the real validation set).
         out: this stage's output folder URI.
         progress: show a progress bar while the drawn images are read and hashed.
 
     Raises:
-        MissingDataError: no training data (and no stand-in), or a class with fewer than M images.
+        MissingDataError: no training data (and no stand-in), or a class with fewer than M images
+            (``real-val``: ``M + min(M, 4)``).
         UsageError: ``out`` holds a split drawn with other settings.
     """
     from tqdm.auto import tqdm
@@ -222,13 +254,16 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
     start = time.monotonic()
     info = datasets.get(cfg.dataset.name)
     shots, seed = cfg.fewshot.shots_per_class, cfg.fewshot.split_seed
+    val = val_per_class(shots) if cfg.fewshot.select == "real-val" else 0
     split_uri = storage.join(out, SPLIT_FILE)
     if storage.exists(split_uri):
         saved = load_split(out)
-        if (saved.dataset, saved.shots, saved.seed) != (info.name, shots, seed):
+        saved_val = len(saved.val) // info.num_classes
+        if (saved.dataset, saved.shots, saved.seed, saved_val) != (info.name, shots, seed, val):
             raise UsageError(
-                f"{split_uri} holds a {saved.dataset} {saved.shots}-shot split with seed {saved.seed}, not "
-                f"{info.name} {shots}-shot with seed {seed}; choose another output folder"
+                f"{split_uri} holds a {saved.dataset} {saved.shots}-shot split with seed {saved.seed} and "
+                f"{saved_val} validation images per class, not {info.name} {shots}-shot with seed {seed} and "
+                f"{val}; choose another output folder"
             )
         logger.info("reusing the saved split %s (digest %s)", split_uri, saved.digest)
         return _result(split_uri, storage.join(out, "manifest.json"), saved, info, True, start)
@@ -237,18 +272,22 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
     data = datasets.load(info.name, train_split, ensure_dataset(cfg))
     ids = [data.sample_id(i) for i in range(len(data))]
     picked = draw(data.labels, ids, shots=shots, num_classes=info.num_classes, seed=seed)
-    entries = [
+    held = draw(data.labels, ids, shots=val, num_classes=info.num_classes, seed=seed, skip=shots) if val else []
+
+    drawn = [
         {"index": i, "label": data.labels[i], "sample_id": ids[i], "pixel_sha256": pixel_digest(data[i][0])}
-        for i in tqdm(picked, desc="split", unit="img", disable=not progress)
+        for i in tqdm(picked + held, desc="split", unit="img", disable=not progress)
     ]
-    body = {
+    body: dict[str, Any] = {
         "dataset": info.name,
         "train_split": train_split,
         "data_ident": data.ident,
         "shots": shots,
         "seed": seed,
-        "entries": entries,
+        "entries": drawn[: len(picked)],
     }
+    if val:
+        body["val"] = drawn[len(picked) :]
     body["digest"] = content_digest(body)
     storage.put_json(split_uri, body)
     split = _from_body(body)
@@ -256,11 +295,14 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
         out,
         "split",
         cfg,
-        counts={"classes": info.num_classes, "shots": shots, "images": len(entries)},
+        counts={"classes": info.num_classes, "shots": shots, "images": len(picked), "val": len(held)},
         split={"uri": split_uri, "digest": split.digest, "seed": seed, "train_split": train_split},
         seconds=time.monotonic() - start,
     )
-    logger.info("drew a %d-way %d-shot split of %s (%s)", info.num_classes, shots, info.name, split.digest)
+    logger.info(
+        "drew a %d-way %d-shot split of %s with %d validation images (%s)",
+        info.num_classes, shots, info.name, len(held), split.digest,
+    )  # fmt: skip
     return _result(split_uri, manifest, split, info, False, start)
 
 
@@ -275,6 +317,7 @@ def _result(
         shots=split.shots,
         classes=info.num_classes,
         images=len(split.entries),
+        val=len(split.val),
         digest=split.digest,
         reused=reused,
         seconds=time.monotonic() - start,
@@ -318,7 +361,7 @@ def _load_data(cfg: ExperimentConfig, split: FewShotSplit, root: str | None) -> 
 
 
 def shot_images(
-    cfg: ExperimentConfig, split: FewShotSplit, *, root: str | None = None
+    cfg: ExperimentConfig, split: FewShotSplit, *, root: str | None = None, part: str = "shots"
 ) -> list[tuple[Image.Image, int]]:
     """The split's real images and labels, in split order, checked against their saved pixel digests.
 
@@ -326,6 +369,7 @@ def shot_images(
         cfg: the run's config (dataset root, stand-in settings).
         split: from :func:`load_split`.
         root: the local data root from :func:`synk8s.realdata.ensure_dataset`; prepared from ``cfg`` when None.
+        part: ``shots`` (the training shots) or ``val`` (the real validation set).
 
     Raises:
         MissingDataError: the training files changed since the split was drawn.
@@ -333,7 +377,7 @@ def shot_images(
     """
     data = _load_data(cfg, split, root)
     images = []
-    for shot in split.entries:
+    for shot in split.part(part):
         image, label = data[shot.index]
         if label != shot.label or pixel_digest(image) != shot.pixel_sha256:
             raise MissingDataError(
@@ -351,24 +395,32 @@ def shot_features(
     bundle: ClipBundle | None = None,
     root: str | None = None,
     progress: bool = True,
+    part: str = "shots",
 ) -> FeatureSet:
-    """CLIP features of the split's real images, in split order, through the feature cache.
+    """CLIP features of the split's real images (``part``: ``shots`` or ``val``), in split order, cached.
 
-    The cache key holds the split digest, so another split (or changed pixels, which fail
-    :func:`shot_images` first) never reads these features.
+    The cache key holds the split digest (and the part, for ``val``), so another split (or changed
+    pixels, which fail :func:`shot_images` first) never reads these features.
     """
     from synk8s.stages.feature_cache import cached_or_encode
     from synk8s.stages.features import load_clip_for
 
     def samples():
-        for image, label in shot_images(cfg, split, root=root):
+        for image, label in shot_images(cfg, split, root=root, part=part):
             yield None, image, label
 
     clip = bundle or load_clip_for(cfg)
     data = {"kind": "fewshot", "dataset": split.dataset, "split_digest": split.digest}
+    if part != "shots":
+        data["part"] = part
     return cached_or_encode(
-        cfg, clip, data, samples, total=len(split.entries), desc="few-shot features", progress=progress
+        cfg, clip, data, samples, total=len(split.part(part)), desc=f"few-shot {part} features", progress=progress
     )
+
+
+def real_val_fields(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """``fewshot.select`` when it asks for the real validation set, so other configs keep their split folders."""
+    return ("fewshot.select",) if cfg.fewshot.select == "real-val" else ()
 
 
 # Lists the training split and decodes the N x M drawn images once (pixel digests); no model.
@@ -377,6 +429,7 @@ STAGE = StageSpec(
     run=run,
     help="Draw the N-way M-shot split (fewshot.shots_per_class real training images per class) and save it.",
     depends=("dataset", "seed", "fewshot.shots_per_class", "fewshot.split_seed"),
+    depends_on=real_val_fields,
     resources=Resources("1", "2", "4Gi", "8Gi"),
     outputs={SPLIT_FILE: load_split},
 )

@@ -1,5 +1,6 @@
-"""The few-shot loop: batches actually fed per schedule, validation-only selection, learning from synthetic signal."""
+"""The few-shot loop: batches per schedule, last-epoch or validation selection, learning from synthetic signal."""
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -8,7 +9,7 @@ import torch
 
 from synk8s import config
 from synk8s.errors import UsageError
-from synk8s.stages import fewshot_fit, fewshot_tune
+from synk8s.stages import fewshot_features, fewshot_fit, fewshot_tune
 from synk8s.stages.fewshot_fit import Hyper, Source
 from synk8s.stages.split import FewShotSplit, Shot
 from synk8s.stages.tune import top1
@@ -106,23 +107,51 @@ def test_selection_compares_only_the_final_phase_on_validation():
     assert int(outcome.state["steps"]) == syn_steps + 2 * real_steps
 
 
+def test_without_validation_the_last_epoch_is_kept():
+    model = Recorder()
+    outcome = _fit(
+        model,
+        fewshot_fit.phases("syn-then-real", epochs=2, real_epochs=3),
+        validate=None,
+        snapshot=lambda: {"steps": torch.tensor(len(model.fed))},
+    )
+    assert outcome.best_epoch == 2 + 3 and outcome.best_val_top1 is None
+    assert int(outcome.state["steps"]) == len(model.fed)  # the state after every step
+    assert all(p["val_top1"] is None for p in outcome.curve) and outcome.curve[0]["epoch"] == 1
+
+
+def test_selection_never_falls_back_to_the_untrained_state():
+    model = Recorder()
+    scores = iter([0.9, 0.1, 0.1])  # the initial head scores best; the trained epochs tie
+    outcome = _fit(
+        model,
+        fewshot_fit.phases(None, epochs=9, real_epochs=2),
+        validate=lambda: next(scores),
+        snapshot=lambda: {"steps": torch.tensor(len(model.fed))},
+    )
+    assert (outcome.best_epoch, outcome.best_val_top1) == (1, 0.1)  # a trained epoch; ties to the earlier
+    assert outcome.curve[0] == {**outcome.curve[0], "epoch": 0, "val_top1": 0.9}  # recorded, not selected
+    assert int(outcome.state["steps"]) == math.ceil(10 / 4)
+
+
 def _unit(x):
     return x / x.norm(dim=-1, keepdim=True)
 
 
-def test_synthetic_data_with_class_signal_beats_real_shots_alone_at_one_shot():
+def _signal_task(seed=0, syn_noise=0.3):
+    """Features with class signal: (inputs, real shot features, test features, test labels, text head)."""
     g = torch.Generator().manual_seed(0)
     k, d, per_class = 6, 32, 60
     means = _unit(torch.randn(k, d, generator=g))
     text = _unit(means + 6.0 * _unit(torch.randn(k, d, generator=g)))  # a poor zero-shot head
 
-    def draw(n, noise):
+    def draw(n, noise, gen=g):
         labels = torch.arange(k).repeat_interleave(n)
-        return _unit(means[labels] + noise * torch.randn(len(labels), d, generator=g)), labels
+        return _unit(means[labels] + noise * torch.randn(len(labels), d, generator=gen)), labels
 
-    syn, syn_y = draw(per_class, 0.3)
     real, real_y = draw(1, 0.5)  # one noisy shot per class
     test, test_y = draw(100, 0.3)
+    syn, syn_y = draw(per_class, syn_noise, torch.Generator().manual_seed(100 + seed))
     split = FewShotSplit(
         "cifar10", "train", "x", 1, 0, tuple(Shot(i, int(c), f"i{i}", "") for i, c in enumerate(real_y)), "d"
     )
@@ -132,8 +161,38 @@ def test_synthetic_data_with_class_signal_beats_real_shots_alone_at_one_shot():
         split=split, feats=syn, labels=syn_y, train_rows=rows[rows % per_class >= 10], val_rows=val,
         teacher={int(r): 10.0 * syn[r] @ text.T for r in rows}, weight=10.0 * text, bias=torch.zeros(k), val_seed=0,
     )  # fmt: skip
+    return inputs, real, test, test_y, text
+
+
+def test_ct_init_never_reads_synthetic_images():
+    cfg = config.load("tiny", ["fewshot.select=syn-val", "fewshot.epochs=2", "fewshot.real_epochs=5"])
+    heads = []
+    for seed, noise in ((0, 0.3), (1, 3.0)):  # other synthetic data, another synthetic validation set
+        inputs, real, *_ = _signal_task(seed, noise)
+        heads.append(fewshot_features.fit_on_features(cfg, inputs, real, "cpu", progress=False))
+    first, second = heads
+    assert all(torch.equal(first["ct_init"].state[k], second["ct_init"].state[k]) for k in ("weight", "bias"))
+    assert first["ct_init"].best_epoch == second["ct_init"].best_epoch == 5  # syn-val: CT w. init keeps its last epoch
+    assert first["ct_init"].best_val_top1 is None and first["ct_syn"].best_val_top1 is not None
+    assert not torch.equal(first["ct_syn"].state["weight"], second["ct_syn"].state["weight"])
+
+
+def test_real_val_selects_both_heads_on_the_real_validation_features():
+    cfg = config.load("tiny", ["fewshot.select=real-val", "fewshot.epochs=3", "fewshot.real_epochs=4"])
+    inputs, real, test, test_y, _ = _signal_task()
+    val_shots = tuple(Shot(100 + i, i % 6, f"v{i}", "") for i in range(6))
+    inputs = dataclasses.replace(inputs, split=dataclasses.replace(inputs.split, val=val_shots))
+    outcomes = fewshot_features.fit_on_features(cfg, inputs, real, "cpu", progress=False, val_x=test[::100])
+    for variant, epochs in (("ct_init", 4), ("ct_syn", 3)):
+        scored = [p for p in outcomes[variant].curve if p["epoch"] > 0]
+        assert len(scored) == epochs and all(p["val_top1"] is not None for p in scored)
+        assert outcomes[variant].best_val_top1 == max(p["val_top1"] for p in scored)
+
+
+def test_synthetic_data_with_class_signal_beats_real_shots_alone_at_one_shot():
+    inputs, real, test, test_y, text = _signal_task()
     cfg = config.load("tiny", ["fewshot.lr=0.05", "fewshot.epochs=10", "fewshot.real_epochs=100", "tune.loss=ce"])
-    outcomes = fewshot_tune.fit_on_features(cfg, inputs, real, "cpu", progress=False)
+    outcomes = fewshot_features.fit_on_features(cfg, inputs, real, "cpu", progress=False)
 
     def test_top1(variant):
         state = outcomes[variant].state

@@ -69,8 +69,44 @@ def test_a_saved_split_is_reused_and_other_settings_are_refused(tmp_path):
     before = (tmp_path / "split" / "split.json").read_bytes()
     again = split.run(cfg, out=out, progress=False)
     assert again.reused and (tmp_path / "split" / "split.json").read_bytes() == before
-    with pytest.raises(UsageError, match="1-shot split with seed 1, not cifar10 2-shot"):
+    with pytest.raises(UsageError, match="1-shot split with seed 1 and 0 validation images per class, not cifar10 2-shot"):
         split.run(_cfg(tmp_path, "fewshot.shots_per_class=2"), out=out, progress=False)
+    with pytest.raises(UsageError, match="and 0 validation images per class, not cifar10 1-shot with seed 1 and 1;"):
+        split.run(_cfg(tmp_path, "fewshot.select=real-val"), out=out, progress=False)
+
+
+def test_real_val_draws_min_m_4_per_class_disjoint_from_the_same_shots(tmp_path):
+    plain = split.run(_cfg(tmp_path, "fewshot.shots_per_class=2"), out=str(tmp_path / "plain"), progress=False)
+    cfg = _cfg(tmp_path, "fewshot.shots_per_class=2", "fewshot.select=real-val")
+    first = split.run(cfg, out=str(tmp_path / "a"), progress=False)
+    split.run(cfg, out=str(tmp_path / "b"), progress=False)
+    assert (tmp_path / "a" / "split.json").read_bytes() == (tmp_path / "b" / "split.json").read_bytes()
+    saved, shots_only = split.load_split(str(tmp_path / "a")), split.load_split(str(tmp_path / "plain"))
+    assert saved.entries == shots_only.entries and not shots_only.val  # the same shots; only real-val saves val
+    assert first.val == 20 and plain.val == 0 and first.digest != plain.digest
+    assert Counter(s.label for s in saved.val) == {c: 2 for c in range(10)}  # min(M, 4) = 2 per class
+    assert not {s.index for s in saved.val} & set(saved.indices)
+    body = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert [e["index"] for e in body["val"]] == [s.index for s in saved.val]
+    images = split.shot_images(cfg, saved, part="val")
+    assert [split.pixel_digest(im) for im, _ in images] == [s.pixel_sha256 for s in saved.val]
+    assert split.val_per_class(16) == 4 and split.val_per_class(1) == 1
+
+
+def test_real_val_changes_the_split_folder_and_other_rules_keep_it(tmp_path):
+    from synk8s.stages.table import TABLE
+
+    folders = {
+        rule: TABLE.stage_dir("runs/r", "split", _cfg(tmp_path, f"fewshot.select={rule}"))
+        for rule in ("last", "syn-val", "real-val")
+    }
+    assert folders["last"] == folders["syn-val"] != folders["real-val"]
+
+
+def test_real_val_needs_m_plus_min_m_4_images_per_class(tmp_path):
+    cfg = _cfg(tmp_path, "fewshot.shots_per_class=4", "fewshot.select=real-val")
+    with pytest.raises(MissingDataError, match="fewer than 8 training images for 4 shots and 4 validation images"):
+        split.run(cfg, out=str(tmp_path / "s"), progress=False)
 
 
 def test_shot_images_are_the_drawn_ones_and_changed_data_fails(tmp_path):

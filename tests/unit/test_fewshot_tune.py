@@ -4,7 +4,7 @@ import pytest
 from safetensors.torch import load
 
 from synk8s import storage
-from synk8s.errors import UsageError
+from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
 from synk8s.stages import features, fewshot_evaluate, fewshot_tune, filter, split, tune
 from synk8s.stages.tune import load_selection
@@ -50,7 +50,9 @@ def test_tuning_never_reads_the_test_set_and_repeats_exactly(chain, tmp_path):
     finally:
         storage.put_json(listing_uri, listing)
     kept = len(load_selection(folders["filter"])["kept"])
-    assert first.inputs == "features" and first.real == 10 and first.train + first.val == kept and first.val >= 1
+    assert first.inputs == "features" and first.real == 10 and first.train == kept and first.val == 0  # last: all train
+    assert (first.select, first.ct_init_epoch, first.ct_syn_epoch) == ("last", cfg.fewshot.real_epochs, cfg.fewshot.epochs)
+    assert first.ct_init_val_top1 is None and first.ct_syn_val_top1 is None
     for name in ("ct_init.safetensors", "ct_syn.safetensors", "curve.json", "val.json", "results.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -70,6 +72,44 @@ def test_tuning_never_reads_the_test_set_and_repeats_exactly(chain, tmp_path):
     assert evaluated.test == 20 and evaluated.standin
     assert set(metrics["top1"]) == {"zeroshot", "ct_init", "ct_syn"}
     assert metrics["split_digest"] == split.load_split(folders["split"]).digest and metrics["inputs"] == "features"
+    expected = {"rule": "last", "ct_init_rule": "last", "ct_syn_rule": "last",
+                "ct_init_epoch": cfg.fewshot.real_epochs, "ct_syn_epoch": cfg.fewshot.epochs}  # fmt: skip
+    assert results["selection"] == expected
+    assert metrics["selection"] == {**expected, "ct_init_val_top1": None, "ct_syn_val_top1": None}
+
+
+def test_last_keeps_the_last_epoch_of_both_heads(chain, tmp_path):
+    cfg, folders = chain()
+    result = _tune(cfg, folders, tmp_path / "t")
+    curve = storage.get_json(result.curve)
+    for variant in fewshot_tune.VARIANTS:
+        last = curve[variant]["epochs"][-1]["epoch"]
+        assert curve[variant]["best_epoch"] == last and curve[variant]["rule"] == "last"
+        _tensors, meta = fewshot_tune.load_tuned(str(tmp_path / "t"), variant)
+        assert meta["best_epoch"] == last and meta["rule"] == "last"
+
+
+def test_syn_val_holds_out_synthetic_images_for_ct_syn_only(chain, tmp_path):
+    cfg, folders = chain("fewshot.select=syn-val")
+    result = _tune(cfg, folders, tmp_path / "t")
+    assert result.val >= 1 and result.train + result.val == len(load_selection(folders["filter"])["kept"])
+    assert result.ct_init_val_top1 is None and result.ct_syn_val_top1 is not None
+    assert result.ct_init_epoch == cfg.fewshot.real_epochs  # CT w. init: the last epoch
+    selection = storage.get_json(result.results)["selection"]
+    assert (selection["ct_init_rule"], selection["ct_syn_rule"]) == ("last", "syn-val")
+    val = storage.get_json(str(tmp_path / "t" / "val.json"))
+    assert val["select"] == "syn-val" and val["val"] and not set(val["train"]) & set(val["val"])
+
+
+def test_real_val_selects_both_heads_on_the_saved_real_validation_set(chain, tmp_path):
+    cfg, folders = chain("fewshot.select=real-val")
+    with pytest.raises(MissingDataError, match="has no real validation set; run the split stage with fewshot.select=real-val"):
+        _tune(cfg, folders, tmp_path / "refused")
+    split.run(cfg, out=str(tmp_path / "split"), progress=False)
+    result = _tune(cfg, {**folders, "split": str(tmp_path / "split")}, tmp_path / "t")
+    assert result.real_val == 10 and result.val == 0 and result.ct_init_val_top1 is not None
+    assert result.ct_syn_val_top1 is not None and result.ct_init_epoch >= 1 and result.ct_syn_epoch >= 1
+    assert storage.get_json(result.results)["selection"]["ct_init_rule"] == "real-val"
 
 
 def test_unfrozen_bn_trains_on_images_and_evaluates_with_the_tuned_tower(chain, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from synk8s import config, datasets, shards, storage
-from synk8s.errors import UsageError
+from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.stages import guided, prompts, split
 
@@ -154,3 +154,31 @@ def test_killed_run_resumes_without_losing_or_doubling_images(upstream, tmp_path
     keys = [key for tar in sorted(shard_dir.glob("*.tar")) for key, _members in _tar_samples(tar)]
     assert len(keys) == len(set(keys)) == 10 * PER_CLASS
     assert _tar_bytes(out) == _tar_bytes(upstream / "reference")
+
+
+def test_rg_prompts_default_to_the_class_name_in_the_first_template(tmp_path):
+    cfg = config.load("tiny", ["dataset.name=eurosat"])
+    classes = datasets.get("eurosat").classes
+    assert cfg.fewshot.rg_prompts == "template"
+    records = guided.rg_prompts(cfg, str(tmp_path / "never-read"), classes)
+    assert [r["prompt"] for r in records][:2] == [
+        "a centered satellite photo of annual crop land.",
+        "a centered satellite photo of forest.",
+    ]
+    assert [r["class_index"] for r in records] == list(range(len(classes)))
+    le = config.with_overrides(cfg, ["fewshot.rg_prompts=le"])
+    with pytest.raises(MissingDataError):  # le reads the prompts stage's output
+        guided.rg_prompts(le, str(tmp_path / "never-read"), classes)
+
+
+def test_rg_filter_off_keeps_every_rg_image_with_its_teacher_logits(upstream, tmp_path):
+    from synk8s.stages.tune import load_selection
+
+    kept = {}
+    for switch in (False, True):
+        cfg = _cfg(upstream, f"fewshot.rg_filter={str(switch).lower()}", "filter.keep_per_class=1")
+        result = guided.filter_guided(cfg, images=str(upstream / "reference"), out=str(tmp_path / str(switch)), progress=False)
+        selection = load_selection(str(tmp_path / str(switch)))
+        assert len(selection["teacher_logits"]) == len(selection["kept"]) == result.kept
+        kept[switch] = result.kept
+    assert kept == {False: 10 * PER_CLASS, True: 10}

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from synk8s.config_digest import DIGEST_UNLESS
+
 
 class Section(BaseModel):
     """A frozen config section that rejects unknown keys."""
@@ -72,6 +74,12 @@ class MocoConfig(Section):
     dim: int = Field(ge=1, description="output width of the MLP head (the key/query dimension)")
     knn_k: int = Field(ge=1, description="neighbours of the kNN monitor")
     knn_temperature: float = Field(gt=0.0, description="temperature of the kNN monitor's vote weights")
+    bn_splits: int = Field(
+        ge=1,
+        description="one process: BN statistics over this many sub-batches (split-batch BN standing in for "
+        "shuffle BN); must divide pretrain.batch_size; 1 = plain BN (the ablation); unused with several processes",
+        json_schema_extra={DIGEST_UNLESS: 1},  # 1, the behaviour before it existed, keeps digests
+    )
 
 
 class FinetuneConfig(Section):

@@ -18,11 +18,12 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from synk8s import datasets, mirror, storage
 from synk8s.config import ExperimentConfig
 from synk8s.datasets import DatasetInfo
-from synk8s.errors import MissingDataError
+from synk8s.errors import MissingDataError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,13 @@ def ensure_dataset(cfg: ExperimentConfig) -> str:
     2. Local data that loads is used as it is; a dataset folder that exists but does not load is
        reported, never overwritten.
     3. With ``dataset.standin: true``, a stand-in of ``dataset.standin_per_class`` images per class
-       and split is drawn under the root (seeded by ``cfg.seed``).
+       and split is drawn under the root (seeded by :data:`STANDIN_SEED`). A stand-in there already
+       is drawn again when its marker records other settings (or none); a store copy of one with
+       other settings is refused.
     4. Otherwise the dataset is downloaded under the root where that can be done automatically.
 
     Args:
-        cfg: the run's config (``dataset`` section, ``seed``).
+        cfg: the run's config (``dataset`` section).
 
     Returns:
         The local data root: ``dataset.root`` with ``{name}`` filled in, or the copy of a prefix.
@@ -73,12 +76,14 @@ def ensure_dataset(cfg: ExperimentConfig) -> str:
         MissingDataError: the data is not under the root and cannot be downloaded (the message
             says why and where to put it), the local dataset folder is incomplete, the root is a
             file, or a folder cannot be written.
+        UsageError: the store holds a stand-in drawn with other settings.
         StoreError: the store cannot be read (endpoint, credentials).
     """
     info = datasets.get(cfg.dataset.name)
     root = cfg.dataset.resolved_root()
     if storage.is_remote(root):
         local = _copy_from_store(info, root, cfg.dataset.standin)
+        _check_store_standin(cfg, info, root, local)
         datasets.load(info.name, info.test_split, local)
         return str(local)
     path = Path(root).expanduser()
@@ -98,17 +103,52 @@ def ensure_dataset(cfg: ExperimentConfig) -> str:
 
 def _ensure_local(cfg: ExperimentConfig, info: DatasetInfo, root: str) -> str:
     """Steps 2-4 of :func:`ensure_dataset` for a local root."""
+    path = Path(root).expanduser()
+    if cfg.dataset.standin and datasets.is_standin(path) and (path / info.base_dir).exists():
+        changes = datasets.settings_changes(path, info.name, _standin_settings(cfg, info))
+        if changes:
+            logger.warning(
+                "the %s stand-in under %s was drawn with other settings (%s): drawing it again",
+                info.name,
+                root,
+                "; ".join(changes),
+            )
+            datasets.write_standin(info.name, root, per_class=cfg.dataset.standin_per_class, seed=STANDIN_SEED)
+            return root
     try:
         datasets.load(info.name, info.test_split, root)
         return root
     except MissingDataError:
-        if (Path(root).expanduser() / info.base_dir).exists():
+        if (path / info.base_dir).exists():
             raise
     if not cfg.dataset.standin:
         return _download(info, root)
     counts = datasets.write_standin(info.name, root, per_class=cfg.dataset.standin_per_class, seed=STANDIN_SEED)
     logger.warning("no %s data under %s: wrote a drawn stand-in (%s)", info.name, root, counts)
     return root
+
+
+def _standin_settings(cfg: ExperimentConfig, info: DatasetInfo) -> dict[str, Any]:
+    """The settings of the stand-in this run draws (see :func:`synk8s.datasets.standin_settings`)."""
+    return datasets.standin_settings(info.name, cfg.dataset.standin_per_class, seed=STANDIN_SEED)
+
+
+def _check_store_standin(cfg: ExperimentConfig, info: DatasetInfo, root: str, local: Path) -> None:
+    """Refuse a store copy of a stand-in drawn with settings other than this run's (it is never redrawn).
+
+    Raises:
+        UsageError: the copy's marker records other settings.
+    """
+    recorded = datasets.recorded_settings(local, info.name)
+    if not cfg.dataset.standin or recorded is None:
+        return
+    changes = datasets.settings_changes(local, info.name, _standin_settings(cfg, info))
+    if changes:
+        raise UsageError(
+            f"{root} holds a {info.name} stand-in drawn with other settings ({'; '.join(changes)}), and a store "
+            f"copy is never drawn again: set dataset.standin_per_class={recorded.get('per_class')} to use it, "
+            "or set dataset.root to a local folder to draw one with these settings"
+        )
 
 
 def _download(info: DatasetInfo, root: str) -> str:

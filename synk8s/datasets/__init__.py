@@ -14,8 +14,15 @@ from synk8s.datasets.detection import DetectionData, load_detection
 from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
 from synk8s.datasets.registry import DatasetInfo, all, get, names, require_classification
-from synk8s.datasets.standin import MARKER, is_standin, write_standin
-from synk8s.datasets.voc_standin import write_voc_standin
+from synk8s.datasets.standin import (
+    MARKER,
+    is_standin,
+    recorded_settings,
+    settings_changes,
+    standin_settings,
+    write_standin,
+)
+from synk8s.datasets.voc_standin import voc_standin_settings, write_voc_standin
 
 __all__ = [
     "MARKER",
@@ -29,7 +36,11 @@ __all__ = [
     "load",
     "load_detection",
     "names",
+    "recorded_settings",
     "require_classification",
+    "settings_changes",
+    "standin_settings",
+    "voc_standin_settings",
     "write_standin",
     "write_voc_standin",
 ]

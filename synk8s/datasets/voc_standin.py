@@ -11,8 +11,9 @@ shapes' exact pixel extents in VOC coordinates (1-based, inclusive).
 
 Unlike the format stand-in of :func:`synk8s.datasets.write_standin` (every class, textured
 patches), this one is made for a tiny detector to learn within seconds. The marker file
-``SYNK8S_STANDIN`` in ``root`` tells it from real data; real data under ``root`` is never touched.
-Output bytes depend only on the arguments.
+``SYNK8S_STANDIN`` in ``root`` tells it from real data and records the arguments under ``"voc"``
+(:func:`voc_standin_settings`); real data under ``root`` is never touched. Output bytes depend only on
+the arguments.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from synk8s.datasets.drawing import save_text
-from synk8s.datasets.standin import MARKER, is_standin
+from synk8s.datasets.standin import is_standin, mark_standin
 from synk8s.datasets.standin_formats import voc_xml
 from synk8s.errors import UsageError
 
@@ -38,10 +39,17 @@ SHAPES = (("car", "rectangle", (215, 45, 40)), ("dog", "ellipse", (45, 190, 70))
 SETS = (("VOC2007", "trainval"), ("VOC2007", "test"), ("VOC2012", "trainval"))
 DIFFICULT_RATE = 0.15  # share of shapes drawn faint and flagged difficult
 _MARKER_TEXT = "synk8s stand-in data: drawn shapes under VOC class names, not PASCAL VOC\n"
+#: The marker's key for this stand-in's settings.
+MARKER_KEY = "voc"
+
+
+def voc_standin_settings(images: int, size: int, seed: int) -> dict[str, int]:
+    """The settings :func:`write_voc_standin` records for these arguments (its files depend on nothing else)."""
+    return {"images": images, "size": size, "seed": seed}
 
 
 def write_voc_standin(root: str | os.PathLike, *, images: int, size: int = 64, seed: int = 0) -> dict[str, int]:
-    """Write the shapes stand-in under ``root`` (replacing an earlier stand-in there).
+    """Write the shapes stand-in under ``root`` (replacing an earlier stand-in there), recording its settings.
 
     Args:
         root: data root; the images go to ``root/VOCdevkit/VOC2007`` and ``.../VOC2012``.
@@ -69,7 +77,7 @@ def write_voc_standin(root: str | os.PathLike, *, images: int, size: int = 64, s
                 raise UsageError(f"{devkit / folder} exists and is not stand-in data; refusing to overwrite it")
             shutil.rmtree(devkit / folder)
     root_path.mkdir(parents=True, exist_ok=True)
-    (root_path / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+    mark_standin(root_path, MARKER_KEY, None, _MARKER_TEXT)
     counts = {}
     for set_index, (folder, split) in enumerate(SETS):
         base = devkit / folder
@@ -90,6 +98,7 @@ def write_voc_standin(root: str | os.PathLike, *, images: int, size: int = 64, s
         for name, listed in parts.items():
             save_text(base / "ImageSets" / "Main" / f"{name}.txt", listed)
             counts[f"{folder.lower()}/{name}"] = len(listed)
+    mark_standin(root_path, MARKER_KEY, voc_standin_settings(images, size, seed), _MARKER_TEXT)
     log.info("wrote the VOC shapes stand-in under %s: %s", root_path, counts)
     return counts
 

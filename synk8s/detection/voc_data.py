@@ -24,8 +24,9 @@ from PIL import Image
 
 from synk8s import datasets, mirror, storage
 from synk8s.config import DetectConfig
+from synk8s.datasets.voc_standin import MARKER_KEY
 from synk8s.errors import MissingDataError
-from synk8s.realdata import local_root
+from synk8s.realdata import STANDIN_SEED, local_root
 from synk8s.seeds import derive_seed
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,14 @@ def class_names() -> tuple[str, ...]:
     return datasets.get(TEST_SET[0]).classes
 
 
-def ensure_voc(dc: DetectConfig, seed: int) -> Path:
+def ensure_voc(dc: DetectConfig) -> Path:
     """A local data root holding VOC2007 trainval and test and VOC2012 trainval.
 
     In order: an ``s3://`` root is copied once to the local data cache (:mod:`synk8s.mirror`);
     a local root whose sets load is used as it is; a local root without the data gets the shapes
     stand-in when ``dc.standin`` is on (:func:`synk8s.datasets.write_voc_standin`, seeded by
-    ``seed``), else a download of both years (:func:`synk8s.datasets.download`).
+    :data:`synk8s.realdata.STANDIN_SEED`), else a download of both years (:func:`synk8s.datasets.download`).
+    A stand-in there already whose marker records other settings (or none) is drawn again.
 
     Raises:
         MissingDataError: the data is not there and cannot be fetched, or a copy is incomplete.
@@ -90,20 +92,38 @@ def ensure_voc(dc: DetectConfig, seed: int) -> Path:
         _check_sets(local)
         return local
     path = Path(root).expanduser()
+    folders_there = any((path / datasets.get(n).base_dir).exists() for n in YEARS)
+    if dc.standin and folders_there and datasets.is_standin(path) and _redraw(dc, path):
+        return path
     try:
         _check_sets(path)
         return path
     except MissingDataError:
-        real_data_there = any((path / datasets.get(n).base_dir).exists() for n in YEARS)
-        if real_data_there and not datasets.is_standin(path):
+        if folders_there and not datasets.is_standin(path):
             raise
     if dc.standin:
-        counts = datasets.write_voc_standin(path, images=dc.standin_images, size=dc.standin_size, seed=seed)
+        counts = _write_standin(dc, path)
         log.warning("no VOC data under %s: wrote the drawn shapes stand-in (%s)", path, counts)
         return path
     for name in YEARS:
         datasets.download(name, path)
     return path
+
+
+def _write_standin(dc: DetectConfig, path: Path) -> dict[str, int]:
+    return datasets.write_voc_standin(path, images=dc.standin_images, size=dc.standin_size, seed=STANDIN_SEED)
+
+
+def _redraw(dc: DetectConfig, path: Path) -> bool:
+    """Draw the stand-in under ``path`` again if its marker records other settings; whether it did."""
+    wanted = datasets.voc_standin_settings(dc.standin_images, dc.standin_size, STANDIN_SEED)
+    changes = datasets.settings_changes(path, MARKER_KEY, wanted)
+    if changes:
+        log.warning(
+            "the VOC stand-in under %s was drawn with other settings (%s): drawing it again", path, "; ".join(changes)
+        )
+        _write_standin(dc, path)
+    return bool(changes)
 
 
 def _copy_marker(root: str, local: Path) -> None:

@@ -5,13 +5,19 @@ The method as facebookresearch/moco describes it: a query encoder and a key enco
 average, momentum m), both a ResNet trunk whose ``fc`` is a 2-layer MLP head; a queue of K L2-normalised
 keys from past batches serves as negatives; the loss is cross-entropy over ``(1 + K)`` logits divided by
 T, the positive in column 0. Keys are computed with the batch shuffled across processes ("shuffle BN"),
-so BatchNorm statistics cannot reveal which key matches which query. Also the weighted kNN monitor used
-by the InstDisc and MoCo CIFAR demos.
+so BatchNorm statistics cannot reveal which key matches which query. On one process that shuffle alone
+changes nothing (BN of the whole batch does not depend on its order), so there both encoders use
+:class:`SplitBatchNorm`, as MoCo's single-GPU CIFAR demo does: in training, BN statistics come from
+``bn_splits`` sub-batches, like per-GPU BN on that many GPUs, and the shuffled key batch puts a key in
+another sub-batch than its query (except where the draw puts it back in the same one, as a cross-GPU
+shuffle does with one key in ``bn_splits``). Also the weighted kNN monitor used by the InstDisc and MoCo
+CIFAR demos.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -24,6 +30,82 @@ from synk8s.seeds import derive_seed
 def mlp_head(in_features: int, hidden_dim: int, dim: int) -> nn.Sequential:
     """MoCo v2's projection head: Linear(in, hidden), ReLU, Linear(hidden, dim)."""
     return nn.Sequential(nn.Linear(in_features, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
+
+
+class SplitBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics come from ``num_splits`` sub-batches; plain BN in eval mode.
+
+    Sample ``i`` of a batch belongs to sub-batch ``i % num_splits``: the batch (N, C, H, W) is viewed as
+    (N / s, C x s, H, W) and normalised by BN over C x s channels with the weight and bias repeated s
+    times. The running mean and variance take the mean of the s sub-batches' updates. Parameters and
+    buffers are those of ``nn.BatchNorm2d``, so state dicts load either way.
+
+    Args:
+        num_features: channels C.
+        num_splits: sub-batches s; a training batch must be a multiple of it. 1 gives plain BN.
+        **kwargs: ``eps``, ``momentum``, ``affine``, ``track_running_stats`` as for ``nn.BatchNorm2d``.
+    """
+
+    def __init__(self, num_features: int, num_splits: int, **kwargs: Any) -> None:
+        super().__init__(num_features, **kwargs)
+        if num_splits < 1:
+            raise ValueError(f"num_splits must be at least 1, got {num_splits}")
+        self.num_splits = num_splits
+
+    def _average_factor(self) -> float:
+        """The running statistics' update weight of this training step (counts the step, as BN does)."""
+        if not self.track_running_stats:
+            return 0.0
+        self.num_batches_tracked.add_(1)
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` (N, C, H, W): by sub-batch statistics in training, by running ones in eval."""
+        if not self.training:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        s = self.num_splits
+        if n % s:
+            raise ValueError(f"a batch of {n} does not split into {s} sub-batches for split-batch BN")
+        factor = self._average_factor()
+        mean = var = None
+        if self.running_mean is not None:
+            mean, var = self.running_mean.repeat(s), self.running_var.repeat(s)  # (C x s,)
+        weight = self.weight.repeat(s) if self.weight is not None else None
+        bias = self.bias.repeat(s) if self.bias is not None else None
+        out = F.batch_norm(x.reshape(n // s, c * s, h, w), mean, var, weight, bias, True, factor, self.eps)
+        if mean is not None:
+            with torch.no_grad():
+                self.running_mean.copy_(mean.view(s, c).mean(dim=0))
+                self.running_var.copy_(var.view(s, c).mean(dim=0))
+        return out.view(n, c, h, w)
+
+
+def split_batch_norm(module: nn.Module, num_splits: int) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` in ``module`` by a :class:`SplitBatchNorm` with the same state.
+
+    Returns:
+        ``module`` itself (its children are replaced in place).
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm):
+            ref = child.weight if child.affine else child.running_mean
+            split = SplitBatchNorm(
+                child.num_features,
+                num_splits,
+                eps=child.eps,
+                momentum=child.momentum,
+                affine=child.affine,
+                track_running_stats=child.track_running_stats,
+                device=None if ref is None else ref.device,
+                dtype=None if ref is None else ref.dtype,
+            )
+            split.load_state_dict(child.state_dict())
+            split.train(child.training)
+            setattr(module, name, split)
+        else:
+            split_batch_norm(child, num_splits)
+    return module
 
 
 def gather(tensor: torch.Tensor) -> torch.Tensor:
@@ -45,16 +127,29 @@ class MoCo(nn.Module):
         momentum: key encoder momentum m (0.999).
         temperature: softmax temperature T (0.2 in MoCo v2).
         seed: seeds the random initial queue and the per-step shuffles.
+        bn_splits: sub-batches of both encoders' BN in training (:class:`SplitBatchNorm`), shuffle BN's
+            stand-in on one process; 1 (the default) keeps plain BN, as under DDP with several processes.
     """
 
     def __init__(
-        self, trunk: nn.Module, *, dim: int, hidden_dim: int, queue: int, momentum: float, temperature: float, seed: int
+        self,
+        trunk: nn.Module,
+        *,
+        dim: int,
+        hidden_dim: int,
+        queue: int,
+        momentum: float,
+        temperature: float,
+        seed: int,
+        bn_splits: int = 1,
     ) -> None:
         super().__init__()
         self.momentum = momentum
         self.temperature = temperature
         self.seed = seed
         trunk.fc = mlp_head(trunk.fc.in_features, hidden_dim, dim)
+        if bn_splits > 1:
+            split_batch_norm(trunk, bn_splits)
         self.encoder_q = trunk
         self.encoder_k = copy.deepcopy(trunk)
         for param in self.encoder_k.parameters():
@@ -86,7 +181,10 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def _keys(self, im_k: torch.Tensor) -> torch.Tensor:
-        """Normalised keys (B, dim) of this rank's images, encoded with the batch shuffled across ranks."""
+        """Normalised keys (B, dim) of this rank's images, encoded with the batch shuffled across ranks.
+
+        On one process the shuffle stays within the batch: it matters through :class:`SplitBatchNorm`.
+        """
         local = im_k.shape[0]
         everything = gather(im_k)  # (world x B, 3, H, W)
         g = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", int(self.steps)))

@@ -153,11 +153,11 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
 
     # 2. Data: rank 0 fetches or draws it first, the others then find it in place.
     if process.main:
-        root = voc_data.ensure_voc(dc, cfg.seed)
+        root = voc_data.ensure_voc(dc)
     if process.distributed:
         torch.distributed.barrier()
     if not process.main:
-        root = voc_data.ensure_voc(dc, cfg.seed)
+        root = voc_data.ensure_voc(dc)
     train_set = voc_data.train_records(root, train_difficult=dc.train_difficult)
     test_set = voc_data.evaluation_records(root)
     names = voc_data.class_names()

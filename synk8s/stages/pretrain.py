@@ -4,7 +4,9 @@
   weight decay 1e-4), rate ``pretrain.lr x batch / 256`` on a per-step half-cosine; RandomResizedCrop + flip.
 * ``pretrain.method=moco``: MoCo v2 (:mod:`synk8s.models.moco`): queue 65536, momentum 0.999, T 0.2, MLP
   head 2048-2048-128, "aug+" with blur (:mod:`synk8s.augment`), rate ``pretrain.moco.lr x batch / 256``
-  on a per-step half-cosine, ``pretrain.moco.epochs``.
+  on a per-step half-cosine, ``pretrain.moco.epochs``. Keys are encoded with the batch shuffled across
+  processes (shuffle BN); on one process BN statistics come from ``pretrain.moco.bn_splits`` sub-batches
+  instead (split-batch BN), and the shuffle moves keys between them.
 * ``pretrain.init=imagenet`` starts the trunk from ImageNet-1K weights in the model cache.
 
 Training runs in DDP through :func:`synk8s.launch.train`: in this process with ``pretrain.nproc=1``,
@@ -122,8 +124,11 @@ def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
     )
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
+def build_model(cfg: ExperimentConfig, num_classes: int, world_size: int = 1) -> nn.Module:
     """The model to train, on CPU: a backbone with a ``num_classes`` head, or MoCo around one.
+
+    MoCo on one process (``world_size`` 1) uses split-batch BN with ``pretrain.moco.bn_splits`` sub-batches
+    in place of shuffle BN across processes; with several processes its BN is plain.
 
     Raises:
         MissingDataError: ``pretrain.init=imagenet`` and the model cache lacks the weights.
@@ -151,6 +156,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int) -> nn.Module:
         momentum=m.momentum,
         temperature=m.temperature,
         seed=cfg.seed,
+        bn_splits=m.bn_splits if world_size == 1 else 1,
     )
 
 
@@ -183,6 +189,11 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     epochs, base_lr = (p.moco.epochs, p.moco.lr) if moco else (p.epochs, p.lr)
     if moco and p.moco.queue % p.batch_size:
         raise UsageError(f"pretrain.moco.queue {p.moco.queue} must be a multiple of pretrain.batch_size {p.batch_size}")
+    if moco and ctx.world_size == 1 and p.batch_size % p.moco.bn_splits:
+        raise UsageError(
+            f"pretrain.moco.bn_splits {p.moco.bn_splits} must divide pretrain.batch_size {p.batch_size} "
+            "(split-batch BN on one process); choose a divisor, or 1 for plain BN"
+        )
     if p.batch_size % ctx.world_size:
         raise UsageError(f"pretrain.batch_size {p.batch_size} must be a multiple of the {ctx.world_size} processes")
     data = training_data(cfg, images)
@@ -192,7 +203,7 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
         raise UsageError(f"pretrain.batch_size {p.batch_size} exceeds the {train_images} training images; lower it")
     total_steps = steps_per_epoch * epochs
 
-    model = build_model(cfg, data.num_classes).to(ctx.device)
+    model = build_model(cfg, data.num_classes, ctx.world_size).to(ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=p.momentum, weight_decay=p.weight_decay)
     plan = _plan(cfg, images, ctx.world_size)

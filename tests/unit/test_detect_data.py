@@ -140,12 +140,12 @@ def test_training_stream_is_the_same_for_any_process_count_and_after_a_resume():
 
 
 def test_ensure_voc_draws_the_standin_only_where_no_real_data_is(tmp_path):
-    root = voc_data.ensure_voc(_dc(tmp_path / "voc", "detect.standin_images=4", "detect.standin_size=32"), seed=0)
+    root = voc_data.ensure_voc(_dc(tmp_path / "voc", "detect.standin_images=4", "detect.standin_size=32"))
     assert datasets.is_standin(root) and len(datasets.load_detection("voc2012", "trainval", root)) == 4
     broken = tmp_path / "broken"
     (broken / "VOCdevkit/VOC2007").mkdir(parents=True)  # real data folder that does not load
     with pytest.raises(MissingDataError, match="VOC2007"):
-        voc_data.ensure_voc(_dc(broken), seed=0)
+        voc_data.ensure_voc(_dc(broken))
     assert not datasets.is_standin(broken)
 
 
@@ -156,13 +156,13 @@ def test_ensure_voc_copies_a_store_prefix_once(tmp_path, s3_env, monkeypatch):
     prefix = f"{s3_env}/datasets/voc"
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         storage.put_file(storage.join(prefix, path.relative_to(local).as_posix()), path)
-    root = voc_data.ensure_voc(_dc(prefix, "detect.standin=false"), seed=0)
+    root = voc_data.ensure_voc(_dc(prefix, "detect.standin=false"))
     assert root.is_relative_to(tmp_path / "cache") and datasets.is_standin(root)
     first = voc_data.evaluation_records(root)
     assert [r.image_id for r in first] == [f"voc2007/{n:06d}" for n in range(5, 9)]
-    assert voc_data.ensure_voc(_dc(prefix, "detect.standin=false"), seed=0) == root  # the copy is reused
+    assert voc_data.ensure_voc(_dc(prefix, "detect.standin=false")) == root  # the copy is reused
     with pytest.raises(MissingDataError, match="no voc2007 data under"):
-        voc_data.ensure_voc(_dc(f"{s3_env}/nothing-here"), seed=0)
+        voc_data.ensure_voc(_dc(f"{s3_env}/nothing-here"))
 
 
 def test_annotations_are_voc_xml(standin):

@@ -105,6 +105,8 @@ def test_bad_settings_and_a_checkpoint_of_another_run_are_refused(drawn, tmp_pat
     pretrain.run(_cfg(tmp_path, "pretrain.epochs=1"), images=drawn, out=str(out))
     with pytest.raises(UsageError, match="queue 100 must be a multiple of pretrain.batch_size 32"):
         pretrain.run(_cfg(tmp_path, "pretrain.method=moco", "pretrain.moco.queue=100"), images=drawn, out=str(out))
+    with pytest.raises(UsageError, match="bn_splits 5 must divide pretrain.batch_size 32 .*or 1 for plain BN"):
+        pretrain.run(_cfg(tmp_path, "pretrain.method=moco", "pretrain.moco.bn_splits=5"), images=drawn, out=str(out))
     with pytest.raises(UsageError, match="checkpoint of another pre-training run"):
         pretrain.run(_cfg(tmp_path, "pretrain.epochs=1", "pretrain.lr=0.1"), images=drawn, out=str(out))
 

@@ -93,24 +93,26 @@ def test_run_and_stage_folder_names_do_not_move(profile):
 # A pre-training run: prompts and images also depend on the label space (its pins moved with the
 # paper's prompt fields above)
 # and the image total (synk8s.labelspace.digest_fields), the zero-shot folders above do not.
+# The trunk and transfer pins moved when pretrain.moco.bn_splits (split-batch BN) joined the profiles;
+# bn_splits=1, plain BN as before, keeps the earlier names (checked below).
 PRETRAINING = {
     "tiny": (
         "cifar100-00cb5f16b81ae45b",
         {
-            "pretrain": "pretrain-38c21b77e7821c54",
-            "finetune": "finetune-dacaa7d9768f61cd",
+            "pretrain": "pretrain-8ce5670b53ded06e",
+            "finetune": "finetune-6c5a172e5990d055",
             "scratch": "scratch-e3d4af4c2a411932",
-            "detect": "detect-e50addca3bd020c2",
+            "detect": "detect-ef8f2a44a8d2df1d",
             "scratch_real": "scratch-real-c974766892f32357",  # pinned when it joined the table
         },
     ),
     "paper": (
         "cifar100-913e3554566911cb",
         {
-            "pretrain": "pretrain-54ae79980c14c6fe",
-            "finetune": "finetune-6aceb0aa86b9a953",
+            "pretrain": "pretrain-78ca76226b1b0f35",
+            "finetune": "finetune-5b8e7fdd574e443f",
             "scratch": "scratch-2b204bb1adba0bce",
-            "detect": "detect-eade5fb3e8e73936",
+            "detect": "detect-7581065d8100ee60",
             "scratch_real": "scratch-real-509c4ac223ad10ff",
         },
     ),
@@ -125,6 +127,15 @@ def test_pretraining_folder_names_do_not_move(profile):
     assert {name: stage_dir("/run", name, cfg) for name in folders} == {
         name: f"/run/{folder}" for name, folder in folders.items()
     }
+
+
+def test_plain_batch_norm_moco_keeps_the_folder_names_from_before_split_batch_norm():
+    cfg = config.load("tiny", ["pretrain.label_space=cifar100", "pretrain.moco.bn_splits=1"])
+    assert [stage_dir("/run", n, cfg) for n in ("pretrain", "finetune", "detect")] == [
+        "/run/pretrain-38c21b77e7821c54",
+        "/run/finetune-dacaa7d9768f61cd",
+        "/run/detect-e50addca3bd020c2",
+    ]
 
 
 def test_a_pretraining_runs_images_depend_on_its_label_space_and_image_total():

@@ -3,11 +3,14 @@
 The monitor images (see :mod:`synk8s.stream`) are split into a kNN *bank* and *queries* by a seeded key
 hash. After each epoch, rank 0 encodes them with the trunk (pooled features, evaluation preprocessing) and
 records the top-1 of a weighted kNN (:func:`synk8s.models.moco.knn_top1`) and, for supervised training,
-the top-1 of the model's own head on the queries.
+the top-1 of the model's own head on the queries. Before the first epoch it scores the untrained trunk
+with batch-norm statistics estimated on the bank (:func:`untrained_baseline`): the random-backbone
+baseline that training must beat.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,3 +108,28 @@ def evaluate(
         predicted = torch.cat(logits).argmax(dim=1)  # (N,)
         scores["top1"] = float((predicted[queries] == data.labels[queries]).float().mean())
     return scores
+
+
+@torch.no_grad()
+def untrained_baseline(
+    trunk: nn.Module, data: MonitorSet, *, num_classes: int, k: int, temperature: float, head: bool, device: str
+) -> dict[str, float | None]:
+    """:func:`evaluate` on a copy of ``trunk`` whose batch-norm statistics are estimated on the bank images.
+
+    A freshly built network's running statistics (mean 0, variance 1) describe no data, and any
+    training, even at a zero learning rate, replaces them; so the baseline a trained trunk is compared
+    with is the same random weights with statistics of the data (a cumulative average over the bank,
+    in batches of :data:`BATCH`). ``trunk`` itself is not changed. Arguments as :func:`evaluate`.
+    """
+    probe = copy.deepcopy(trunk)
+    for module in probe.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average over every batch
+            if hasattr(module, "num_splits"):  # MoCo's split-batch BN: statistics of whole batches here
+                module.num_splits = 1
+    probe.train()
+    bank = data.images[data.bank]
+    for start in range(0, len(bank), BATCH):
+        probe(augment.normalize(bank[start : start + BATCH].to(device)))
+    return evaluate(probe, data, num_classes=num_classes, k=k, temperature=temperature, head=head, device=device)

@@ -83,7 +83,8 @@ def strength_for(cfg: ExperimentConfig, shots: int) -> float:
 
     Raises:
         UsageError: no strength is configured for M, or it leaves no denoising step with the
-            generator's step count (diffusers runs ``int(steps x strength)`` steps).
+            generator's step count (diffusers runs ``int(steps x strength)`` steps; the stand-in painter
+            blends by the strength and has no steps).
     """
     from synk8s.models import get_generator_info
 
@@ -94,8 +95,9 @@ def strength_for(cfg: ExperimentConfig, shots: int) -> float:
             f"add one, e.g. --set 'fewshot.guidance_strength={{{shots}: 0.3}}'"
         )
     strength = table[shots]
-    steps = cfg.generate.steps or get_generator_info(cfg.models.generator, cfg.models.generator_revision).steps
-    if int(steps * strength) < 1:
+    info = get_generator_info(cfg.models.generator, cfg.models.generator_revision)
+    steps = cfg.generate.steps or info.steps
+    if info.pipeline != "painter" and int(steps * strength) < 1:
         raise UsageError(
             f"{steps} steps at strength {strength} leave no denoising step; "
             f"set generate.steps to at least {math.ceil(1 / strength)}"

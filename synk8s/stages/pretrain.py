@@ -21,7 +21,8 @@ the held-out monitor images (:mod:`synk8s.monitor`).
     state, meta = synk8s.models.checkpoints.load_trunk("runs/r/pretrain")
 
 Outputs under ``out``: ``backbone.safetensors`` + ``backbone.json`` (see :mod:`synk8s.models.checkpoints`),
-``curve.json`` (per epoch: step, lr, mean loss on rank 0's batches, monitor scores), ``manifest.json``
+``curve.json`` (per epoch: step, lr, mean loss on rank 0's batches, monitor scores; epoch 0 scores the untrained
+backbone with batch-norm statistics of the data, the random-backbone baseline), ``manifest.json``
 and ``checkpoint.pt`` (the last training state).
 """
 
@@ -254,6 +255,21 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             "losses": losses,
         }
 
+    def measure(epoch: int, lr: float, loss: float | None) -> dict[str, Any]:
+        trunk = model.encoder_q if moco else model
+        scores = (monitor.evaluate if epoch else monitor.untrained_baseline)(
+            trunk,
+            held,
+            num_classes=data.num_classes,
+            k=p.moco.knn_k,
+            temperature=p.moco.knn_temperature,
+            head=not moco,
+            device=ctx.device,
+        )
+        return {"epoch": epoch, "step": step, "lr": lr, "loss": loss, **scores}
+
+    if ctx.is_main and not curve:  # epoch 0: the untrained backbone, the baseline the epochs are read against
+        curve.append(measure(0, 0.0, None))
     for epoch in range(step // steps_per_epoch, epochs):
         dataset.epoch, dataset.skip_batches = epoch, step - epoch * steps_per_epoch
         batches = iter(loader)
@@ -266,21 +282,9 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
                 training.save_checkpoint(out, snapshot())
         del batches
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": sum(losses) / len(losses)}
-        losses = []
+        loss, losses = sum(losses) / len(losses), []
         if ctx.is_main:
-            trunk = model.encoder_q if moco else model
-            record.update(
-                monitor.evaluate(
-                    trunk,
-                    held,
-                    num_classes=data.num_classes,
-                    k=p.moco.knn_k,
-                    temperature=p.moco.knn_temperature,
-                    head=not moco,
-                    device=ctx.device,
-                )
-            )
+            record = measure(epoch + 1, lr, loss)
             log.info("epoch %d/%d: %s", epoch + 1, epochs, record)
             curve.append(record)
             training.save_checkpoint(out, snapshot())

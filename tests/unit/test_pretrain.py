@@ -30,7 +30,8 @@ def drawn(tmp_path_factory) -> str:
 
 
 def _cfg(tmp_path, *overrides):
-    return config.load("tiny", [f"store.root={tmp_path}", "pretrain.lr=0.4", "pretrain.moco.lr=0.4", *overrides])
+    sets = ["pretrain.epochs=2", "pretrain.moco.epochs=2", "pretrain.lr=0.4", "pretrain.moco.lr=0.4"]
+    return config.load("tiny", [f"store.root={tmp_path}", *sets, *overrides])
 
 
 @pytest.mark.timeout(60)
@@ -38,7 +39,8 @@ def test_supervised_pretraining_beats_chance_and_writes_a_torchvision_trunk(draw
     result = pretrain.run(_cfg(tmp_path), images=drawn, out=str(tmp_path / "sup"))
 
     curve = json.loads((tmp_path / "sup" / "curve.json").read_text())["epochs"]
-    assert [e["epoch"] for e in curve] == [1, 2]
+    assert [e["epoch"] for e in curve] == [0, 1, 2]  # epoch 0: the untrained backbone
+    assert curve[0]["step"] == 0 and curve[0]["loss"] is None
     assert curve[-1]["top1"] > 3 / CLASSES  # the head on held-out drawn images; chance is 1/10
     assert result.world_size == 1 and result.method == "supervised" and result.steps == 2 * (result.images // 32)
 
@@ -56,7 +58,7 @@ def test_moco_knn_monitor_beats_chance(drawn, tmp_path):
     result = pretrain.run(_cfg(tmp_path, "pretrain.method=moco"), images=drawn, out=str(tmp_path / "moco"))
 
     curve = json.loads((tmp_path / "moco" / "curve.json").read_text())["epochs"]
-    assert all(e["knn_top1"] > 2 / CLASSES and e["top1"] is None for e in curve)
+    assert all(e["knn_top1"] > 2 / CLASSES and e["top1"] is None for e in curve[1:])
     assert result.knn_top1 == curve[-1]["knn_top1"]
     state, meta = load_trunk(str(tmp_path / "moco"))
     assert meta["method"] == "moco"

@@ -4,7 +4,7 @@ Real models load open_clip pretrained tags (``RN50``/``openai`` as in the paper)
 model cache file ``<cache>/open_clip/<arch>-<pretrained>.pt``. ``tiny-clip`` is an open_clip CLIP with a
 small vision transformer image tower (32 px, 4 px patches, mean-pooled tokens) and a 2-layer text
 tower, random weights from a seed, and open_clip's offline tokenizer. Its image features of different
-images differ (mean pairwise cosine about 0.2 over the drawn stand-in test images, where a random
+images differ (mean pairwise cosine 0.2-0.3 over the drawn stand-in test images, where a random
 ModifiedResNet gives 0.9999), so a linear head tuned on them learns the stand-in classes.
 
 Example::
@@ -35,16 +35,21 @@ log = logging.getLogger(__name__)
 
 TINY_IMAGE_SIZE = 32  # pixels
 _TINY_EMBED_DIM = 32
-# Mean pooling keeps each patch's colour and texture in the feature: a class token at random init
-# carries little of the image (mean pairwise cosine 0.92 against 0.2).
-_TINY_VISION_CFG = {
-    "image_size": TINY_IMAGE_SIZE,
-    "patch_size": 4,
-    "width": 64,
-    "head_width": 32,
-    "layers": 2,
-    "mlp_ratio": 2.0,
-    "pool_type": "avg",
+# tiny-vit (``tiny-clip``): mean pooling keeps each patch's colour and texture in the feature; a class
+# token at random init carries little of the image (mean pairwise cosine 0.92 against 0.2).
+# tiny-rn (``tiny-clip-rn``): RN50's ModifiedResNet shape with batch norm, for the code paths that
+# freeze or train BN; its random features collapse (cosine 0.9999), so it shows no learning.
+_TINY_VISION_CFGS = {
+    "tiny-vit": {
+        "image_size": TINY_IMAGE_SIZE,
+        "patch_size": 4,
+        "width": 64,
+        "head_width": 32,
+        "layers": 2,
+        "mlp_ratio": 2.0,
+        "pool_type": "avg",
+    },
+    "tiny-rn": {"image_size": TINY_IMAGE_SIZE, "layers": (1, 1, 1, 1), "width": 16},
 }
 _TINY_TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
 
@@ -107,13 +112,13 @@ def load_clip(name: str, *, device: str = "cpu", cache: str | None = None, seed:
     if info.tiny and cache and has_entry(cache, clip_file(info.arch, info.pretrained)):
         import torch
 
-        model, preprocess, tokenizer = _tiny_clip(seed)
+        model, preprocess, tokenizer = _tiny_clip(info.arch, seed)
         hint = "synk8s models pull tiny-clip --cache {path}"
         source = cached_file(cache, clip_file(info.arch, info.pretrained), info.name, hint)
         model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
         identity = f"{info.arch}/{info.pretrained}-cache-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
     elif info.tiny:
-        model, preprocess, tokenizer = _tiny_clip(seed)
+        model, preprocess, tokenizer = _tiny_clip(info.arch, seed)
         identity = f"{info.arch}/{info.pretrained}-seed-{seed}"
     else:
         model, preprocess, tokenizer = _pretrained_clip(info, device, cache)
@@ -162,8 +167,8 @@ def _pretrained_clip(info: ClipInfo, device: str, cache: str | None) -> tuple[An
     return model, preprocess, open_clip.get_tokenizer(info.arch)
 
 
-def _tiny_clip(seed: int) -> tuple[Any, Any, Any]:
-    """A small random-weight open_clip CLIP (32 px 2-layer ViT, 2-layer text tower, 32-d embeddings)."""
+def _tiny_clip(arch: str, seed: int) -> tuple[Any, Any, Any]:
+    """A small random-weight open_clip CLIP (32 px image tower ``arch``, 2-layer text tower, 32-d embeddings)."""
     import torch
     from open_clip.model import CLIP
     from open_clip.tokenizer import SimpleTokenizer
@@ -171,7 +176,9 @@ def _tiny_clip(seed: int) -> tuple[Any, Any, Any]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(embed_dim=_TINY_EMBED_DIM, vision_cfg=dict(_TINY_VISION_CFG), text_cfg=dict(_TINY_TEXT_CFG))
+        model = CLIP(
+            embed_dim=_TINY_EMBED_DIM, vision_cfg=dict(_TINY_VISION_CFGS[arch]), text_cfg=dict(_TINY_TEXT_CFG)
+        )
     preprocess = image_transform(TINY_IMAGE_SIZE, is_train=False)
     return model, preprocess, SimpleTokenizer(context_length=_TINY_TEXT_CFG["context_length"])
 

@@ -102,6 +102,7 @@ CLIPS: dict[str, ClipInfo] = {
         ClipInfo("rn50", "RN50", "openai"),
         ClipInfo("vit-b-16", "ViT-B-16", "openai"),
         ClipInfo("tiny-clip", "tiny-vit", "random", tiny=True),
+        ClipInfo("tiny-clip-rn", "tiny-rn", "random", tiny=True),  # batch norm, as RN50: no signal
     )
 }
 

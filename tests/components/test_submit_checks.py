@@ -82,5 +82,5 @@ def test_a_cluster_submission_says_what_it_checked_and_leaves_the_hub_to_the_pod
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("preflight: ")]
     assert "models.clip=rn50 from the hub by the cluster's pods (not tested from this machine)" in line
-    assert "models.generator=tiny-sd built from config" in line
+    assert "models.generator=standin-drawn built from config" in line
     assert preflight.online.cache_info().currsize == 0  # no connection to the hub was tried from here

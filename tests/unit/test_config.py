@@ -22,8 +22,9 @@ def test_paper_profile_has_the_papers_defaults():
 
 def test_tiny_extends_paper_and_changes_only_what_it_lists():
     paper, tiny = config.load("paper"), config.load("tiny")
-    assert tiny.models.generator == "tiny-sd" and tiny.dataset.standin
-    assert tiny.tune.lr == paper.tune.lr and tiny.tune.loss == paper.tune.loss
+    assert tiny.models.generator == "standin-drawn" and tiny.dataset.standin
+    assert tiny.tune.loss == paper.tune.loss and tiny.tune.lr > paper.tune.lr  # the tiny budget: short, faster
+    assert tiny.fewshot.guidance_strength == paper.fewshot.guidance_strength
     assert tiny.generate.images_per_class < paper.generate.images_per_class
 
 

@@ -121,8 +121,12 @@ def test_shot_images_are_the_drawn_ones_and_changed_data_fails(tmp_path):
     tampered = dataclasses.replace(saved, entries=(*saved.entries[:3], wrong_pixels, *saved.entries[4:]))
     with pytest.raises(MissingDataError, match="not the image the split drew"):
         split.shot_images(cfg, tampered)
-    # A stand-in redrawn with another seed: other files than the split was drawn from.
-    datasets.write_standin("cifar10", tmp_path / "data" / "cifar10", per_class=PER_CLASS, seed=5)
+    # Other files under the same recorded settings (a stand-in redrawn with another seed, its marker
+    # put back): the run does not redraw them, and the split finds they are not what it drew from.
+    root = tmp_path / "data" / "cifar10"
+    marker = (root / datasets.standin.MARKER).read_bytes()
+    datasets.write_standin("cifar10", root, per_class=PER_CLASS, seed=5)
+    (root / datasets.standin.MARKER).write_bytes(marker)
     with pytest.raises(MissingDataError, match="files changed since the split was drawn"):
         split.shot_images(cfg, saved)
 

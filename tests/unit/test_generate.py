@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(180)
 IMAGES_PER_CLASS = 8
 PER_TAR = 4
 GEN_OVERRIDES = [
+    "models.generator=tiny-sd",  # the diffusers code path (the tiny profile paints with standin-drawn)
     "dataset.name=cifar10",
     "prompts.mode=LE",
     "prompts.sentences_per_class=3",

@@ -12,6 +12,7 @@ from synk8s.stages.table import TABLE, default_run_id, stage_dir
 pytestmark = pytest.mark.timeout(60)
 
 BASE = [
+    "models.generator=tiny-sd",  # the switches act on a diffusers pipeline
     "dataset.name=cifar10",
     "prompts.mode=B",
     "generate.images_per_class=2",

@@ -33,6 +33,8 @@ def _cfg(root, *extra):
     return config.load(
         "tiny",
         [
+            "models.generator=tiny-sd",  # diffusers img2img; 2 steps need a strength of 0.5 or more
+            "fewshot.guidance_strength={1: 0.5, 2: 0.5, 4: 0.5, 8: 0.5, 16: 0.5}",
             "dataset.name=cifar10",
             "prompts.mode=B",
             "generate.num_shards=1",
@@ -66,9 +68,10 @@ def test_strength_follows_the_shot_count():
     assert guided.per_shot(config.with_overrides(cfg, ["fewshot.images_per_class=5"]), 2) == 3
     with pytest.raises(UsageError, match="no entry for 3 shots"):
         guided.strength_for(cfg, 3)
-    tiny = config.load("tiny", ["fewshot.guidance_strength={16: 0.15}"])  # tiny-sd: 2 steps x 0.15 -> none
+    tiny = config.load("tiny", ["models.generator=tiny-sd"])  # tiny-sd: 2 steps x 0.15 -> none
     with pytest.raises(UsageError, match="set generate.steps to at least 7"):
         guided.strength_for(tiny, 16)
+    assert guided.strength_for(config.load("tiny"), 16) == 0.15  # the painter blends; it has no steps
 
 
 def test_items_seed_each_image_by_class_real_image_and_sample(upstream):

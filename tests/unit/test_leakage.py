@@ -58,7 +58,7 @@ def test_the_stage_writes_flags_pairs_stats_and_a_grid(tmp_path, tiny_images, ti
     features.run(cfg, images=str(root / "images"), out=feats, progress=False)
     out = str(tmp_path / "leakage")
     result = leakage.run(cfg, images=str(root / "images"), features=feats, out=out)
-    assert (result.synthetic, result.test) == (10, 40)
+    assert (result.synthetic, result.test) == (10, 80)
     pairs = storage.get_json(f"{out}/pairs.json")
     assert pairs["clip_total"] == result.clip_pairs == len(pairs["clip"])
     assert leakage.load_flagged(out) == sorted({p[0] for p in pairs["clip"] + pairs["hash"]})
@@ -67,7 +67,7 @@ def test_the_stage_writes_flags_pairs_stats_and_a_grid(tmp_path, tiny_images, ti
     assert sum(s["flagged"] for s in stats.values()) == result.flagged
     grid = Image.open(io.BytesIO(storage.get_bytes(f"{out}/grid.png")))
     assert grid.size[1] == 3 * (leakage.THUMB + 8)
-    # Every pair is above a cosine of -1: all 10 x 40 pairs, every synthetic image flagged.
+    # Every pair is above a cosine of -1: all 10 x 80 pairs, every synthetic image flagged.
     loose = leakage.run(tiny_config(root, 1, "leakage.clip_threshold=-1.0"), images=str(root / "images"),
                         features=feats, out=str(tmp_path / "loose"))
-    assert (loose.clip_pairs, loose.flagged) == (400, 10)
+    assert (loose.clip_pairs, loose.flagged) == (800, 10)

@@ -119,7 +119,7 @@ def test_a_cluster_run_leaves_the_hub_to_its_pods_and_says_so():
     assert sorted(preflight.check(config.load("tiny"), FIELDS, local=True)) == [
         "cifar100 stand-in data (drawn)",
         "models.clip=tiny-clip built from config",
-        "models.generator=tiny-sd built from config",
+        "models.generator=standin-drawn built from config",
         "models.le=tiny-t5 built from config",
     ]
 

@@ -60,7 +60,7 @@ def test_stage_commands_chain_and_repeat_exactly(tmp_path, monkeypatch):
         for stage in ("prompts", "generate", "filter", "features", "tune", "evaluate"):
             assert (_out(run, stage) / "manifest.json").is_file(), stage
     metrics = json.loads((_out(first, "evaluate") / "metrics.json").read_text())
-    assert metrics["standin"] is True and metrics["generated"] == 30 and metrics["test"] == 40
+    assert metrics["standin"] is True and metrics["generated"] == 30 and metrics["test"] == 80
     assert "stand-in data" in (_out(first, "evaluate") / "report.md").read_text().lower()
 
     # Same seed and config: identical prompts, identical image bytes, identical metrics.

@@ -77,7 +77,7 @@ def _bn_state(visual):
 
 
 def _train_everything(freeze_bn):
-    bundle = load_clip("tiny-clip", seed=0)
+    bundle = load_clip("tiny-clip-rn", seed=0)
     visual = bundle.model.visual
     g = torch.Generator().manual_seed(0)
     images = [Image.fromarray((torch.rand(32, 32, 3, generator=g) * 255).byte().numpy()) for _ in range(8)]

@@ -14,6 +14,7 @@ SMALL = [
     "prompts.mode=B",
     "pretrain.label_space=cifar100",
     "pretrain.images=200",
+    "pretrain.classes=10",
     "pretrain.method=moco",
     "pretrain.moco.epochs=1",
     "generate.num_shards=1",
@@ -44,7 +45,7 @@ def test_the_table_runs_pretraining_and_both_detection_transfers_into_one_report
     report = json.loads(storage.get_bytes(uri))
     assert uri == storage.join(sides["pretrained"], "report.json")
     assert (report["method"], report["label_space"], report["images"]) == ("moco", "cifar100", 200)
-    # the tiny profile's 10-class slice of CIFAR-100: every tenth class, 20 images each
+    # a 10-class slice of CIFAR-100: every tenth class, 20 images each
     assert (report["classes"], report["label_space_classes"]) == (10, 100)
     assert (report["pretrain_init"], report["profile"]) == ("scratch", "tiny")  # what results --check selects by
     generated = json.loads(storage.get_bytes(storage.join(run, "images", "manifest.json")))
@@ -67,5 +68,5 @@ def test_the_table_runs_pretraining_and_both_detection_transfers_into_one_report
     table10 = next(t for t in report["tables"]["ap75"]["tables"] if t["method"] == "mocov2")
     cells = {row["data"]: row["cells"] for row in table10["rows"] if row["runs"]}
     assert cells == {"(None)": {"0": report["scratch"]["ap75"]}, "CIFAR-100 Syn": {"200": report["pretrained"]["ap75"]}}
-    assert len(report["curves"]["pretrain"]) == 1 and report["curves"]["scratch"]
+    assert [e["epoch"] for e in report["curves"]["pretrain"]] == [0, 1] and report["curves"]["scratch"]
     assert report["notice"].startswith("stand-in data:")

@@ -36,7 +36,7 @@ def pull_cmd(
     kind: Optional[str] = typer.Option(None, "--kind", help="generator or le, for a hub id outside the registry."),
     seed: int = typer.Option(0, "--seed", help="Weights of a tiny model (built from config)."),
     revision: Optional[str] = typer.Option(
-        None, "--revision", help="Hub revision (a commit sha pins it) of a generator or LE model; default: the registry's."
+        None, "--revision", help="Hub revision (a commit sha pins it) of a generator or LE model; default: registry's."
     ),
 ) -> None:
     """Write models into the cache in the layout runs read (needs the hub, except for tiny models)."""

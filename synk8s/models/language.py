@@ -1,8 +1,9 @@
 """Language-enhancement (LE) models: T5 that turns a class name into a sentence.
 
 The paper's LE model is ``mrm8488/t5-base-finetuned-common_gen``, loaded with transformers'
-``from_pretrained`` from the hub (at the revision ``models.le_revision`` names) or a model cache. ``tiny-t5`` is a 2-layer, 32-wide T5 with random
-weights from a seed and a byte-level ByT5 tokenizer, which needs no vocabulary file.
+``from_pretrained`` from the hub (at the revision ``models.le_revision`` names) or a model
+cache. ``tiny-t5`` is a 2-layer, 32-wide T5 with random weights from a seed and a byte-level ByT5
+tokenizer, which needs no vocabulary file.
 
 Example::
 

@@ -12,10 +12,11 @@ a stage with a Markdown report, a ``Markdown`` output. The body calls the shared
 
         return run_stage("filter", config_json, run_dir, metrics, images=images)
 
-A sharded row also gets ``<name>_shards`` (the ParallelFor items) and its collect component. The
-rendered source is registered with :mod:`linecache` under ``<synk8s component NAME>``, where
-``inspect.getsource`` (and so KFP) finds it. The module top imports only the standard library and
-kfp; a pipeline compiles without torch::
+A sharded row also gets ``<name>_shards`` (the ParallelFor items) and its collect component. Each
+rendered source is written to a real module file, ``<name>_<sha256 prefix>.py`` in a private
+folder of the process (removed when it exits), and imported from there, so ``inspect.getsource``
+(and so KFP) and tracebacks read the function from its file. The module top imports only the
+standard library and kfp; a pipeline compiles without torch::
 
     comps = make_components(cfg)                  # images and GPU needs from the config
     comps.stages["filter"](config_json=..., run_dir=..., images=...)
@@ -23,10 +24,14 @@ kfp; a pipeline compiles without torch::
 
 from __future__ import annotations
 
-import linecache
-from collections.abc import Sequence
+import functools
+import hashlib
+import importlib.util
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kfp import dsl
 
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 
 _METRICS = "metrics: dsl.Output[dsl.Metrics]"
 _REPORT = "report: dsl.Output[dsl.Markdown]"
+# What a rendered function's annotations name; KFP embeds only the function, with imports of its own.
+_MODULE_HEADER = "from typing import NamedTuple\n\nfrom kfp import dsl\n\n\n"
+_MODULE_PACKAGE = "synk8s.components.rendered"
 
 
 @dataclass(frozen=True)
@@ -126,15 +134,32 @@ def collect_source(spec: StageSpec) -> str:
     return _function(spec.shards.collect_name, params, "str", spec.shards.collect_help, "collect_shards", arguments)
 
 
+@functools.cache
+def _module_folder() -> tempfile.TemporaryDirectory:
+    """The process's private folder (mode 0700) of rendered component modules; removed at exit."""
+    return tempfile.TemporaryDirectory(prefix="synk8s-components-")
+
+
+def _imported(source: str) -> Callable[..., Any]:
+    """The function that ``source`` defines, imported from a module file holding it.
+
+    The file is named by the function and a digest of ``source``, so components of different
+    configs never share one. The module has no postponed annotations: KFP reads the parameter types.
+    """
+    name = source.split("(", 1)[0].removeprefix("def ")
+    module_name = f"{name}_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    path = Path(_module_folder().name) / f"{module_name}.py"
+    if not path.exists():
+        path.write_text(_MODULE_HEADER + source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"{_MODULE_PACKAGE}.{module_name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
 def _component(source: str, image: str) -> Any:
     """A KFP component of the function defined by ``source``, running in ``image`` with nothing installed."""
-    name = source.split("(", 1)[0].removeprefix("def ")
-    filename = f"<synk8s component {name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {"dsl": dsl, "NamedTuple": NamedTuple, "__name__": "synk8s.components.generated"}
-    # The source is rendered from the stage table; dont_inherit: no postponed annotations from this module.
-    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102
-    return dsl.component(namespace[name], base_image=image, install_kfp_package=False)
+    return dsl.component(_imported(source), base_image=image, install_kfp_package=False)
 
 
 def make_plan(cfg: "ExperimentConfig", names: Sequence[str]) -> Any:

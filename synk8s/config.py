@@ -67,6 +67,12 @@ class ModelsConfig(Section):
     generator_revision: str | None
     clip: str
     le: str
+    le_revision: str = Field(
+        min_length=1,
+        description="hub revision (branch, tag or commit sha) of the LE model and tokenizer; pin a commit sha "
+        "for reproducible prompts (docs/air-gapped.md)",
+        json_schema_extra={DIGEST_UNLESS: "main"},
+    )
     backbone: str
     cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
 

@@ -3,6 +3,7 @@
     synk8s models pull sd15 rn50 t5-commongen --cache s3://synk8s/models    # on a connected machine
     synk8s models pull tiny-sd tiny-clip tiny-t5 --cache ./models            # offline: built from config
     synk8s models pull resnet50 --cache s3://synk8s/models                  # ImageNet-1K backbone weights
+    synk8s models pull t5-commongen --revision SHA --cache ./models           # a pinned hub commit
     synk8s models list --cache s3://synk8s/models
 
 Runs read the cache with ``--set models.cache=DIR_OR_S3_PREFIX``; see docs/air-gapped.md.
@@ -34,6 +35,9 @@ def pull_cmd(
     cache: str = CACHE,
     kind: Optional[str] = typer.Option(None, "--kind", help="generator or le, for a hub id outside the registry."),
     seed: int = typer.Option(0, "--seed", help="Weights of a tiny model (built from config)."),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", help="Hub revision (a commit sha pins it) of a generator or LE model; default: registry's."
+    ),
 ) -> None:
     """Write models into the cache in the layout runs read (needs the hub, except for tiny models)."""
     from synk8s.models.pull import pull, resolve
@@ -43,7 +47,7 @@ def pull_cmd(
     for name in names:
         resolve(name, kind)  # every name is checked before anything is downloaded
     for name in names:
-        typer.echo(pull(name, cache, kind=kind, seed=seed))
+        typer.echo(pull(name, cache, kind=kind, seed=seed, revision=revision))
 
 
 @app.command("list")

@@ -1,8 +1,9 @@
 """Language-enhancement (LE) models: T5 that turns a class name into a sentence.
 
 The paper's LE model is ``mrm8488/t5-base-finetuned-common_gen``, loaded with transformers'
-``from_pretrained`` from the hub or a model cache. ``tiny-t5`` is a 2-layer, 32-wide T5 with random
-weights from a seed and a byte-level ByT5 tokenizer, which needs no vocabulary file.
+``from_pretrained`` from the hub (at the revision ``models.le_revision`` names) or a model
+cache. ``tiny-t5`` is a 2-layer, 32-wide T5 with random weights from a seed and a byte-level ByT5
+tokenizer, which needs no vocabulary file.
 
 Example::
 
@@ -30,7 +31,7 @@ _BYTE_VOCAB = 384  # ByT5: 3 special ids + 256 bytes + 125 sentinel ids
 
 
 def load_le(
-    name_or_id: str, *, device: str = "cpu", cache: str | None = None, seed: int = 0
+    name_or_id: str, *, device: str = "cpu", cache: str | None = None, seed: int = 0, revision: str | None = None
 ) -> tuple[PreTrainedModel, Any]:
     """Load a sequence-to-sequence LE model and its tokenizer, in eval mode.
 
@@ -40,6 +41,8 @@ def load_le(
         cache: None to download from the hub, or a model cache folder / ``s3://`` prefix holding a
             ``save_pretrained`` folder of both model and tokenizer; ``tiny-t5`` is read from it when it is there.
         seed: seed of the random weights of ``tiny-t5``; ignored for real models.
+        revision: hub revision (branch, tag or commit) of the model and tokenizer, overriding the
+            registry's; ignored when loading from ``cache`` or building ``tiny-t5``.
 
     Returns:
         ``(model, tokenizer)``.
@@ -48,7 +51,7 @@ def load_le(
         UsageError: unknown name.
         MissingDataError: ``cache`` lacks the model, or the weights cannot be fetched or read.
     """
-    info = get_le_info(name_or_id)
+    info = get_le_info(name_or_id, revision)
     if info.tiny and not (cache and has_entry(cache, entry_name(info.model_id))):
         model, tokenizer = _tiny_t5(seed)
     else:
@@ -61,10 +64,10 @@ def load_le(
                 f"AutoTokenizer.from_pretrained({info.model_id!r}).save_pretrained('{{path}}')"
             )
             folder = pretrained_folder(cache, info.model_id, hint)
-        source = info.model_id if folder is None else str(folder)
+        source, hub_revision = (info.model_id, info.revision) if folder is None else (str(folder), None)
         with weight_load("LE model", info.model_id, pretrained_layout(info.model_id), folder):
-            model = AutoModelForSeq2SeqLM.from_pretrained(source)
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, revision=hub_revision)
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=hub_revision)
     log.info("LE model %s on %s", info.model_id, device)
     return model.to(device).eval(), tokenizer
 

@@ -82,7 +82,7 @@ def pull(name: str, cache: str, *, kind: str | None = None, seed: int = 0, revis
         cache: a folder or ``s3://`` prefix.
         kind: ``generator`` or ``le`` for a hub id that is not a registry name.
         seed: weights of a tiny model (ignored for real ones).
-        revision: hub revision of a generator (default: the registry's).
+        revision: hub revision of a generator or LE model (default: the registry's).
 
     Raises:
         UsageError: unknown name or kind, or a tiny backbone (it has no ImageNet weights).
@@ -98,7 +98,7 @@ def pull(name: str, cache: str, *, kind: str | None = None, seed: int = 0, revis
         elif target.kind == "clip":
             _save_clip(name, local, seed)
         else:
-            _save_le(name, local, seed)
+            _save_le(name, local, seed, revision)
         uri = storage.join(cache, target.entry)
         if local.is_file():
             storage.put_file(uri, local)
@@ -168,10 +168,10 @@ def _save_clip(name: str, file: Path, seed: int) -> None:
     torch.save(model.state_dict(), file)
 
 
-def _save_le(name: str, folder: Path, seed: int) -> None:
+def _save_le(name: str, folder: Path, seed: int, revision: str | None) -> None:
     from synk8s.models.language import load_le
 
-    info = get_le_info(name)
+    info = get_le_info(name, revision)
     if info.tiny:
         model, tokenizer = load_le(name, seed=seed)
     else:
@@ -180,7 +180,7 @@ def _save_le(name: str, folder: Path, seed: int) -> None:
         from synk8s.models.weights import pretrained_layout, weight_load
 
         with weight_load("LE model", info.model_id, pretrained_layout(info.model_id)):
-            model = AutoModelForSeq2SeqLM.from_pretrained(info.model_id)
-            tokenizer = AutoTokenizer.from_pretrained(info.model_id)
+            model = AutoModelForSeq2SeqLM.from_pretrained(info.model_id, revision=info.revision)
+            tokenizer = AutoTokenizer.from_pretrained(info.model_id, revision=info.revision)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

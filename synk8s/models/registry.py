@@ -63,11 +63,14 @@ class LEInfo:
     Attributes:
         name: registry name (or the raw model id for hub ids).
         model_id: transformers model id on the hub.
+        revision: hub revision (branch, tag or commit) of the model and its tokenizer; runs take it
+            from ``models.le_revision``. None means the default branch.
         tiny: built from config with random weights instead of loaded.
     """
 
     name: str
     model_id: str
+    revision: str | None = None
     tiny: bool = False
 
 
@@ -165,18 +168,24 @@ def get_clip_info(name: str) -> ClipInfo:
         raise _unknown("CLIP model", name, CLIPS) from None
 
 
-def get_le_info(name_or_id: str) -> LEInfo:
+def get_le_info(name_or_id: str, revision: str | None = None) -> LEInfo:
     """Look up a language-enhancement model by registry name or hub id (``owner/name``).
+
+    Args:
+        name_or_id: a key of ``LE_MODELS`` or a hub model id.
+        revision: hub revision that overrides the registry's (ignored for tiny models).
 
     Raises:
         UsageError: ``name_or_id`` is neither a key of ``LE_MODELS`` nor contains ``/``.
     """
     info = LE_MODELS.get(name_or_id)
-    if info is not None:
-        return info
-    if "/" in name_or_id.strip("/"):
-        return LEInfo(name_or_id, name_or_id)
-    raise _unknown("language-enhancement model", name_or_id, LE_MODELS, ", or a hub id owner/name")
+    if info is None:
+        if "/" not in name_or_id.strip("/"):
+            raise _unknown("language-enhancement model", name_or_id, LE_MODELS, ", or a hub id owner/name")
+        info = LEInfo(name_or_id, name_or_id)
+    if revision is not None and not info.tiny:
+        info = replace(info, revision=revision)
+    return info
 
 
 def get_backbone_info(name: str) -> BackboneInfo:

@@ -287,7 +287,8 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
     """Write the prompts of every class of the run (:func:`synk8s.labelspace.class_names`).
 
     Args:
-        cfg: the run config; ``prompts.mode`` picks B or LE, ``models.le`` the LE model.
+        cfg: the run config; ``prompts.mode`` picks B or LE, ``models.le`` the LE model and
+            ``models.le_revision`` its hub revision (recorded in the manifest's ``le_model``).
         out: output folder URI (local path or ``s3://``).
 
     Returns:
@@ -307,11 +308,14 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
         from synk8s.models import get_le_info, load_le, resolve_device
 
         device = resolve_device(cfg.device)
-        le_info = get_le_info(cfg.models.le)
-        model, tokenizer = load_le(cfg.models.le, device=device, cache=cfg.models.cache, seed=cfg.seed)
+        le_info = get_le_info(cfg.models.le, cfg.models.le_revision)
+        model, tokenizer = load_le(
+            cfg.models.le, device=device, cache=cfg.models.cache, seed=cfg.seed, revision=le_info.revision
+        )
         records, stats = enhanced_prompts(cfg, classes, model, tokenizer)
         extra["le_model"] = {
             "model_id": le_info.model_id,
+            "revision": le_info.revision,
             "weights": f"random-seed-{cfg.seed}" if le_info.tiny else "pretrained",
             "device": device,
         }
@@ -379,7 +383,7 @@ STAGE = StageSpec(
     name="prompts",
     run=run,
     help="Build the prompts (B: class names in a template; LE: T5 sentences).",
-    depends=("seed", "device", "dataset.name", "models.le", "prompts"),
+    depends=("seed", "device", "dataset.name", "models.le", "models.le_revision", "prompts"),
     depends_on=labelspace.digest_fields,
     gpu=needs_gpu,
     resources=Resources("2", "4", "8Gi", "16Gi"),

@@ -291,6 +291,35 @@ def test_hub_load_records_the_commit_it_loaded(offline_hub, tmp_path):
     assert [im.tobytes() for im in _generate(pipe)] == [im.tobytes() for im in reference]
 
 
+def test_the_le_revision_picks_the_hub_snapshot_loaded_pulled_and_recorded(offline_hub, tmp_path):
+    from typer.testing import CliRunner
+
+    from synk8s import config
+    from synk8s.cli.main import app
+    from synk8s.stages import prompts
+
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    model, tokenizer = models.load_le("tiny-t5", seed=5)
+    for part in (model, tokenizer):
+        part.save_pretrained(offline_hub / "models--acme--t5" / "snapshots" / sha)
+    assert models.get_le_info("acme/t5", sha).revision == sha
+    assert models.get_le_info("tiny-t5", sha).revision is None  # built from config: no hub revision
+    with pytest.raises(MissingDataError, match="cannot load LE model 'acme/t5'"):
+        models.load_le("acme/t5")  # no refs/main: only the pinned commit is there
+    loaded, _ = models.load_le("acme/t5", revision=sha)
+    assert torch.equal(_sample(loaded, tokenizer), _sample(model, tokenizer))
+
+    cache = str(tmp_path / "models")
+    pulled = CliRunner().invoke(app, ["models", "pull", "acme/t5", "--kind", "le", "--revision", sha, "--cache", cache])
+    assert pulled.exit_code == 0, pulled.output
+    assert (tmp_path / "models" / "acme--t5" / "config.json").is_file()
+
+    cfg = config.load("tiny", ["dataset.name=cifar10", "prompts.mode=LE", "models.le=acme/t5",
+                               f"models.le_revision={sha}", "prompts.sentences_per_class=1"])
+    manifest = storage.get_json(prompts.run(cfg, out=str(tmp_path / "prompts")).manifest_uri)
+    assert manifest["le_model"] == {"model_id": "acme/t5", "revision": sha, "weights": "pretrained", "device": "cpu"}
+
+
 def test_cache_and_tiny_loads_record_their_revision(tmp_path):
     assert models.loaded_revision(models.load_generator("tiny-sd", seed=3)) == "random-seed-3"
     models.load_generator("tiny-sd", seed=0).save_pretrained(tmp_path / "a" / "acme--sd")

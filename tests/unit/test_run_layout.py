@@ -184,6 +184,16 @@ def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():
                      "fewshot_evaluate"]
 
 
+def test_a_pinned_le_revision_moves_the_prompts_and_the_default_keeps_every_folder():
+    base = config.load("paper", ["dataset.name=cifar10", "store.root=/store"])
+    main = config.with_overrides(base, ["models.le_revision=main"])
+    pinned = config.with_overrides(base, ["models.le_revision=0123456789abcdef0123456789abcdef01234567"])
+    assert base.models.le_revision == "main" and run_dir(main) == run_dir(base)
+    assert base.digest(*TABLE.fields("prompts")) == main.digest(*TABLE.fields("prompts"))
+    assert pinned.digest(*TABLE.fields("prompts")) != base.digest(*TABLE.fields("prompts"))
+    assert run_dir(pinned) != run_dir(base)  # the prompts folder sits in the run folder
+
+
 def test_an_explicit_run_id_names_the_run_folder():
     cfg = config.load("tiny", ["store.root=/store"])
     assert run_dir(cfg, "mine") == "/store/runs/mine"

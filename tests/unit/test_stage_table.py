@@ -77,7 +77,7 @@ def test_a_stage_depends_on_every_field_upstream_of_it():
     table = _table([])
     assert table.fields("pretrain") == ("generate", "pretrain", "seed")
     assert table.fields("detect") == ("dataset", "generate", "pretrain", "seed")
-    assert TABLE.fields("prompts") == ("dataset.name", "device", "models.le", "prompts", "seed")
+    assert TABLE.fields("prompts") == ("dataset.name", "device", "models.le", "models.le_revision", "prompts", "seed")
     assert set(TABLE.fields("filter")) > set(TABLE.fields("generate")) > set(TABLE.fields("prompts"))
 
 

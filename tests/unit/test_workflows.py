@@ -68,6 +68,14 @@ def test_secrets_appear_only_as_expressions(name):
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "reproduce.yml"])
+def test_jobs_read_secrets_only_in_a_github_environment(name):
+    # An environment's protection rules (branches, reviewers) then guard every job that holds a secret.
+    for job_name, job in load(name)["jobs"].items():
+        if "secrets." in yaml.safe_dump(job):
+            assert job.get("environment") == "reproduce", f"{name}: job {job_name}"
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "reproduce.yml"])
 def test_actions_are_pinned_by_commit_and_checkout_keeps_no_credentials(name):
     lines = [line.strip() for line in (WORKFLOWS / name).read_text().splitlines() if "uses:" in line]
     assert lines

@@ -52,7 +52,10 @@ class DetectionData(Sequence):
         """The target of sample ``i`` (as ``data[i][1]``), read from its annotation without opening the image."""
         import xml.etree.ElementTree as ET
 
-        return self._target(self._voc.parse_voc_xml(ET.parse(self._voc.targets[i]).getroot()))
+        # torchvision's VOCDetection parses the same files with the same parser; they are the
+        # dataset's own annotations on the local disk, with no entity definitions to expand.
+        root = ET.parse(self._voc.targets[i]).getroot()  # nosec B314
+        return self._target(self._voc.parse_voc_xml(root))
 
     def _target(self, annotation: dict[str, Any]) -> dict[str, list]:
         boxes, labels, difficult = [], [], []

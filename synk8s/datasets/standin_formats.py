@@ -177,7 +177,8 @@ def birdsnap(info: DatasetInfo, base: Path, plan: list[str], per_class: int, pai
             path = f"{dirs[label]}/{split}_{i:04d}.jpg"
             file = base / "download" / "images" / path
             save_jpeg(file, paint(label, split, i))
-            rows.append(f"\t{hashlib.md5(file.read_bytes()).hexdigest()}\t{path}\t{label + 1}")
+            md5 = hashlib.md5(file.read_bytes(), usedforsecurity=False).hexdigest()  # Birdsnap's listing column
+            rows.append(f"\t{md5}\t{path}\t{label + 1}")
             if split == "test":
                 test.append(path)
         counts[split] = per_class * len(names)

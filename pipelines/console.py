@@ -11,9 +11,12 @@ while the pipeline runs and sorts those lines:
   the progress of its current bar (done/total, rate such as images/s, ETA) and its seconds; without
   a terminal (a log file, CI), one line per task when it ends, and no colour codes.
 
-When a task fails, :meth:`TaskLog.failure` gives the one line that says why (the last error line
-of its log) and the log file's path. Nothing here knows a stage by name: any pipeline's tasks and
-any tqdm bar of any stage are shown the same way.
+When a task fails, :meth:`TaskLog.failure` gives the one line that says why and the log file's
+path: :func:`failure_reason` reads the task's last lines without the ``[rank0]: `` prefixes that
+torch.distributed puts before a training process's traceback, and takes the last synk8s error
+(``synk8s.errors.UsageError: ...``, or a torchrun worker's ``synk8s-error: UsageError ...``), else
+the last exception line (``RuntimeError: ...``). Nothing here knows a stage by name: any pipeline's
+tasks and any tqdm bar of any stage are shown the same way.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import io
 import re
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from synk8s import errors
+from synk8s.distributed import ERROR_MARK
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED = re.compile(r"Executing task '(?P<task>[^']+)'")
@@ -37,7 +44,40 @@ _BAR = re.compile(
     r"^\s*(?P<desc>[^|]*?):\s+\d+%\|[^|]*\|\s*(?P<n>[\d.]+[kMG]?)/(?P<total>[\d.]+[kMG]?)"
     r"\s*\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+),\s*(?P<rate>[^\]]*)\]"
 )
-_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(?P<kind>\w*(?:Error|Exception)):\s*(?P<message>.+)$")
+# An exception line, "synk8s.errors.UsageError: ..." or "RuntimeError: ...", once indentation and
+# rank prefixes ("[rank0]: ", nested when a process joined two groups) are gone.
+_RANK = re.compile(r"^\s*(?:\[rank\s?\d+\]:?\s*)+")
+_ERROR = re.compile(r"^\s*(?P<module>[\w.]+\.)?(?P<kind>\w*(?:Error|Exception)):\s*(?P<message>\S.*)$")
+_MARKED = re.compile(rf"^\s*{re.escape(ERROR_MARK)}\s*(?P<kind>\w+)\s+(?P<message>\S.*)$")
+_SYNK8S_ERRORS = {
+    name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.Synk8sError)
+}
+
+
+def failure_reason(lines: Iterable[str]) -> str | None:
+    """The one line that says why a task failed, from the last lines of its log.
+
+    Indentation and ``[rankN]: `` prefixes are dropped first. The last synk8s error wins (its message
+    alone, as the CLI shows it); else the last other exception line (``RuntimeError: message``).
+
+    Args:
+        lines: the task's log lines, oldest first.
+
+    Returns:
+        The reason, or None when no line looks like an error.
+    """
+    synk8s_error = other = None
+    for line in lines:
+        line = _RANK.sub("", line)
+        match = _MARKED.match(line) or _ERROR.match(line)
+        if match is None:
+            continue
+        module = match.groupdict().get("module") or ""
+        if match.group("kind") in _SYNK8S_ERRORS and module in ("", "synk8s.errors."):
+            synk8s_error = match.group("message").strip()
+        else:
+            other = f"{match.group('kind')}: {match.group('message').strip()}"
+    return synk8s_error or other
 
 
 @dataclass
@@ -179,7 +219,7 @@ class TaskLog(io.TextIOBase):
         if not failed:
             return f"see the log at {self.log_path}"
         row = failed[-1]
-        reason = next((m.group("message") for m in map(_ERROR.match, reversed(row.lines)) if m), None)
+        reason = failure_reason(row.lines)
         what = f": {reason}" if reason else ""
         return f"task '{row.name}' failed{what} (full log: {self.log_path})"
 

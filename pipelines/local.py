@@ -8,9 +8,13 @@ process also uses (a 2-thread T5 ``generate`` call on 2 shared cores took second
 took a tenth of one). kfp.local runs one task at a time, and the shards of a local run one after
 another, so by default a task gets every core the process may use.
 
-What the tasks print goes to ``<kfp.local root>/last-run.log``; stderr shows a live display of the
-tasks (see :mod:`synk8s.pipelines.console`), or every line with ``verbose``. A rerun whose stages are
-all complete starts no task at all (:mod:`synk8s.pipelines.replay`).
+What the tasks print goes to the run's own log, ``<kfp.local root>/<pipeline>-<date-time>.log``
+(``<store>/kfp-local/zeroshot-2026-12-07-08-14-22-178408.log``), and ``last-run.log`` beside it is a
+symlink to the latest run's log (a copy, made when the run ends, on a filesystem without symlinks);
+two runs on one store keep both logs. stderr shows a live display of the tasks (see
+:mod:`synk8s.pipelines.console`), or every line with ``verbose``; a failed task's error line and its
+run's log path end the run. A rerun whose stages are all complete starts no task at all, and writes
+no log (:mod:`synk8s.pipelines.replay`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +79,36 @@ class _ShortRecords(logging.Filter):
         return True
 
 
-LOG_FILE = "last-run.log"
+LOG_FILE = "last-run.log"  # the latest run's log: a symlink to it, or a copy
+
+
+def run_log_path(root: str, pipeline: str) -> Path:
+    """This run's own log file: ``<root>/<pipeline>-<date-time to the microsecond>.log``."""
+    return Path(storage.to_path(root)) / f"{pipeline}-{datetime.now().strftime('%Y-%m-%d-%H-%M-%S-%f')}.log"
+
+
+@contextlib.contextmanager
+def latest_log(log_path: Path) -> Iterator[None]:
+    """Make ``last-run.log`` beside ``log_path`` show it while a run writes it.
+
+    At once a relative symlink replaces ``last-run.log`` (so it follows the run as it goes); where
+    the filesystem refuses symlinks, ``last-run.log`` becomes a copy of the log when the block ends.
+    """
+    last = log_path.with_name(LOG_FILE)
+    link = log_path.with_name(f".{log_path.name}.link")
+    try:
+        link.symlink_to(log_path.name)
+        os.replace(link, last)
+        linked = True
+    except OSError:
+        link.unlink(missing_ok=True)
+        linked = False
+    try:
+        yield
+    finally:
+        if not linked:
+            last.unlink(missing_ok=True)  # never copy through an older run's symlink onto its log
+            shutil.copyfile(log_path, last)
 
 
 def run_local(
@@ -83,8 +119,9 @@ def run_local(
     When every stage of the pipeline is already complete (the test each stage's resume uses), no
     task is started: its output is computed in this process (see :mod:`synk8s.pipelines.replay`).
 
-    The task logs go to ``<kfp.local root>/last-run.log``; stderr shows one live progress display
-    (see :mod:`synk8s.pipelines.console`), or with ``verbose`` every log line.
+    The task logs go to the run's own log file (:func:`run_log_path`; ``last-run.log`` shows the
+    latest, see :func:`latest_log`); stderr shows one live progress display (see
+    :mod:`synk8s.pipelines.console`), or with ``verbose`` every log line.
 
     Args:
         pipeline: a name of :data:`synk8s.pipelines.PIPELINES`.
@@ -98,7 +135,7 @@ def run_local(
 
     Raises:
         StoreError: the S3 store cannot be reached.
-        Synk8sError: a task failed: one line with its error and the log file's path.
+        Synk8sError: a task failed: one line with its error and the run's log file's path.
     """
     from kfp import local
 
@@ -122,8 +159,8 @@ def run_local(
               "Kubernetes settings do not apply", threads)
     short = _ShortRecords()
     logging.getLogger().addFilter(short)  # kfp.local logs through the root logger
-    task_log = TaskLog(Path(storage.to_path(root)) / LOG_FILE, verbose=verbose)
-    with task_log, contextlib.redirect_stdout(task_log), warnings.catch_warnings():
+    task_log = TaskLog(run_log_path(root, pipeline), verbose=verbose)
+    with latest_log(task_log.log_path), task_log, contextlib.redirect_stdout(task_log), warnings.catch_warnings():
         # One warning per task that its cluster settings and image are ignored: said once (debug log) above.
         warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect")
         warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses custom")

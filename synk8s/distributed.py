@@ -17,7 +17,8 @@ Inside ``train``::
 
 The worker entry point is ``python -m synk8s.distributed MODULE:FUNCTION --config URI [--kw NAME=URI ...]``;
 the config travels as a JSON file (a local path or a store URI). A :class:`~synk8s.errors.Synk8sError` in a
-worker is printed as one marked line and raised again, with its class and message, by the launching process.
+worker is printed as one marked line and raised again, with its class and message, by the launching process,
+which shows no torchrun traceback for it: ``synk8s stage pretrain`` ends with that one line.
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ def torchrun_command(
 def launch(target: str, cfg: ExperimentConfig, *, nproc: int, env: dict[str, str] | None = None, **kwargs: str) -> None:
     """Run ``target(cfg, **kwargs)`` on ``nproc`` local processes under torchrun and wait.
 
-    The workers' output streams through to this process's stderr as it comes.
+    The workers' output streams through to this process's stderr as it comes, until a worker
+    reports a synk8s error: that error is raised here, so it and what follows (torchrun's
+    traceback of the failed workers) go to the debug log only (``synk8s -v`` shows them).
 
     Args:
         target: ``module:function``.
@@ -201,10 +204,14 @@ def launch(target: str, cfg: ExperimentConfig, *, nproc: int, env: dict[str, str
         marked: list[str] = []
         assert process.stdout is not None
         for line in process.stdout:
-            sys.stderr.write(line)
-            tail.append(line.rstrip("\n"))
+            line = line.rstrip("\n")
+            tail.append(line)
             if ERROR_MARK in line:
-                marked.append(line.rstrip("\n"))
+                marked.append(line)
+            if marked:  # raised below with its class and message: the rest is torchrun's report of it
+                log.debug("%s", line)
+            else:
+                sys.stderr.write(line + "\n")
         code = process.wait()
     if code != 0:
         raise launch_error(target, code, [*marked, *tail])

@@ -43,7 +43,7 @@ def pull_cmd(
     from synk8s.models.pull import pull, resolve
     from synk8s.storage import check_root
 
-    check_root(cache)
+    cache = check_root(cache)
     for name in names:
         resolve(name, kind)  # every name is checked before anything is downloaded
     for name in names:

@@ -6,12 +6,15 @@ builds an S3 client. Modules: :mod:`.uri` (parsing, :func:`join`), :mod:`.local`
 :mod:`.s3` (S3 servers), :mod:`.files` (temp files and their clean-up), :mod:`.objects`.
 
 URIs:
-    * a local path: ``/data/run1/prompts.jsonl``, ``./out/x.json``, ``file:///data/run1``;
+    * a local path: ``/data/run1/prompts.jsonl``, ``./out/x.json``, ``file:///data/run1`` or
+      ``file:/data/run1`` (a store root given as a ``file:`` URI is kept as its plain path);
     * an S3 object or prefix: ``s3://bucket/prefix/key``.
 
 An empty URI is refused (UsageError), so an unset store root never writes under ``/``, and so is
 one that starts with ``s3:`` but is not ``s3://bucket[/key]`` with a valid bucket name (``s3:/b``,
-``s3:b`` and ``s3://`` would otherwise be folders). :func:`check_root` checks a root up front.
+``s3:b`` and ``s3://`` would otherwise be folders). A ``file:`` URI with a host or a relative path
+(``file://host/x``, ``file:x``) and any other scheme written ``name:/`` or ``name://`` (``gs://b``) are
+refused too, never taken for a relative folder. :func:`check_root` checks a root up front.
 A prefix URI (used by :func:`list`) names a folder: ``s3://b/a`` lists the keys under ``a/``,
 never ``ab``.
 

@@ -1,4 +1,10 @@
-"""Store URIs: tell local paths from ``s3://`` URIs, join parts, split buckets and keys."""
+"""Store URIs: tell local paths from ``s3://`` URIs, join parts, split buckets and keys.
+
+A ``file:`` URI is a local path: ``file:///abs/path`` and ``file:/abs/path`` both mean ``/abs/path``
+(:func:`to_path`; :func:`check_root` turns such a root into the plain path). Any other ``file:`` form
+(``file://host/path``, ``file:relative``) is refused in one line, and so is any other scheme written
+``name:/...`` (``gs://b``, ``http://h/x``): it is never taken for a relative folder named ``name:``.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +14,47 @@ from pathlib import Path
 from synk8s.errors import UsageError
 
 EMPTY_URI = "empty store URI; pass a folder or s3://bucket/prefix"
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")  # "name:/" or "name://": a URI, never a folder
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a
 # letter or digit, no ".." and not an IPv4 address.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
+def _file_path(uri: str) -> str | None:
+    """The local path of a ``file:`` URI; None when ``uri`` does not start with ``file:``.
+
+    Raises:
+        UsageError: a ``file:`` URI that is neither ``file:///abs/path`` nor ``file:/abs/path``.
+    """
+    if uri[:5].lower() != "file:":
+        return None
+    rest = uri[5:]
+    if rest.startswith("///"):
+        return rest[2:]
+    if rest.startswith("/") and not rest.startswith("//"):
+        return rest
+    raise UsageError(f"malformed file URI {uri!r}; write file:///absolute/path, file:/absolute/path or a plain path")
+
+
 def scheme(uri: str) -> str:
     """Return ``"s3"`` or ``"file"``; raise UsageError for an empty URI or any other scheme.
 
     A URI that starts with ``s3:`` but not ``s3://`` (``s3:/b/x``, ``s3:b``) is refused rather
-    than taken for a local folder named ``s3:``.
+    than taken for a local folder named ``s3:``; so is a malformed ``file:`` URI (see the module
+    docstring) and any other ``name:/`` or ``name://`` scheme.
     """
     if not uri.strip():
         raise UsageError(EMPTY_URI)
     if uri[:3].lower() == "s3:" and uri[3:5] != "//":
         raise UsageError(f"malformed S3 URI {uri!r}; write s3://bucket/prefix")
+    if _file_path(uri) is not None:
+        return "file"
     match = _SCHEME.match(uri)
     if match is None:
         return "file"
     name = match.group(1).lower()
-    if name not in ("s3", "file"):
+    if name != "s3":
         raise UsageError(f"unsupported URI scheme '{name}' in {uri}; use a local path or s3://bucket/key")
     return name
 
@@ -60,13 +85,13 @@ def join(uri: str, *parts: str) -> str:
 
 
 def to_path(uri: str) -> Path:
-    """Return the local path of a local URI (a plain path or ``file:///path``)."""
-    if uri.startswith("file://"):
-        path = uri[len("file://") :]
-        if not path.startswith("/"):
-            raise UsageError(f"file URI must be absolute (file:///path), got {uri}")
-        return Path(path)
-    return Path(uri)
+    """Return the local path of a local URI: a plain path, ``file:///path`` or ``file:/path``.
+
+    Raises:
+        UsageError: a malformed ``file:`` URI (``file://host/path``, ``file:relative``).
+    """
+    path = _file_path(uri)
+    return Path(uri if path is None else path)
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -88,14 +113,20 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def check_root(uri: str) -> str:
-    """Check a folder or ``s3://bucket[/prefix]`` root (scheme and bucket name); return it unchanged.
+    """Check a folder or ``s3://bucket[/prefix]`` root (scheme and bucket name).
+
+    Returns:
+        ``uri`` unchanged, except a ``file:`` URI, which becomes its plain local path
+        (``file:///tmp/x`` and ``file:/tmp/x`` give ``/tmp/x``).
 
     Raises:
-        UsageError: empty, an unsupported scheme, a malformed ``s3:`` URI or a bad bucket name.
+        UsageError: empty, an unsupported scheme, a malformed ``s3:`` or ``file:`` URI or a bad bucket name.
     """
     if scheme(uri) == "s3":
         split_s3(uri)
-    return uri
+        return uri
+    path = _file_path(uri)
+    return uri if path is None else path
 
 
 def object_key(uri: str) -> tuple[str, str]:

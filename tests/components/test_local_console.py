@@ -7,7 +7,7 @@ import pytest
 from rich.console import Console
 
 from synk8s.cli.summary import print_summary
-from synk8s.pipelines.console import TaskLog
+from synk8s.pipelines.console import TaskLog, failure_reason
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,6 +46,74 @@ def test_quiet_run_shows_tasks_and_bars_and_keeps_everything_in_the_log(tmp_path
     failure = task_log.failure()
     assert failure.startswith("task 'generate' failed: no tiny-sd in the model cache")
     assert str(tmp_path / "run.log") in failure
+
+
+# A training task's log under kfp.local (pretrain with pretrain.nproc=1): torch.distributed's excepthook
+# puts "[rank0]: " before every line of the traceback (the executor input above it is left out).
+TRAINING_LINES = """\
+    [KFP Executor 2026-12-07 08:14:31,644 INFO]: Looking for component `pretrain` in --component_module_path `/tmp/e.py`
+    [rank0]: Traceback (most recent call last):
+    [rank0]:   File "<frozen runpy>", line 198, in _run_module_as_main
+    [rank0]:   File "/venv/lib/python3.11/site-packages/kfp/dsl/executor.py", line 453, in execute
+    [rank0]:     result = self.func(**func_kwargs)
+    [rank0]:              ^^^^^^^^^^^^^^^^^^^^^^^^
+    [rank0]:   File "/work/synk8s/stages/pretrain.py", line 194, in _train
+    [rank0]:     raise UsageError(
+    [rank0]: synk8s.errors.UsageError: pretrain.moco.bn_splits 5 must divide pretrain.batch_size 32 (split-batch BN \
+on one process); choose a divisor, or 1 for plain BN
+    """.splitlines()
+
+# The same stage on two processes: torchrun's workers mark their error, torchrun reports the failed
+# children with its own traceback, and the task's launcher raises the worker's error again.
+TORCHRUN_LINES = """\
+[rank 0] INFO epoch 1/2: {'epoch': 1, 'loss': 4.57}
+synk8s-error: MissingDataError no images under /s/runs/r/images; run the generate stage first
+synk8s-error: MissingDataError no images under /s/runs/r/images; run the generate stage first
+E1207 08:15:28.575000 26438 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: 1) local_rank: 0
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 386, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+  exitcode  : 1 (pid: 26471)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+Traceback (most recent call last):
+  File "/work/synk8s/distributed.py", line 197, in launch
+    raise launch_error(target, code, [*marked, *tail])
+synk8s.errors.MissingDataError: no images under /s/runs/r/images; run the generate stage first""".splitlines()
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (TRAINING_LINES, "pretrain.moco.bn_splits 5 must divide pretrain.batch_size 32 (split-batch BN on one "
+                         "process); choose a divisor, or 1 for plain BN"),
+        ([line.replace("[rank0]: ", "[rank0]: [rank0]: ") for line in TRAINING_LINES], "pretrain.moco.bn_splits 5 "
+         "must divide pretrain.batch_size 32 (split-batch BN on one process); choose a divisor, or 1 for plain BN"),
+        (TORCHRUN_LINES, "no images under /s/runs/r/images; run the generate stage first"),
+        (TORCHRUN_LINES[:4], "no images under /s/runs/r/images; run the generate stage first"),  # marked lines only
+        (["[rank1]: Traceback (most recent call last):", "[rank1]: RuntimeError: CUDA out of memory", "[rank1]: "],
+         "RuntimeError: CUDA out of memory"),
+        (["MissingDataError: a synk8s error", "Traceback (most recent call last):", "KeyError: 'x'"],
+         "a synk8s error"),  # a synk8s error wins over a later exception it caused
+        (["all fine", "ChildFailedError:"], None),
+    ],
+)
+def test_the_failure_reason_is_the_error_line_without_rank_prefixes(lines, reason):
+    assert failure_reason(lines) == reason
+
+
+def test_a_failed_training_task_names_its_error(tmp_path):
+    task_log = TaskLog(tmp_path / "run.log", console=Console(file=io.StringIO(), width=120))
+    with task_log:
+        task_log.write("05:11:53.283 - INFO - Executing task 'pretrain'\n")
+        for line in TRAINING_LINES:
+            task_log.write(line + "\n")
+        task_log.write("05:11:58.000 - ERROR - Task 'pretrain' finished with status FAILURE\n")
+    assert task_log.failure() == (
+        "task 'pretrain' failed: pretrain.moco.bn_splits 5 must divide pretrain.batch_size 32 (split-batch BN on "
+        f"one process); choose a divisor, or 1 for plain BN (full log: {tmp_path / 'run.log'})"
+    )
 
 
 def test_a_terminal_gets_the_live_table(tmp_path):

@@ -94,12 +94,19 @@ def test_unknown_dataset_is_rejected_with_the_choices():
         ("models.backbone=resnet9000", "resnet9000"),
         ("models.generator=", "generator"),
         ("store.root=", "store.root"),
+        ("store.root=file://host/x", "store.root: malformed file URI"),
+        ("store.root=foo://b/x", "store.root: unsupported URI scheme 'foo'"),
         ("fewshot.guidance_strength={3: 2.0}", "strength in \\(0, 1\\]"),
     ],
 )
 def test_bad_model_names_store_roots_and_strengths_are_rejected(override, message):
     with pytest.raises(UsageError, match=message):
         config.load("tiny", [override])
+
+
+def test_a_file_uri_store_root_becomes_its_local_path():
+    assert config.load("tiny", ["store.root=file:/tmp/x"]).store.root == "/tmp/x"
+    assert config.load("tiny", ["store.root=file:///tmp/x"]).store.root == "/tmp/x"
 
 
 def test_raw_generator_ids_are_accepted():

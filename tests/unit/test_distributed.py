@@ -44,6 +44,15 @@ def test_worker_entry_point_marks_errors_and_reads_the_config_from_a_file(tmp_pa
     assert "no function 'nothing'" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(120)
+def test_a_worker_error_comes_back_as_one_line_without_torchrun_traceback(tmp_path, capsys):
+    with pytest.raises(UsageError) as err:
+        distributed.call("ddp_targets:refuse", config.load("tiny"), nproc=2, env=_env(), out="x")
+    assert str(err.value) == "pretrain.batch_size is too large for x"
+    shown = capsys.readouterr().err
+    assert "Traceback" not in shown and "ChildFailedError" not in shown and distributed.ERROR_MARK not in shown
+
+
 def test_torchrun_command_and_launch_errors():
     command = distributed.torchrun_command("m:f", "s3://b/c.json", {"out": "s3://b/o", "images": "s3://b/i"}, nproc=2)
     assert command == [

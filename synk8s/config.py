@@ -22,6 +22,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from synk8s.config_checks import (
+    Batch, Images, PerClass, Pixels, Seed, Steps, Width, Workers, describe, read_profile_file,
+)
 from synk8s.config_digest import DIGEST_UNLESS, LEFT_OUT, SPEED_ONLY, digest_view
 from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, Section
 from synk8s.errors import UsageError
@@ -45,7 +48,7 @@ class DatasetConfig(Section):
     name: str = Field(description="registry name, see `synk8s datasets list`")
     root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
-    standin_per_class: int = Field(ge=1, description="stand-in images per class and split")
+    standin_per_class: PerClass = Field(ge=1, description="stand-in images per class and split")
 
     @field_validator("name")
     @classmethod
@@ -100,10 +103,10 @@ class PromptsConfig(Section):
     """Prompt construction: B (templates x class names) or LE (T5 word-to-sentence)."""
 
     mode: Literal["B", "LE"]
-    sentences_per_class: int = Field(ge=1, description="distinct LE sentences kept per class")
+    sentences_per_class: PerClass = Field(ge=1, description="distinct LE sentences kept per class")
     oversample: float = Field(ge=1.0, description="LE draws this many times the sentences wanted, then dedupes")
-    max_new_tokens: int = Field(ge=1)
-    top_k: int = Field(ge=0)
+    max_new_tokens: Width = Field(ge=1)
+    top_k: Width = Field(ge=0)
     top_p: float = Field(gt=0.0, le=1.0)
     temperature: float = Field(gt=0.0)
     drop_other_classes: bool = Field(description="drop a sentence that names another class of the dataset")
@@ -117,14 +120,14 @@ class PromptsConfig(Section):
 class GenerateConfig(Section):
     """Text-to-image generation; null sampler fields take the generator's registry defaults."""
 
-    images_per_class: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    steps: int | None = Field(ge=1)
+    images_per_class: PerClass = Field(ge=1)
+    batch_size: Batch = Field(ge=1)
+    steps: Steps | None = Field(ge=1)
     guidance: float | None = Field(ge=0.0)
-    resolution: int | None = Field(ge=8)
+    resolution: Pixels | None = Field(ge=8)
     dtype: DType
-    num_shards: int = Field(ge=1, description="shards the work splits into (one GPU task each)")
-    samples_per_tar: int = Field(ge=1, description="images per WebDataset tar file")
+    num_shards: Workers = Field(ge=1, description="shards the work splits into (one GPU task each)")
+    samples_per_tar: Images = Field(ge=1, description="images per WebDataset tar file")
     image_format: Literal["png", "jpg"]
     # Speed switches (docs/speed.md). Those that can change pixels enter the digest only when set away
     # from today's behaviour (DIGEST_UNLESS), so run folders made before they existed keep their names;
@@ -148,12 +151,12 @@ class GenerateConfig(Section):
         description="null: the generator's own scheduler; dpm++: DPM-Solver++ multistep (about 20 steps)",
         json_schema_extra={DIGEST_UNLESS: None},
     )
-    batch_autotune: tuple[int, ...] | None = Field(
+    batch_autotune: tuple[Batch, ...] | None = Field(
         description="candidate batch sizes timed on the shard's first items; the fastest that fits is used "
         "and recorded in the shard's plan and manifest; null: generate.batch_size",
         json_schema_extra={DIGEST_UNLESS: None},
     )
-    writer_threads: int = Field(
+    writer_threads: Workers = Field(
         ge=0,
         description="threads encoding images (PNG/JPEG) while the next batch denoises; 0: inline",
         json_schema_extra={SPEED_ONLY: True},
@@ -165,7 +168,7 @@ class FilterConfig(Section):
 
     enabled: bool
     threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
-    keep_per_class: int | None = Field(ge=1, description="keep at most N per class after thresholding")
+    keep_per_class: PerClass | None = Field(ge=1, description="keep at most N per class after thresholding")
     keep_mode: Literal["random", "top", "fill"] = Field(
         description="random or top N of those passing; fill: random N if N pass, else the top N (official code)"
     )
@@ -175,12 +178,12 @@ class FilterConfig(Section):
 class FeaturesConfig(Section):
     """CLIP image feature extraction."""
 
-    batch_size: int = Field(ge=1)
+    batch_size: Batch = Field(ge=1)
     dtype: DType
     templates: Literal["paper", "clip"] = Field(
         description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
     )
-    workers: int = Field(
+    workers: Workers = Field(
         ge=0,
         description="DataLoader processes decoding and preprocessing images; 0: inline (same features)",
         json_schema_extra={SPEED_ONLY: True},
@@ -193,11 +196,11 @@ class TuneConfig(Section):
     loss: Literal["ce", "sce"]
     soft_weight: float = Field(ge=0.0, le=1.0, description="sl: loss = sl*SCE + (1-sl)*CE")
     temperature: float = Field(gt=0.0, description="T: soft target = softmax(teacher / T)")
-    epochs: int = Field(ge=1)
+    epochs: Steps = Field(ge=1)
     lr: float = Field(gt=0.0)
     weight_decay: float = Field(ge=0.0)
-    batch_size: int = Field(ge=1)
-    warmup_epochs: int = Field(ge=0)
+    batch_size: Batch = Field(ge=1)
+    warmup_epochs: Steps = Field(ge=0)
     grad_clip: float | None = Field(gt=0.0)
     val_fraction: float = Field(gt=0.0, lt=1.0, description="synthetic data held out for model selection")
     trainable: Literal["head", "proj", "last-block", "last-stage", "all"] = Field(
@@ -210,7 +213,7 @@ class LeakageConfig(Section):
 
     clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
     hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
-    grid_pairs: int = Field(ge=0, description="closest pairs drawn in grid.png")
+    grid_pairs: Images = Field(ge=0, description="closest pairs drawn in grid.png")
     drop: bool = Field(description="tune leaves out the synthetic images the leakage check flags")
 
 
@@ -238,7 +241,7 @@ class ClusterConfig(Section):
     gpu_tolerations: tuple[dict[str, str], ...]
     s3_secret: str = Field(description="Kubernetes Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
     s3_config_map: str = Field(description="ConfigMap holding SYNK8S_S3_ENDPOINT")
-    generate_retries: int = Field(ge=0)
+    generate_retries: Workers = Field(ge=0)
     service_account: str | None = Field(description="Kubernetes service account the pipeline's pods run as")
 
 
@@ -246,7 +249,7 @@ class ExperimentConfig(Section):
     """Everything one run needs. Built by :func:`load`; never mutated."""
 
     profile: str
-    seed: int = Field(ge=0)
+    seed: Seed
     device: Literal["auto", "cpu", "cuda"]
     dataset: DatasetConfig
     models: ModelsConfig
@@ -314,7 +317,7 @@ def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         return _read_profile_file(Path(name), seen)
     if name not in profiles():
         raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(profiles())}, or a YAML file")
-    data = yaml.safe_load((_profile_dir() / f"{name}.yaml").read_text()) or {}
+    data = yaml.safe_load((_profile_dir() / f"{name}.yaml").read_text(encoding="utf-8")) or {}
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -323,13 +326,8 @@ def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def _read_profile_file(path: Path, seen: tuple[str, ...]) -> dict[str, Any]:
     """A user profile: a YAML file that ``extends`` a shipped profile (or another file, relative to it)."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as err:
-        raise UsageError(f"cannot read profile file {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise UsageError(f"profile file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("extends"), str):
+    data = read_profile_file(path)
+    if not isinstance(data.get("extends"), str):
         raise UsageError(f"profile file {path} must say which profile it extends, e.g. 'extends: tiny' "
                          f"(shipped: {', '.join(profiles())})")
     parent = data.pop("extends")
@@ -344,7 +342,7 @@ def base_profile(profile: str) -> str:
     Call it on a profile :func:`_read_profile` has read: the chain of ``extends`` is known to be sound.
     """
     while is_profile_file(profile):
-        parent = yaml.safe_load(Path(profile).read_text())["extends"]
+        parent = read_profile_file(Path(profile))["extends"]
         profile = str(Path(profile).parent / parent) if is_profile_file(parent) else parent
     return profile
 
@@ -409,14 +407,7 @@ def _validate(data: dict[str, Any]) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        got = first.get("input")
-        if first["type"] == "missing":
-            raise UsageError(f"config key {where!r} is missing; set it in the profile or with --set {where}=...") from None
-        if first["type"] == "extra_forbidden":
-            raise UsageError(f"unknown config key {where!r}; remove it from the profile") from None
-        raise UsageError(f"{where}: {first['msg'].removeprefix('Value error, ')}, got {got!r}") from None
+        raise UsageError(describe(err)) from None
 
 
 def load(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

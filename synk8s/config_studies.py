@@ -1,7 +1,8 @@
 """Config sections of the few-shot, pre-training and detection studies (paper sections 3.2 and 3.3).
 
 They are fields of :class:`synk8s.config.ExperimentConfig`, loaded from the same profile files.
-:class:`Section` is the frozen, strict base of every config section.
+:class:`Section` is the frozen, strict base of every config section; the value bounds it
+enforces are described in :mod:`synk8s.config_checks`.
 """
 
 from __future__ import annotations
@@ -10,32 +11,36 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from synk8s.config_checks import Batch, Images, PerClass, Pixels, Seed, Steps, Width, Workers
 from synk8s.config_digest import DIGEST_UNLESS
 
 
 class Section(BaseModel):
-    """A frozen config section that rejects unknown keys."""
+    """A frozen config section that rejects unknown keys, infinite or NaN floats and integers over their ceiling.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The ceilings are in :mod:`synk8s.config_checks`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class FewShotConfig(Section):
     """Few-shot settings (section 3.2): the saved N-way M-shot split, B / RF / RG data, CT w. Syn."""
 
-    shots: tuple[int, ...] = Field(description="shot counts M a sweep runs (Figure 1, Table 7)")
-    shots_per_class: int = Field(ge=1, description="M of this run: real training images per class")
-    split_seed: int = Field(ge=0, description="seed of the drawn split; the same seed gives the same split")
+    shots: tuple[PerClass, ...] = Field(description="shot counts M a sweep runs (Figure 1, Table 7)")
+    shots_per_class: PerClass = Field(ge=1, description="M of this run: real training images per class")
+    split_seed: Seed = Field(description="seed of the drawn split; the same seed gives the same split")
     strategy: Literal["B", "RF", "RG"] = Field(description="synthetic data: B (LE+CF), RF (B + real filter), RG")
     schedule: Literal["mix", "syn-then-real", "real-then-syn"]
-    images_per_class: int = Field(ge=1, description="RG: synthetic images per class, ceil(n / M) per real shot")
+    images_per_class: PerClass = Field(ge=1, description="RG: synthetic images per class, ceil(n / M) per real shot")
     lr: float = Field(gt=0.0)
-    real_batch_size: int = Field(ge=1)
-    synthetic_batch_size: int = Field(ge=1)
+    real_batch_size: Batch = Field(ge=1)
+    synthetic_batch_size: Batch = Field(ge=1)
     w_real: float = Field(ge=0.0, description="mix: weight of the real-batch loss")
     w_syn: float = Field(ge=0.0, description="mix: weight of the synthetic-batch loss")
-    epochs: int = Field(ge=1, description="passes over the synthetic training part (mix and the synthetic phase)")
-    real_epochs: int = Field(ge=1, description="passes over the real shots (CT w. init and the real phase)")
-    guidance_strength: dict[int, float] = Field(description="RG img2img strength per shot count")
+    epochs: Steps = Field(ge=1, description="passes over the synthetic training part (mix and the synthetic phase)")
+    real_epochs: Steps = Field(ge=1, description="passes over the real shots (CT w. init and the real phase)")
+    guidance_strength: dict[PerClass, float] = Field(description="RG img2img strength per shot count")
     freeze_bn: bool = Field(description="false: BN layers train (running statistics and affine) on images")
     select: Literal["last", "real-val", "syn-val"] = Field(
         description="model selection: last epoch (fixed schedule), a real validation split, or held-out "
@@ -66,15 +71,15 @@ class MocoConfig(Section):
     """MoCo v2 (Chen et al. 2020): contrastive pre-training with a momentum key encoder and a queue."""
 
     lr: float = Field(gt=0.0, description="base learning rate per 256 images (cosine schedule)")
-    epochs: int = Field(ge=1)
-    queue: int = Field(ge=1, description="negative keys kept; a multiple of pretrain.batch_size")
+    epochs: Steps = Field(ge=1)
+    queue: Width = Field(ge=1, description="negative keys kept; a multiple of pretrain.batch_size")
     momentum: float = Field(ge=0.0, lt=1.0, description="key encoder EMA momentum m")
     temperature: float = Field(gt=0.0, description="softmax temperature T of the InfoNCE loss")
-    hidden_dim: int = Field(ge=1, description="hidden width of the 2-layer MLP head")
-    dim: int = Field(ge=1, description="output width of the MLP head (the key/query dimension)")
-    knn_k: int = Field(ge=1, description="neighbours of the kNN monitor")
+    hidden_dim: Width = Field(ge=1, description="hidden width of the 2-layer MLP head")
+    dim: Width = Field(ge=1, description="output width of the MLP head (the key/query dimension)")
+    knn_k: Width = Field(ge=1, description="neighbours of the kNN monitor")
     knn_temperature: float = Field(gt=0.0, description="temperature of the kNN monitor's vote weights")
-    bn_splits: int = Field(
+    bn_splits: Batch = Field(
         ge=1,
         description="one process: BN statistics over this many sub-batches (split-batch BN standing in for "
         "shuffle BN); must divide pretrain.batch_size; 1 = plain BN (the ablation); unused with several processes",
@@ -89,13 +94,13 @@ class FinetuneConfig(Section):
     init: Literal["pretrained", "scratch", "imagenet"] = Field(
         description="start from the pretrain stage's trunk, random weights, or ImageNet-1K weights (model cache)"
     )
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1, description="global batch (over all processes)")
+    epochs: Steps = Field(ge=1)
+    batch_size: Batch = Field(ge=1, description="global batch (over all processes)")
     lr: float = Field(gt=0.0, description="base learning rate per 256 images (cosine schedule)")
     momentum: float = Field(ge=0.0, lt=1.0)
     weight_decay: float = Field(ge=0.0)
-    resolution: int = Field(ge=8, description="training and test image side in pixels")
-    real_per_class: tuple[int, ...] = Field(description="Table 4: real training images per class to compare")
+    resolution: Pixels = Field(ge=8, description="training and test image side in pixels")
+    real_per_class: tuple[PerClass, ...] = Field(description="Table 4: real training images per class to compare")
 
     @field_validator("dataset")
     @classmethod
@@ -113,23 +118,23 @@ class PretrainConfig(Section):
     label_space: Literal["cifar100", "imagenet-1k", "imagenet-2k"] | None = Field(
         description="class names to generate (see synk8s.labelspace); null: the dataset's classes (zero-shot runs)"
     )
-    images: int = Field(ge=1, description="synthetic images in total (spread evenly over the classes)")
-    classes: int | None = Field(
+    images: Images = Field(ge=1, description="synthetic images in total (spread evenly over the classes)")
+    classes: Images | None = Field(
         ge=1, description="K: generate for K classes evenly spaced through the label space; null: every class"
     )
-    epochs: int = Field(ge=1, description="supervised epochs (MoCo: pretrain.moco.epochs)")
+    epochs: Steps = Field(ge=1, description="supervised epochs (MoCo: pretrain.moco.epochs)")
     lr: float = Field(gt=0.0, description="supervised base learning rate per 256 images (cosine schedule)")
-    batch_size: int = Field(ge=1, description="global batch (over all processes)")
+    batch_size: Batch = Field(ge=1, description="global batch (over all processes)")
     momentum: float = Field(ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(ge=0.0)
-    resolution: int = Field(ge=8, description="training crop side in pixels")
+    resolution: Pixels = Field(ge=8, description="training crop side in pixels")
     init: Literal["scratch", "imagenet"] = Field(description="imagenet: start from ImageNet-1K weights (model cache)")
-    checkpoint_every: int = Field(ge=1, description="optimiser steps between checkpoints (also one per epoch)")
-    nproc: int = Field(ge=1, description="local processes (torchrun --standalone); 1 runs in-process")
-    nodes: int = Field(ge=1, description="TrainJob nodes on a cluster")
-    gpus_per_node: int = Field(ge=0, description="TrainJob GPUs (processes) per node; 0 = one CPU process")
-    workers: int = Field(ge=0, description="data-loading processes per training process")
-    monitor_tars: int = Field(ge=1, description="tars, evenly spaced, that the held-out monitor images come from")
+    checkpoint_every: Steps = Field(ge=1, description="optimiser steps between checkpoints (also one per epoch)")
+    nproc: Workers = Field(ge=1, description="local processes (torchrun --standalone); 1 runs in-process")
+    nodes: Workers = Field(ge=1, description="TrainJob nodes on a cluster")
+    gpus_per_node: Workers = Field(ge=0, description="TrainJob GPUs (processes) per node; 0 = one CPU process")
+    workers: Workers = Field(ge=0, description="data-loading processes per training process")
+    monitor_tars: Images = Field(ge=1, description="tars, evenly spaced, that the held-out monitor images come from")
     monitor_fraction: float = Field(gt=0.0, lt=1.0, description="share of those tars' images held out")
     moco: MocoConfig
     finetune: FinetuneConfig
@@ -148,43 +153,43 @@ class DetectConfig(Section):
 
     root: str = Field(description="folder or s3:// prefix holding VOCdevkit/VOC2007 and VOCdevkit/VOC2012")
     standin: bool = Field(description="draw a shapes stand-in under root when the real data is absent")
-    standin_images: int = Field(ge=2, description="stand-in images per trainval set and in the test set")
-    standin_size: int = Field(ge=32, description="stand-in image side in pixels")
+    standin_images: Images = Field(ge=2, description="stand-in images per trainval set and in the test set")
+    standin_size: Pixels = Field(ge=32, description="stand-in image side in pixels")
     train_difficult: bool = Field(description="train on objects flagged difficult (evaluation always ignores them)")
     arch: Literal["c4", "fpn"]
     init: Literal["pretrained", "scratch", "imagenet"] = Field(
         description="trunk weights: the pretrain stage's (the table's detect stage), random, or ImageNet-1K"
     )
-    iterations: int = Field(ge=1)
-    batch_size: int = Field(ge=1, description="images per iteration over all processes")
+    iterations: Steps = Field(ge=1)
+    batch_size: Batch = Field(ge=1, description="images per iteration over all processes")
     lr: float = Field(gt=0.0)
     momentum: float = Field(ge=0.0, lt=1.0)
     weight_decay: float = Field(ge=0.0)
     weight_decay_norm: float = Field(ge=0.0, description="weight decay of normalisation layers")
-    lr_steps: tuple[int, ...] = Field(description="iterations where lr is multiplied by lr_gamma")
+    lr_steps: tuple[Steps, ...] = Field(description="iterations where lr is multiplied by lr_gamma")
     lr_gamma: float = Field(gt=0.0)
-    warmup_iters: int = Field(ge=0)
+    warmup_iters: Steps = Field(ge=0)
     warmup_factor: float = Field(gt=0.0, le=1.0, description="lr multiplier at iteration 0, rising linearly to 1")
-    train_sizes: tuple[int, ...] = Field(min_length=1, description="shorter image side in training, drawn per image")
-    test_size: int = Field(ge=8)
-    max_size: int = Field(ge=8, description="longer image side cap, train and test")
+    train_sizes: tuple[Pixels, ...] = Field(min_length=1, description="shorter image side in training, drawn per image")
+    test_size: Pixels = Field(ge=8)
+    max_size: Pixels = Field(ge=8, description="longer image side cap, train and test")
     hflip_prob: float = Field(ge=0.0, le=1.0)
-    anchor_sizes: tuple[int, ...] = Field(min_length=1, description="anchor sides in pixels (FPN: one per level, 5)")
+    anchor_sizes: tuple[Pixels, ...] = Field(min_length=1, description="anchor sides in pixels (FPN: one per level, 5)")
     anchor_ratios: tuple[float, ...] = Field(min_length=1)
-    rpn_pre_nms_train: int = Field(ge=1)
-    rpn_post_nms_train: int = Field(ge=1)
-    rpn_pre_nms_test: int = Field(ge=1)
-    rpn_post_nms_test: int = Field(ge=1)
-    roi_batch_per_image: int = Field(ge=1, description="RoIs sampled per image for the box head loss")
-    pooler_resolution: int = Field(ge=2, description="RoIAlign output side (C4; FPN uses 7)")
-    fpn_channels: int = Field(ge=1)
+    rpn_pre_nms_train: Width = Field(ge=1)
+    rpn_post_nms_train: Width = Field(ge=1)
+    rpn_pre_nms_test: Width = Field(ge=1)
+    rpn_post_nms_test: Width = Field(ge=1)
+    roi_batch_per_image: Batch = Field(ge=1, description="RoIs sampled per image for the box head loss")
+    pooler_resolution: Pixels = Field(ge=2, description="RoIAlign output side (C4; FPN uses 7)")
+    fpn_channels: Width = Field(ge=1)
     score_thresh: float = Field(ge=0.0, le=1.0)
     nms_thresh: float = Field(gt=0.0, le=1.0)
-    detections_per_image: int = Field(ge=1)
-    precise_bn_iters: int = Field(ge=0, description="batches that re-estimate BN statistics before testing")
-    checkpoint_every: int = Field(ge=1, description="iterations between checkpoints")
-    log_every: int = Field(ge=1)
-    num_workers: int = Field(ge=0, description="data loader processes per training process")
+    detections_per_image: Width = Field(ge=1)
+    precise_bn_iters: Steps = Field(ge=0, description="batches that re-estimate BN statistics before testing")
+    checkpoint_every: Steps = Field(ge=1, description="iterations between checkpoints")
+    log_every: Steps = Field(ge=1)
+    num_workers: Workers = Field(ge=0, description="data loader processes per training process")
 
     @field_validator("lr_steps", "train_sizes", "anchor_sizes")
     @classmethod

@@ -313,12 +313,19 @@ def table2_markdown(rows: Sequence[Row]) -> str:
 RESULTS_DIR = "results"
 
 
+MAX_SEED_RUNS = 1000  # runs of one setting that --seeds may ask for
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` -> ``[0, 1, 2]``; a single number is a count: ``"3"`` -> ``[0, 1, 2]``.
 
+    A count is at most :data:`MAX_SEED_RUNS`; a listed seed at most ``SEED_MAX`` (2**63 - 1, see
+    :mod:`synk8s.config_checks`).
+
     Raises:
-        UsageError: not a count or a comma-separated list of distinct non-negative integers.
+        UsageError: not a count or a comma-separated list of distinct non-negative integers, or out of bounds.
     """
+    from synk8s.config_checks import SEED_MAX
     from synk8s.errors import UsageError
 
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -326,11 +333,15 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(f"--seeds takes a count (3) or distinct seeds (0,1,2), got {text!r}")
     seeds = [int(p) for p in parts]
     if len(seeds) == 1 and "," not in text:
-        if seeds[0] < 1:
-            raise UsageError(f"--seeds count must be at least 1, got {text!r}")
+        if not 1 <= seeds[0] <= MAX_SEED_RUNS:
+            raise UsageError(f"--seeds count must be in [1, {MAX_SEED_RUNS}], got {text!r}")
         return list(range(seeds[0]))
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds lists a seed twice: {text!r}")
+    if max(seeds) > SEED_MAX:
+        raise UsageError(f"--seeds: a seed must be at most {SEED_MAX}, got {max(seeds)}")
+    if len(seeds) > MAX_SEED_RUNS:
+        raise UsageError(f"--seeds lists {len(seeds)} seeds; at most {MAX_SEED_RUNS} runs per setting")
     return seeds
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from synk8s.cli.kfp_client import PIPELINE, PROFILE, SET, resolve_config
+from synk8s.cli.kfp_client import PIPELINE, PROFILE, SET, resolve_pipeline_config
 
 
 def compile_cmd(
@@ -18,8 +18,12 @@ def compile_cmd(
     profile: str = PROFILE,
     overrides: list[str] = SET,
 ) -> None:
-    """Compile a pipeline to the YAML that Kubeflow Pipelines runs (defaults from the profile)."""
+    """Compile a pipeline to the YAML that Kubeflow Pipelines runs (defaults from the profile).
+
+    The config is resolved and checked as ``synk8s submit`` resolves it (the same function), so a
+    value that ``submit`` refuses is refused here too.
+    """
     from synk8s.pipelines import compile_pipeline
 
-    path = compile_pipeline(pipeline, resolve_config(profile, overrides), output)
+    path = compile_pipeline(pipeline, resolve_pipeline_config(pipeline, profile, overrides), output)
     typer.echo(str(path))

@@ -73,6 +73,28 @@ def resolve_config(
     return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
 
 
+def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], **flags: Any) -> ExperimentConfig:
+    """The config a run of ``pipeline`` uses: :func:`resolve_config`, then the pipeline's own fields.
+
+    ``synk8s submit`` (with or without ``--dry-run``) and ``synk8s compile`` resolve through this one
+    function, so a value one of them refuses, all of them refuse.
+
+    Args:
+        pipeline: a pipeline name (:data:`synk8s.pipelines.PIPELINES`).
+        profile: a shipped profile or a profile file.
+        overrides: ``key.path=value`` strings.
+        **flags: the named flags and typed parameters of :func:`resolve_config`.
+
+    Raises:
+        UsageError: unknown pipeline, or a bad profile, override or value.
+    """
+    from synk8s.pipelines import PIPELINES, prepare
+
+    if pipeline not in PIPELINES:
+        raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
+    return prepare(pipeline, resolve_config(profile, overrides, **flags))
+
+
 def resolve_host(host: Optional[str], cfg: ExperimentConfig) -> Optional[str]:
     """``--host``, else ``$KF_PIPELINES_ENDPOINT``, else ``cluster.host``; None when none is set."""
     return host or os.environ.get(ENDPOINT_ENV) or cfg.cluster.host

@@ -33,7 +33,7 @@ from synk8s.cli.kfp_client import (
     SET,
     STORE_ENV,
     client,
-    resolve_config,
+    resolve_pipeline_config,
     resolve_host,
     talking_to,
     task_states,
@@ -42,6 +42,8 @@ from synk8s.errors import Synk8sError, UsageError
 
 if TYPE_CHECKING:
     import kfp
+
+    from synk8s.config import ExperimentConfig
 
 TERMINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
 
@@ -90,7 +92,10 @@ def submit(
     method: Optional[str] = typer.Option(None, "--method", help="pretrain.method: supervised or moco."),
     transfer: Optional[str] = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the resolved parameters and the tasks (GPU or not), and start nothing."
+        False,
+        "--dry-run",
+        help="Check the values as a submission does, print the resolved parameters and the tasks (GPU or not), "
+        "and start nothing.",
     ),
     preflight: bool = typer.Option(
         True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
@@ -99,17 +104,16 @@ def submit(
     """Run a pipeline on Kubeflow Pipelines (or here, with --local).
 
     Before anything starts, the models and the data the pipeline's stages need are checked (model
-    cache, hub, store); a missing one stops the command with the command that fixes it.
+    cache, hub, store); a missing one stops the command with the command that fixes it. The config
+    and the options are checked first, with --dry-run too (see :func:`check_options`).
     """
-    from synk8s.pipelines import PIPELINES, prepare
     from synk8s.pipelines import arguments as pipeline_arguments
 
-    if pipeline not in PIPELINES:
-        raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
     # The shortcuts set the typed pipeline parameters of the same names (synk8s.components.params.PARAMETERS).
     typed = {"shots": shots, "label_space": label_space, "method": method}
     compile_time = [f"pretrain.transfer={transfer}"] if transfer is not None else []
-    cfg = resolve_config(
+    cfg = resolve_pipeline_config(
+        pipeline,
         profile,
         [*overrides, *compile_time],
         dataset=dataset,
@@ -120,7 +124,10 @@ def submit(
         store=store,
         **{name: value for name, value in typed.items() if value is not None},
     )
-    cfg = prepare(pipeline, cfg)
+    endpoint, schedule = check_options(
+        cfg, local=local, host=host, service_account=service_account, recurring=recurring, wait=wait,
+        seeds=seeds, threads=threads,
+    )
     if dry_run:
         from synk8s.cli.dry_run import print_plan
 
@@ -138,8 +145,6 @@ def submit(
     else:
         checked = []
     if local:
-        if recurring or host or service_account:
-            raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         from synk8s.cli.summary import print_summary
         from synk8s.pipelines.local import check_store, run_local
 
@@ -155,27 +160,6 @@ def submit(
         print_summary(console, report)
         typer.echo(report)
         return
-    if seeds is not None:
-        raise UsageError("--seeds runs here with --local; on a cluster submit one run per seed with --seed")
-    if threads is not None:
-        raise UsageError("--threads sets the threads of a --local run; a cluster task's CPU comes from its limits")
-    endpoint = resolve_host(host, cfg)
-    if not endpoint:
-        raise UsageError(
-            f"no Kubeflow Pipelines endpoint: pass --host URL (or set {ENDPOINT_ENV} or cluster.host), "
-            "or run here with --local"
-        )
-    if not storage.is_remote(cfg.store.root):
-        raise UsageError(
-            f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
-        )
-    if recurring and wait:
-        raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")
-    schedule = None
-    if recurring:
-        from synk8s.pipelines.schedule import check_cron
-
-        schedule = check_cron(recurring)
     name = run_name or f"{pipeline}-{cfg.dataset.name}-{cfg.digest()}"
     account = service_account or cfg.cluster.service_account
     arguments = pipeline_arguments(pipeline, cfg)
@@ -212,6 +196,60 @@ def submit(
     typer.echo(f"run {run.run_id} ({name}) in experiment {exp.display_name}")
     if wait:
         follow(kfp_client, endpoint, run.run_id, poll_seconds)
+
+
+def check_options(
+    cfg: ExperimentConfig,
+    *,
+    local: bool,
+    host: Optional[str],
+    service_account: Optional[str],
+    recurring: Optional[str],
+    wait: bool,
+    seeds: Optional[str],
+    threads: Optional[int],
+) -> tuple[Optional[str], Optional[str]]:
+    """Check the options of a submission against each other and ``cfg``, contacting nothing.
+
+    ``submit`` runs these checks with and without ``--dry-run``, so a dry run refuses what the
+    submission would refuse (reachability, of the weights, data and cluster, is left to the run).
+
+    Returns:
+        The Kubeflow Pipelines endpoint and the checked cron schedule; both None for a local run.
+
+    Raises:
+        UsageError: options that do not go together, a malformed ``--seeds`` or ``--recurring``, no
+            endpoint for a cluster run, or a local store for a cluster run.
+    """
+    if local:
+        if recurring or host or service_account:
+            raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
+        if seeds is not None:
+            from synk8s.results import parse_seeds
+
+            parse_seeds(seeds)
+        return None, None
+    if seeds is not None:
+        raise UsageError("--seeds runs here with --local; on a cluster submit one run per seed with --seed")
+    if threads is not None:
+        raise UsageError("--threads sets the threads of a --local run; a cluster task's CPU comes from its limits")
+    endpoint = resolve_host(host, cfg)
+    if not endpoint:
+        raise UsageError(
+            f"no Kubeflow Pipelines endpoint: pass --host URL (or set {ENDPOINT_ENV} or cluster.host), "
+            "or run here with --local"
+        )
+    if not storage.is_remote(cfg.store.root):
+        raise UsageError(
+            f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
+        )
+    if recurring and wait:
+        raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")
+    if not recurring:
+        return endpoint, None
+    from synk8s.pipelines.schedule import check_cron
+
+    return endpoint, check_cron(recurring)
 
 
 def _say_checked(checked: list[str]) -> None:

@@ -23,6 +23,9 @@ Guarantees:
       renamed into place; S3 writes upload a finished local temp file (multipart above 5 MiB),
       and S3 shows an object only once its upload completes. A writer that fails or is killed
       leaves nothing visible.
+    * A write that fills the disk or the quota (``ENOSPC``, ``EDQUOT``) raises a one-line StoreError
+      naming the object, the folder that is full and the bytes it needed (or had written), and
+      leaves the older object, if any, as it was.
     * A killed writer's hidden ``.synk8s-tmp-*`` file is removed by the next write into the same
       folder (or, for S3, the next upload from the same ``TMPDIR``) once it is over an hour old.
     * Every write records the SHA-256 of the content: S3 user metadata ``sha256``; locally a
@@ -69,6 +72,7 @@ from typing import Any, BinaryIO
 
 from synk8s.errors import StoreError
 from synk8s.storage import s3
+from synk8s.storage.files import full_disk_errors
 from synk8s.storage.local import LocalStore
 from synk8s.storage.objects import CHUNK, ObjectInfo, ObjectNotFoundError
 from synk8s.storage.s3 import CREDENTIALS_MISSING, DEFAULT_ENDPOINT, ENDPOINT_ENV
@@ -180,7 +184,8 @@ def writer(uri: str) -> Iterator[BinaryIO]:
 
     The file is a local temp file (in the destination folder, or in ``TMPDIR`` for S3). On a
     clean exit it is committed atomically (renamed, or uploaded); if the block raises, or the
-    process dies, no object appears and any older object at ``uri`` stays as it was. Starting a
+    process dies, no object appears and any older object at ``uri`` stays as it was; a full disk or
+    quota (``ENOSPC``, ``EDQUOT``, raised by a write in the block too) is a one-line StoreError. Starting a
     writer removes temp files of dead writers in the same folder: those unchanged for over an
     hour (``synk8s.storage.files.STALE_TEMP_S``), so keep a live writer writing at least hourly.
 
@@ -190,9 +195,10 @@ def writer(uri: str) -> Iterator[BinaryIO]:
     store = _store(uri)
     tmp = store.temp_path(uri)
     try:
-        with open(tmp, "wb") as f:
-            yield f
-        store.commit(uri, tmp)
+        with full_disk_errors(uri, tmp):
+            with open(tmp, "wb") as f:
+                yield f
+            store.commit(uri, tmp)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -7,15 +7,22 @@ sweep of its folder: temp entries whose mtime is over :data:`STALE_TEMP_S` old b
 writers and are removed. A live writer updates the mtime whenever its data reaches the disk, so
 only a writer silent for that long could lose its file (its commit then fails; nothing wrong is
 published).
+
+A write that fills the disk (``ENOSPC``) or the user's quota (``EDQUOT``) fails with a one-line
+StoreError naming the object, the folder and the bytes involved (:func:`full_disk_errors`); its temp
+file is removed like any failed write's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +34,7 @@ logger = logging.getLogger(__name__)
 HIDDEN_PREFIX = ".synk8s-"  # temp files and the sidecar folder; never listed
 TMP_PREFIX = ".synk8s-tmp-"
 STALE_TEMP_S = 3600.0  # seconds since a temp entry's last change after which its writer counts as dead
+_FULL = {errno.ENOSPC: "no space left on the device of {folder}", errno.EDQUOT: "the disk quota is used up in {folder}"}
 
 
 def make_folder(folder: Path) -> None:
@@ -98,3 +106,34 @@ def copy_to_local_file(src: IO[bytes], dest: Path) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def full_disk_errors(uri: str, tmp: Path, needed: int | None = None) -> Iterator[None]:
+    """Turn a full disk or quota while writing ``tmp`` for ``uri`` into a one-line StoreError.
+
+    Other errors pass through unchanged; removing ``tmp`` is left to the caller.
+
+    Args:
+        uri: the object being written.
+        tmp: its temp file; the message names its folder (the destination's, or ``TMPDIR`` for S3).
+        needed: the object's size when known; otherwise the message gives the bytes written so far.
+
+    Raises:
+        StoreError: the write failed with ``ENOSPC`` or ``EDQUOT``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        if needed is None:
+            try:
+                size = f"after {tmp.stat().st_size} bytes"
+            except OSError:
+                size = "midway"
+        else:
+            size = f"it needs {needed} bytes"
+        raise StoreError(
+            f"cannot write {uri}: {_FULL[exc.errno].format(folder=tmp.parent)} ({size}); free space there and rerun"
+        ) from None

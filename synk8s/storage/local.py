@@ -18,6 +18,7 @@ from synk8s.errors import StoreError
 from synk8s.storage.files import (
     HIDDEN_PREFIX,
     copy_to_local_file,
+    full_disk_errors,
     make_folder,
     new_temp,
 )
@@ -65,8 +66,11 @@ class LocalStore:
         sidecar = self._sidecar(path)
         record = {"name": path.name, "sha256": sha256, **self._fingerprint(st)}
         tmp = new_temp(sidecar.parent)
-        tmp.write_text(json.dumps(record, sort_keys=True))
-        os.replace(tmp, sidecar)
+        try:
+            tmp.write_text(json.dumps(record, sort_keys=True))
+            os.replace(tmp, sidecar)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _check_file(uri: str, path: Path) -> None:
@@ -121,8 +125,9 @@ class LocalStore:
     def put_bytes(self, uri: str, data: bytes) -> ObjectInfo:
         tmp = self.temp_path(uri)
         try:
-            tmp.write_bytes(data)
-            return self.commit(uri, tmp)
+            with full_disk_errors(uri, tmp, len(data)):
+                tmp.write_bytes(data)
+                return self.commit(uri, tmp)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -130,8 +135,9 @@ class LocalStore:
     def put_file(self, uri: str, src: Path) -> ObjectInfo:
         tmp = self.temp_path(uri)
         try:
-            shutil.copyfile(src, tmp)
-            return self.commit(uri, tmp)
+            with full_disk_errors(uri, tmp, src.stat().st_size):
+                shutil.copyfile(src, tmp)
+                return self.commit(uri, tmp)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ is scored; nothing is selected on the test split. Training runs in DDP (:func:`s
     result = finetune.run(cfg, backbone="runs/r/pretrain", out="runs/r/finetune")
 
 Outputs under ``out``: ``metrics.json`` (top-1, init, data counts, stand-in flag), ``curve.json``,
-``manifest.json``, ``checkpoint.pt``.
+``manifest.json``, ``checkpoint.json`` and the last two ``checkpoint.NNNNNNN.pt`` (see :mod:`synk8s.training`).
 """
 
 from __future__ import annotations

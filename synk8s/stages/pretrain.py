@@ -23,7 +23,7 @@ the held-out monitor images (:mod:`synk8s.monitor`).
 Outputs under ``out``: ``backbone.safetensors`` + ``backbone.json`` (see :mod:`synk8s.models.checkpoints`),
 ``curve.json`` (per epoch: step, lr, mean loss on rank 0's batches, monitor scores; epoch 0 scores the untrained
 backbone with batch-norm statistics of the data, the random-backbone baseline), ``manifest.json``
-and ``checkpoint.pt`` (the last training state).
+and ``checkpoint.json`` with the last two ``checkpoint.NNNNNNN.pt`` (training states, see :mod:`synk8s.training`).
 """
 
 from __future__ import annotations

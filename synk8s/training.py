@@ -1,9 +1,11 @@
 """Pieces the training stages share: determinism, SGD with a per-step cosine rate, the training step, pooled
 features, and atomic training-state checkpoints in the store.
 
-A checkpoint (``<out>/checkpoint.pt``) holds everything a killed run needs to go on as if it had never
-stopped: step, model, optimiser and the stage's own records. It is written by rank 0 through
-:func:`synk8s.storage.put_bytes` (atomic: a reader sees the old or the new file, never half of one).
+A checkpoint (``<out>/checkpoint.NNNNNNN.pt``, listed with its SHA-256 in ``<out>/checkpoint.json``)
+holds everything a killed run needs to go on as if it had never stopped: step, model, optimiser and
+the stage's own records. Rank 0 writes it through :mod:`synk8s.checkpoint_files`: the previous one is
+kept until the new one is written and verified, and a damaged one is set aside on load (the run goes
+on from the previous one, or from the start).
 
 Setting ``SYNK8S_EXIT_AFTER_CHECKPOINT=<step>`` makes the process exit hard (``os._exit(75)``, no clean-up)
 right after writing the checkpoint of that step: the kill-and-resume tests use it.
@@ -11,7 +13,6 @@ right after writing the checkpoint of that step: the kill-and-resume tests use i
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synk8s import storage
+from synk8s import checkpoint_files
 from synk8s.optim import cosine_factor
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINTS = checkpoint_files.Layout(prefix="checkpoint.", record="checkpoint.json")
 EXIT_ENV = "SYNK8S_EXIT_AFTER_CHECKPOINT"
 EXIT_CODE = 75
 
@@ -113,23 +114,21 @@ def pooled(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def save_checkpoint(out: str, state: dict[str, Any]) -> str:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) as ``<out>/checkpoint.pt``; return its URI.
+def save_checkpoint(out: str, state: dict[str, Any], step: int) -> str:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) as the checkpoint of ``step`` in ``out``.
 
-    Exits the process hard afterwards when ``SYNK8S_EXIT_AFTER_CHECKPOINT`` equals ``state["step"]``.
+    Returns the checkpoint's URI. Exits the process hard afterwards when ``SYNK8S_EXIT_AFTER_CHECKPOINT``
+    equals ``step``.
     """
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    uri = storage.join(out, CHECKPOINT_FILE)
-    storage.put_bytes(uri, buffer.getvalue())
-    if os.environ.get(EXIT_ENV) == str(state.get("step")):
+    uri = checkpoint_files.save(out, CHECKPOINTS, step, state)
+    if os.environ.get(EXIT_ENV) == str(step):
         os._exit(EXIT_CODE)
     return uri
 
 
-def load_checkpoint(out: str) -> dict[str, Any] | None:
-    """The state in ``<out>/checkpoint.pt``, or None when there is none."""
-    uri = storage.join(out, CHECKPOINT_FILE)
-    if not storage.exists(uri):
-        return None
-    return torch.load(io.BytesIO(storage.get_bytes(uri)), map_location="cpu", weights_only=True)
+def load_checkpoint(out: str, *, writer: bool = True) -> dict[str, Any] | None:
+    """The state of the newest checkpoint in ``out`` that verifies, or None when there is none.
+
+    A damaged checkpoint is set aside with a warning when ``writer`` (see :func:`synk8s.checkpoint_files.load`).
+    """
+    return checkpoint_files.load(out, CHECKPOINTS, writer=writer)

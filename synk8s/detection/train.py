@@ -7,16 +7,16 @@ only rank 0 writes. The schedule is detectron2's ``WarmupMultiStepLR``: a linear
 ``warmup_factor`` to 1 over ``warmup_iters``, then a factor ``lr_gamma`` at each of ``lr_steps``.
 SGD with momentum; normalisation layers get ``weight_decay_norm``, everything else ``weight_decay``.
 
-A checkpoint (``<folder>/iter_NNNNNNN.pt`` plus ``<folder>/latest.json`` naming it, both written
-atomically through :mod:`synk8s.storage`) holds the model, the optimiser, the iteration, the loss
-curve (with the current logging window's sums) and every process's RNG state, so a run killed at
-any point and started again continues from the last checkpoint and ends with the same weights as
-a run that was never interrupted.
+A checkpoint (``<folder>/iter_NNNNNNN.pt``, listed with its SHA-256 in ``<folder>/latest.json``, see
+:mod:`synk8s.checkpoint_files`) holds the model, the optimiser, the iteration, the loss curve (with
+the current logging window's sums) and every process's RNG state, so a run killed at any point and
+started again continues from the last checkpoint and ends with the same weights as a run that was
+never interrupted. The previous checkpoint is kept until the next one is written and verified; a
+damaged one is set aside on load and training goes on from the one before it, or from the start.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synk8s import storage
+from synk8s import checkpoint_files
 from synk8s.config import DetectConfig
 from synk8s.detection import voc_data
 from synk8s.detection.model import set_image_sizes
@@ -36,7 +36,7 @@ from synk8s.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-LATEST = "latest.json"
+CHECKPOINTS = checkpoint_files.Layout(prefix="iter_", record="latest.json")
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,13 @@ def parameter_groups(model: nn.Module, dc: DetectConfig) -> list[dict[str, Any]]
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def read_checkpoint(folder: str) -> dict[str, Any] | None:
-    """The latest checkpoint under ``folder`` (see the module docstring), or None when there is none."""
-    pointer = storage.join(folder, LATEST)
-    if not storage.exists(pointer):
-        return None
-    name = storage.get_json(pointer)["file"]
-    data = storage.get_bytes(storage.join(folder, name))
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+def read_checkpoint(folder: str, *, writer: bool = True) -> dict[str, Any] | None:
+    """The newest checkpoint under ``folder`` that verifies, or None when there is none.
+
+    Damaged checkpoints are set aside with a warning when ``writer`` (rank 0), see
+    :func:`synk8s.checkpoint_files.load`.
+    """
+    return checkpoint_files.load(folder, CHECKPOINTS, writer=writer)
 
 
 def _rng_state(process: Process) -> dict[str, torch.Tensor]:
@@ -121,7 +120,7 @@ def _set_rng_state(process: Process, state: dict[str, torch.Tensor]) -> None:
 def _write_checkpoint(
     folder: str, process: Process, model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int, extra: dict
 ) -> None:
-    """Gather every process's RNG state; rank 0 writes the checkpoint, then the pointer, then drops the old one."""
+    """Gather every process's RNG state; rank 0 writes the checkpoint (see :func:`synk8s.checkpoint_files.save`)."""
     states = [_rng_state(process)]
     if process.distributed:
         states = [None] * process.world
@@ -135,16 +134,8 @@ def _write_checkpoint(
         "rng": states,
         **extra,
     }
-    buffer = io.BytesIO()
-    torch.save(body, buffer)
-    name = f"iter_{iteration:07d}.pt"
-    pointer = storage.join(folder, LATEST)
-    previous = storage.get_json(pointer)["file"] if storage.exists(pointer) else None
-    storage.put_bytes(storage.join(folder, name), buffer.getvalue())
-    storage.put_json(pointer, {"file": name, "iteration": iteration})
-    if previous is not None and previous != name:
-        storage.delete(storage.join(folder, previous))
-    log.info("checkpoint at iteration %d: %s", iteration, storage.join(folder, name))
+    uri = checkpoint_files.save(folder, CHECKPOINTS, iteration, body)
+    log.info("checkpoint at iteration %d: %s", iteration, uri)
 
 
 # ----------------------------------------------------------------------------- training
@@ -228,7 +219,7 @@ def train_detector(
     start, curve, resumed_from = 0, [], None
     sums: dict[str, float] = {}  # loss sums since the last curve entry
     count = 0
-    saved = read_checkpoint(checkpoints)
+    saved = read_checkpoint(checkpoints, writer=process.main)
     if saved is not None:
         if saved["fingerprint"] != fingerprint:
             raise UsageError(

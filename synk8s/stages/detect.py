@@ -82,6 +82,22 @@ class DetectResult(BaseModel):
     seconds: float
 
 
+def _fingerprint(cfg: ExperimentConfig, trunk_source: str) -> dict[str, str]:
+    """What a checkpoint belongs to, by content: another fingerprint is refused on resume.
+
+    Paths (``detect.root``, ``models.cache``) are left out and a pre-training trunk is named by the
+    SHA-256 of its weights, so a copied or moved store resumes from its checkpoints.
+    """
+    from synk8s.checkpoint_files import object_digest
+    from synk8s.models.checkpoints import WEIGHTS_FILE
+
+    fields = [f"detect.{name}" for name in DetectConfig.model_fields if name != "root"]
+    trunk = trunk_source
+    if trunk_source not in ("scratch", "imagenet"):
+        trunk = object_digest(storage.join(trunk_source, WEIGHTS_FILE))
+    return {"config": cfg.digest("seed", "models.backbone", *fields), "trunk": trunk}
+
+
 def check_config(dc: DetectConfig) -> None:
     """Cross-field checks of the ``detect`` section, each failing with one line."""
     if any(step >= dc.iterations for step in dc.lr_steps):
@@ -167,7 +183,7 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     # 3. Training, resumed from the latest checkpoint under out.
     images = voc_data.TrainImages(train_set)
     data_seed = derive_seed(cfg.seed, "detect", "data")
-    fingerprint = {"config": cfg.digest(*CONFIG_FIELDS), "trunk": trunk.source}
+    fingerprint = _fingerprint(cfg, trunk.source)
     logger.info(
         "training on %d images (%s), testing on %d, device %s",
         len(train_set),

@@ -14,7 +14,7 @@ is scored; nothing is selected on the test split. Training runs in DDP (:func:`s
     result = finetune.run(cfg, backbone="runs/r/pretrain", out="runs/r/finetune")
 
 Outputs under ``out``: ``metrics.json`` (top-1, init, data counts, stand-in flag), ``curve.json``,
-``manifest.json``, ``checkpoint.pt``.
+``manifest.json``, ``checkpoint.json`` and the last two ``checkpoint.NNNNNNN.pt`` (see :mod:`synk8s.training`).
 """
 
 from __future__ import annotations
@@ -237,6 +237,24 @@ def train(
         _train(cfg, ctx, out, init, backbone, images, real_per_class)
 
 
+def _plan(
+    cfg: ExperimentConfig, init: str, backbone: str, images: str, real_per_class: str, world_size: int
+) -> dict[str, Any]:
+    """What a checkpoint belongs to, by content (inputs are SHA-256s, not URIs); another plan is refused."""
+    from synk8s import shards
+    from synk8s.checkpoint_files import digest, object_digest
+    from synk8s.models.checkpoints import WEIGHTS_FILE
+
+    return {
+        "digest": cfg.digest("seed", "dataset", "models.backbone", "pretrain.finetune"),
+        "init": init,
+        "backbone": object_digest(storage.join(backbone, WEIGHTS_FILE)) if backbone else "",
+        "images": digest(t.sha256 for t in shards.manifest_tars(images)) if images else "",
+        "real_per_class": real_per_class,
+        "world_size": world_size,
+    }
+
+
 def _train(
     cfg: ExperimentConfig,
     ctx: distributed.Context,
@@ -278,16 +296,9 @@ def _train(
     model = initial_model(cfg, init, info.num_classes, backbone).to(ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=ft.momentum, weight_decay=ft.weight_decay)
-    plan = {
-        "digest": cfg.digest("seed", "dataset", "models.backbone", "pretrain.finetune"),
-        "init": init,
-        "backbone": backbone,
-        "images": images,
-        "real_per_class": real_per_class,
-        "world_size": ctx.world_size,
-    }
+    plan = _plan(cfg, init, backbone, images, real_per_class, ctx.world_size)
     first_epoch, curve = 0, []
-    state = training.load_checkpoint(out)
+    state = training.load_checkpoint(out, writer=ctx.is_main)
     if state is not None:
         if state["plan"] != plan:
             raise UsageError(f"{out} holds a checkpoint of another fine-tuning run; choose a new output folder")
@@ -315,6 +326,7 @@ def _train(
                     "optimizer": optimizer.state_dict(),
                     "curve": curve,
                 },
+                epoch + 1,
             )
         distributed.barrier()
 

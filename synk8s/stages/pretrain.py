@@ -23,7 +23,7 @@ the held-out monitor images (:mod:`synk8s.monitor`).
 Outputs under ``out``: ``backbone.safetensors`` + ``backbone.json`` (see :mod:`synk8s.models.checkpoints`),
 ``curve.json`` (per epoch: step, lr, mean loss on rank 0's batches, monitor scores; epoch 0 scores the untrained
 backbone with batch-norm statistics of the data, the random-backbone baseline), ``manifest.json``
-and ``checkpoint.pt`` (the last training state).
+and ``checkpoint.json`` with the last two ``checkpoint.NNNNNNN.pt`` (training states, see :mod:`synk8s.training`).
 """
 
 from __future__ import annotations
@@ -161,10 +161,19 @@ def build_model(cfg: ExperimentConfig, num_classes: int, world_size: int = 1) ->
     )
 
 
-def _plan(cfg: ExperimentConfig, images: str, world_size: int) -> dict[str, Any]:
-    """What a checkpoint belongs to; a resume with another plan is refused."""
+def _plan(cfg: ExperimentConfig, tars: list[shards.TarRecord], world_size: int) -> dict[str, Any]:
+    """What a checkpoint belongs to, by content (the images are their tars' SHA-256, not their URIs).
+
+    A resume with another plan is refused; a copied or moved store keeps its plan.
+    """
+    from synk8s.checkpoint_files import digest
+
     fields = [f"pretrain.{n}" for n in type(cfg.pretrain).model_fields if n not in TRANSFER_FIELDS + IMAGE_FIELDS]
-    return {"digest": cfg.digest("seed", "models.backbone", *fields), "images": images, "world_size": world_size}
+    return {
+        "digest": cfg.digest("seed", "models.backbone", *fields),
+        "images": digest(t.sha256 for t in tars),
+        "world_size": world_size,
+    }
 
 
 def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
@@ -207,10 +216,10 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     model = build_model(cfg, data.num_classes, ctx.world_size).to(ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=p.momentum, weight_decay=p.weight_decay)
-    plan = _plan(cfg, images, ctx.world_size)
+    plan = _plan(cfg, data.tars, ctx.world_size)
     step, curve, losses = 0, [], []
     resumed_from = None
-    state = training.load_checkpoint(out)
+    state = training.load_checkpoint(out, writer=ctx.is_main)
     if state is not None:
         if state["plan"] != plan:
             raise UsageError(
@@ -280,14 +289,14 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
             losses.append(training.train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
             step += 1
             if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
-                training.save_checkpoint(out, snapshot())
+                training.save_checkpoint(out, snapshot(), step)
         del batches
         loss, losses = sum(losses) / len(losses), []
         if ctx.is_main:
             record = measure(epoch + 1, lr, loss)
             log.info("epoch %d/%d: %s", epoch + 1, epochs, record)
             curve.append(record)
-            training.save_checkpoint(out, snapshot())
+            training.save_checkpoint(out, snapshot(), step)
         distributed.barrier()
 
     if ctx.is_main:

@@ -75,8 +75,10 @@ def test_the_stage_writes_metrics_weights_curve_and_manifest(trained):
     curve = storage.get_json(result.curve)["entries"]
     assert [e["iteration"] for e in curve] == list(range(20, 201, 20))
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"] and curve[-1]["lr"] == pytest.approx(0.002)
-    assert storage.get_json(storage.join(out, "checkpoints", "latest.json"))["iteration"] == 200
+    kept = storage.get_json(storage.join(out, "checkpoints", "latest.json"))["checkpoints"]
+    assert [(c["file"], c["step"]) for c in kept] == [("iter_0000200.pt", 200), ("iter_0000100.pt", 100)]
     assert [o.uri.rsplit("/", 1)[1] for o in storage.list(storage.join(out, "checkpoints"))] == [
+        "iter_0000100.pt",
         "iter_0000200.pt",
         "latest.json",
     ]

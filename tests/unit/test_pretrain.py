@@ -91,7 +91,7 @@ def test_a_killed_training_resumes_to_the_same_weights(drawn, tmp_path):
     died = subprocess.run(command, env=env, capture_output=True, text=True, timeout=80)
     assert died.returncode == training.EXIT_CODE, died.stderr[-2000:]
     assert not (killed / "backbone.safetensors").exists()
-    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] == 8
+    assert training.load_checkpoint(str(killed))["step"] == 8
 
     pretrain.run(cfg, images=drawn, out=str(killed))
     assert json.loads((killed / "manifest.json").read_text())["resumed_from"] == 8

@@ -155,7 +155,7 @@ def _check_hash(uri: str, actual: str, expected: str | None, recorded: str | Non
         if want is not None and actual != want:
             raise IntegrityError(
                 f"{uri} is damaged: its SHA-256 is {actual[:12]}..., not the {want[:12]}... recorded when it "
-                "was written; rerun the stage that wrote it"
+                "was written"
             )
 
 

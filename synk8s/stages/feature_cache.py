@@ -152,6 +152,16 @@ def entry_info(uri: str) -> dict[str, Any]:
     return storage.get_json(uri.removesuffix(".safetensors") + ".json")
 
 
+def entry_sha256(uri: str) -> str | None:
+    """The SHA-256 recorded for ``<key>.safetensors`` in its ``<key>.json``; None when neither records one.
+
+    Without it (an entry written before hashes were recorded, or tensors saved by hand) reads are
+    still checked against the store's recorded SHA-256.
+    """
+    info_uri = uri.removesuffix(".safetensors") + ".json"
+    return storage.get_json(info_uri).get("sha256") if storage.exists(info_uri) else None
+
+
 def read_entry(uri: str) -> dict[str, torch.Tensor]:
     """The tensors of a cache entry, its bytes checked against the SHA-256 recorded when it was written.
 
@@ -162,7 +172,7 @@ def read_entry(uri: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
     try:
-        return load(storage.get_bytes(uri, sha256=entry_info(uri).get("sha256")))
+        return load(storage.get_bytes(uri, sha256=entry_sha256(uri)))
     except SafetensorError as error:
         raise IntegrityError(f"{uri} is damaged: {error}") from None
 

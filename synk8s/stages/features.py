@@ -37,7 +37,7 @@ from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import IntegrityError, MissingDataError
 from synk8s.runs import read_manifest
-from synk8s.stages.feature_cache import FeatureSet, cached_or_encode, entry_info, read_entry
+from synk8s.stages.feature_cache import FeatureSet, cached_or_encode, entry_sha256, read_entry
 from synk8s.stages.feature_workers import dataset_sources
 from synk8s.stages.spec import Resources, StageSpec
 
@@ -287,7 +287,7 @@ def check_feature_sets(features: str) -> dict[str, str]:
     """
     listing = storage.get_json(storage.join(features, "features.json"))
     for uri in listing.values():
-        storage.verify(uri, entry_info(uri).get("sha256"))
+        storage.verify(uri, entry_sha256(uri))
     return listing
 
 

@@ -207,7 +207,9 @@ def cached_or_encode(
     ``samples`` is called once, in this process, so each tar is read and checked once.
 
     The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
-    images; a cached entry of another size, or one that does not read back, is encoded again.
+    images; a cached entry of another size is encoded again, and one whose bytes differ from the
+    SHA-256 recorded in its ``<key>.json`` (or that does not read back) is deleted, named in one
+    warning line, and encoded again.
     """
     import torch
     from safetensors.torch import save

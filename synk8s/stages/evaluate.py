@@ -26,7 +26,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import MissingDataError
 from synk8s.report import GENERATOR_NOTE, write_run_report
 from synk8s.runs import read_manifest, write_manifest
-from synk8s.stages.features import feature_set_uri, load_feature_set, load_text_head
+from synk8s.stages.features import load_feature_set, load_text_head
 from synk8s.stages.filter import load_selection
 from synk8s.stages.spec import Resources, StageSpec
 from synk8s.stages.tune import load_head, top1
@@ -345,11 +345,8 @@ def run(
 
 
 def _synthetic_labels(features: str) -> torch.Tensor:
-    """(N,) int64 labels of the synthetic feature set, read without its (N, D) features."""
-    from safetensors import safe_open
-
-    with storage.local_path(feature_set_uri(features, "synthetic")) as path, safe_open(str(path), "pt") as f:
-        return f.get_tensor("labels").long().clone()
+    """(N,) int64 labels of the synthetic feature set (the whole entry is read, to check its SHA-256)."""
+    return load_feature_set(features, "synthetic")[1]
 
 
 def load_confusion(evaluate_out: str) -> tuple[list[str], list[list[int]]]:

@@ -2,13 +2,17 @@
 
 An entry is ``<store.root>/cache/features/<key>.safetensors`` (tensors ``features`` (N, D) float32,
 L2-normalised, and ``labels`` (N,) int64) with ``<key>.json`` beside it (what went into the key, and
-the sample keys). Keys are made in :mod:`synk8s.stages.feature_keys`. An entry is written only once
-every expected image was encoded, so a damaged tar never leaves a short feature set behind. Used by
-the features stage and by every stage that encodes images with the run's CLIP model.
+the sample keys, and the SHA-256 of the ``.safetensors`` bytes). Keys are made in
+:mod:`synk8s.stages.feature_keys`. An entry is written only once every expected image was encoded, so
+a damaged tar never leaves a short feature set behind. A hit is hashed as it is read and checked
+against the recorded SHA-256: a damaged or truncated entry is deleted, one warning says so, and the
+images are encoded again. Used by the features stage and by every stage that encodes images with the
+run's CLIP model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from synk8s import storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import IntegrityError, UsageError
+from synk8s.errors import IntegrityError, StoreError, UsageError
 from synk8s.stages.feature_keys import cache_key, key_parts
 from synk8s.stages.feature_workers import Sample, preprocessed_batches
 
@@ -143,11 +147,39 @@ def encode_images(
 # ----------------------------------------------------------------------------- cached feature sets
 
 
-def _read_cached(uri: str, key: str) -> FeatureSet:
+def entry_info(uri: str) -> dict[str, Any]:
+    """The ``<key>.json`` written beside the cache entry ``<key>.safetensors`` (its ``sha256`` among others)."""
+    return storage.get_json(uri.removesuffix(".safetensors") + ".json")
+
+
+def entry_sha256(uri: str) -> str | None:
+    """The SHA-256 recorded for ``<key>.safetensors`` in its ``<key>.json``; None when neither records one.
+
+    Without it (an entry written before hashes were recorded, or tensors saved by hand) reads are
+    still checked against the store's recorded SHA-256.
+    """
+    info_uri = uri.removesuffix(".safetensors") + ".json"
+    return storage.get_json(info_uri).get("sha256") if storage.exists(info_uri) else None
+
+
+def read_entry(uri: str) -> dict[str, torch.Tensor]:
+    """The tensors of a cache entry, its bytes checked against the SHA-256 recorded when it was written.
+
+    Raises:
+        IntegrityError: the entry is truncated, damaged or does not parse.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
-    tensors = load(storage.get_bytes(uri))
-    info = storage.get_json(uri.removesuffix(".safetensors") + ".json")
+    try:
+        return load(storage.get_bytes(uri, sha256=entry_sha256(uri)))
+    except SafetensorError as error:
+        raise IntegrityError(f"{uri} is damaged: {error}") from None
+
+
+def _read_cached(uri: str, key: str) -> FeatureSet:
+    tensors = read_entry(uri)
+    info = entry_info(uri)
     return FeatureSet(
         features=tensors["features"],
         labels=tensors["labels"],
@@ -175,7 +207,9 @@ def cached_or_encode(
     ``samples`` is called once, in this process, so each tar is read and checked once.
 
     The cache entry is written only when ``samples()`` ran to its end and gave exactly ``total``
-    images; a cached entry of another size, or one that does not read back, is encoded again.
+    images; a cached entry of another size is encoded again, and one whose bytes differ from the
+    SHA-256 recorded in its ``<key>.json`` (or that does not read back) is deleted, named in one
+    warning line, and encoded again.
     """
     import torch
     from safetensors.torch import save
@@ -187,12 +221,12 @@ def cached_or_encode(
     key = cache_key(parts)
     uri = cache_uri(cfg, key, ".safetensors")
     if storage.exists(uri):
-        from safetensors import SafetensorError
-
         try:
             cached = _read_cached(uri, key)
-        except (SafetensorError, KeyError, storage.ObjectNotFoundError) as error:
-            logger.warning("%s: %s does not read back (%s); encoding again", desc, uri, error)
+        except (StoreError, KeyError) as error:  # damaged, truncated, or its JSON is missing or damaged
+            reason = error if isinstance(error, StoreError) else f"{uri} lacks {error}"
+            logger.warning("%s: feature cache entry discarded, encoding again: %s", desc, reason)
+            storage.delete(uri)
         else:
             if len(cached.labels) == total:
                 logger.info("%s: feature cache hit %s", desc, uri)
@@ -217,10 +251,12 @@ def cached_or_encode(
     if len(labels) != total:
         raise IntegrityError(f"{desc}: encoded {len(labels)} images where {total} were expected; nothing cached")
     label_tensor = torch.tensor(labels, dtype=torch.int64)  # (N,)
-    # The JSON goes first: a visible .safetensors object means the entry is complete.
-    entry = {"key": key, "parts": parts, "count": len(labels), "sample_keys": sample_keys}
-    storage.put_json(cache_uri(cfg, key, ".json"), entry)
     # One metadata entry only: safetensors writes several in a random order, and the bytes must not vary.
-    storage.put_bytes(uri, save({"features": feats, "labels": label_tensor}, metadata={"key": key}))
+    blob = save({"features": feats, "labels": label_tensor}, metadata={"key": key})
+    # The JSON goes first: a visible .safetensors object means the entry is complete.
+    entry = {"key": key, "parts": parts, "count": len(labels), "sample_keys": sample_keys,
+             "sha256": hashlib.sha256(blob).hexdigest()}
+    storage.put_json(cache_uri(cfg, key, ".json"), entry)
+    storage.put_bytes(uri, blob)
     logger.info("%s: encoded %d images into %s", desc, len(labels), uri)
     return FeatureSet(feats, label_tensor, uri, key, tuple(sample_keys), from_cache=False)

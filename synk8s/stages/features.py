@@ -35,9 +35,9 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError
+from synk8s.errors import IntegrityError, MissingDataError
 from synk8s.runs import read_manifest
-from synk8s.stages.feature_cache import FeatureSet, cached_or_encode
+from synk8s.stages.feature_cache import FeatureSet, cached_or_encode, entry_sha256, read_entry
 from synk8s.stages.feature_workers import dataset_sources
 from synk8s.stages.spec import Resources, StageSpec
 
@@ -231,14 +231,27 @@ def run(
 # ----------------------------------------------------------------------------- outputs
 
 
-def read_tensors(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors object from the store: (tensors on CPU, header metadata)."""
+def read_tensors(uri: str, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors object from the store: (tensors on CPU, header metadata).
+
+    Args:
+        uri: the object.
+        sha256: the SHA-256 a manifest recorded for it; the bytes read are checked against it and
+            against the hash the store recorded when they were written.
+
+    Raises:
+        IntegrityError: the bytes differ from a recorded SHA-256, or do not parse as safetensors.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
-    data = storage.get_bytes(uri)
-    header_len = int.from_bytes(data[:8], "little")  # safetensors layout: u64 length, JSON header, tensor bytes
-    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-    return load(data), metadata
+    data = storage.get_bytes(uri, sha256=sha256)
+    try:
+        header_len = int.from_bytes(data[:8], "little")  # safetensors layout: u64 length, JSON header, tensors
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        return load(data), metadata
+    except (SafetensorError, ValueError) as error:
+        raise IntegrityError(f"{uri} is damaged: it does not read as safetensors ({error})") from None
 
 
 def feature_set_uri(features: str, name: str) -> str:
@@ -254,15 +267,35 @@ def feature_set_uri(features: str, name: str) -> str:
 
 
 def load_feature_set(features: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (N, D) float32 features and (N,) int64 labels of one FeatureSet of the features stage."""
-    tensors, _ = read_tensors(feature_set_uri(features, name))
+    """The (N, D) float32 features and (N,) int64 labels of one FeatureSet of the features stage.
+
+    Raises:
+        IntegrityError: the cache entry differs from the SHA-256 recorded when it was written.
+    """
+    tensors = read_entry(feature_set_uri(features, name))
     return tensors["features"].float(), tensors["labels"].long()
+
+
+def check_feature_sets(features: str) -> dict[str, str]:
+    """Stream every feature set listed in ``<features>/features.json`` through SHA-256 (the resume check).
+
+    Returns:
+        The listing, name -> cache entry URI.
+
+    Raises:
+        IntegrityError: an entry differs from the SHA-256 recorded when it was written.
+    """
+    listing = storage.get_json(storage.join(features, "features.json"))
+    for uri in listing.values():
+        storage.verify(uri, entry_sha256(uri))
+    return listing
 
 
 def load_text_head(features: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The zero-shot head of the features stage: (K, D) weight (already x logit_scale), (K,) bias."""
-    read_manifest(features, "features")
-    tensors, _ = read_tensors(storage.join(features, "text_head.safetensors"))
+    manifest = read_manifest(features, "features")
+    uri = storage.join(features, "text_head.safetensors")
+    tensors, _ = read_tensors(uri, sha256=(manifest.get("outputs") or {}).get("text_head.safetensors"))
     return tensors["weight"].float(), tensors["bias"].float()
 
 
@@ -275,5 +308,5 @@ STAGE = StageSpec(
     depends=("dataset", "models.clip", "features"),
     gpu=True,
     resources=Resources("4", "8", "16Gi", "32Gi"),
-    outputs={"features.json": load_feature_set, "text_head.safetensors": load_text_head},
+    outputs={"features.json": check_feature_sets, "text_head.safetensors": load_text_head},
 )

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import distributed, launch, storage
 from synk8s.config import ExperimentConfig
 from synk8s.config_studies import PretrainConfig
-from synk8s.errors import UsageError
+from synk8s.errors import IntegrityError, UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
 from synk8s.stages.spec import Resources, StageSpec
@@ -382,11 +382,28 @@ def load_result(out: str, seconds: float = 0.0) -> PretrainResult:
 def load_backbone(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The trunk a finished pre-training wrote: ``(state_dict, backbone.json)``.
 
-    See :func:`synk8s.models.checkpoints.load_trunk`, the one reader of trunks (detection uses it too).
-    """
-    from synk8s.models.checkpoints import load_trunk
+    See :func:`synk8s.models.checkpoints.load_trunk`, the one reader of trunks (detection uses it too);
+    its read checks the bytes against the SHA-256 the store recorded, and this checks that hash
+    against the one the stage's manifest recorded at completion (a truncated or replaced file).
 
-    return load_trunk(out)
+    Raises:
+        IntegrityError: the trunk differs from what the pre-training wrote.
+    """
+    from synk8s.models.checkpoints import META_FILE, WEIGHTS_FILE, load_trunk
+
+    manifest_uri = storage.join(out, "manifest.json")
+    recorded = storage.get_json(manifest_uri).get("outputs", {}) if storage.exists(manifest_uri) else {}
+    for name in (WEIGHTS_FILE, META_FILE):
+        uri = storage.join(out, name)
+        if name in recorded and storage.exists(uri) and storage.stat(uri).sha256 != recorded[name]:
+            raise IntegrityError(
+                f"{uri} is damaged: its SHA-256 differs from the one recorded when pre-training wrote it; "
+                "rerun `synk8s stage pretrain` to write it again"
+            )
+    try:
+        return load_trunk(out)
+    except IntegrityError as error:
+        raise IntegrityError(f"{error}; rerun `synk8s stage pretrain` to write it again") from None
 
 
 STAGE = StageSpec(

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.runs import write_manifest
-from synk8s.stages.features import load_clip_for, load_feature_set, load_text_head, real_features
+from synk8s.stages.features import check_feature_sets, load_clip_for, load_text_head, real_features
 from synk8s.stages.head_templates import head_templates
 from synk8s.stages.spec import Resources, StageSpec
 
@@ -122,6 +122,6 @@ STAGE = StageSpec(
     depends=("dataset", "models.clip", "features"),
     gpu=True,
     resources=Resources("4", "8", "16Gi", "32Gi"),
-    outputs={LISTING_FILE: load_feature_set, HEAD_FILE: load_text_head},
+    outputs={LISTING_FILE: check_feature_sets, HEAD_FILE: load_text_head},
     folder="test-features",
 )

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import storage
 from synk8s.config import ExperimentConfig
-from synk8s.errors import MissingDataError, UsageError
+from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.seeds import derive_seed
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
@@ -108,9 +108,15 @@ def load_head(head: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     Returns:
         The float32 tensors ``weight`` (K, D) and ``bias`` (K,), and the metadata: config digest,
         chosen epoch, its validation top-1 and the tune config.
+
+    Raises:
+        IntegrityError: ``head.safetensors`` differs from what tune wrote (damaged or truncated).
     """
-    read_manifest(head, "tune")
-    tensors, metadata = read_tensors(storage.join(head, "head.safetensors"))
+    recorded = read_manifest(head, "tune").get("outputs", {}).get("head.safetensors")
+    try:  # the bytes are checked against the SHA-256 recorded when tune wrote them
+        tensors, metadata = read_tensors(storage.join(head, "head.safetensors"), sha256=recorded)
+    except IntegrityError as error:
+        raise IntegrityError(f"{error}; rerun `synk8s stage tune` to write it again") from None
     return tensors, json.loads(metadata[HEAD_METADATA_KEY])
 
 

@@ -49,7 +49,9 @@ class LocalStore:
     """Objects are files; hashes live in sidecars under ``<folder>/.synk8s-meta/``.
 
     A sidecar records the hash with the file's size, mtime and inode; a file changed by another
-    program no longer matches and is re-hashed.
+    program no longer matches and is re-hashed by :meth:`stat`. The sidecar only says which hash was
+    recorded: :meth:`read_all` hashes what it reads and the caller compares, so bytes changed in place
+    (same size, mtime and inode) are caught on every read.
     """
 
     @staticmethod
@@ -79,16 +81,23 @@ class LocalStore:
         if not path.is_file():
             raise ObjectNotFoundError(f"no object at {uri}")
 
+    def _recorded(self, path: Path, st: os.stat_result) -> str | None:
+        """The SHA-256 the sidecar recorded for this very file (same size, mtime and inode); else None."""
+        try:
+            record = json.loads(self._sidecar(path).read_text())
+        except (OSError, ValueError):
+            return None
+        if all(record.get(k) == v for k, v in self._fingerprint(st).items()):
+            return record.get("sha256")
+        return None
+
     def _info(self, uri: str, path: Path) -> ObjectInfo:
         self._check_file(uri, path)
         try:
             st = path.stat()
-            try:
-                record = json.loads(self._sidecar(path).read_text())
-            except (OSError, ValueError):
-                record = {}
-            if record and all(record.get(k) == v for k, v in self._fingerprint(st).items()):
-                return ObjectInfo(uri=uri, size=st.st_size, sha256=record["sha256"])
+            recorded = self._recorded(path, st)
+            if recorded:
+                return ObjectInfo(uri=uri, size=st.st_size, sha256=recorded)
             sha256, size = hash_file(path)
         except FileNotFoundError:  # deleted a moment ago
             raise ObjectNotFoundError(f"no object at {uri}") from None
@@ -151,6 +160,20 @@ class LocalStore:
             raise StoreError(f"cannot access {uri}: {exc.strerror or exc}") from exc
         with f:
             yield f
+
+    @_os_errors
+    def recorded(self, uri: str) -> str | None:
+        """The SHA-256 recorded when the object was written, if its sidecar still matches the file (no hashing)."""
+        path = to_path(uri)
+        self._check_file(uri, path)
+        return self._recorded(path, path.stat())
+
+    @_os_errors
+    def read_all(self, uri: str) -> tuple[bytes, str | None]:
+        """The object's content and the SHA-256 recorded when it was written (None when no sidecar vouches)."""
+        with self.open_read(uri) as f:
+            recorded = self._recorded(to_path(uri), os.fstat(f.fileno()))
+            return f.read(), recorded
 
     @_os_errors
     def get_file(self, uri: str, dest: Path) -> None:

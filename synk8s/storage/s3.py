@@ -273,6 +273,16 @@ class S3Store:
             response.close()
             response.release_conn()
 
+    def recorded(self, uri: str) -> str | None:
+        """The ``sha256`` user metadata of the object (None for an object written by another tool)."""
+        return self.stat(uri).sha256
+
+    def read_all(self, uri: str) -> tuple[bytes, str | None]:
+        """The object's content and its ``sha256`` user metadata (None for an object written by another tool)."""
+        with self.open_read(uri) as f:
+            headers = getattr(f, "headers", None) or {}
+            return f.read(), headers.get("x-amz-meta-sha256")
+
     def get_file(self, uri: str, dest: Path) -> None:
         with self.open_read(uri) as src:
             copy_to_local_file(src, dest)

@@ -43,3 +43,12 @@ def test_the_readme_fewshot_command_writes_its_report(tmp_path, monkeypatch):
     guided = tmp_path / stage_dir(run, "guided", cfg)
     assert len(list(guided.glob("shard-*/*.tar"))) >= 1
     assert set(report["seconds"]) >= {"split", "guided", "filter_guided", "features_guided", "fewshot_tune"}
+
+    # The same command again replays the finished run: no task process starts, no log is added.
+    logs = sorted((tmp_path / "synk8s-store" / "kfp-local").glob("*.log"))
+    again = CliRunner().invoke(app, shlex.split(COMMAND)[1:])
+    assert again.exit_code == 0, again.output[-3000:]
+    assert "nothing to run" in again.output
+    assert (tmp_path / again.stdout.strip().splitlines()[-1]).resolve() == report_path
+    assert sorted((tmp_path / "synk8s-store" / "kfp-local").glob("*.log")) == logs
+    assert json.loads(report_path.read_text())["top1"] == report["top1"]

@@ -233,6 +233,19 @@ def _from_body(body: dict[str, Any]) -> FewShotSplit:
 # ----------------------------------------------------------------------------- stage
 
 
+def _saved_split(out: str, split_uri: str) -> FewShotSplit | None:
+    """The split saved in ``out``; None when there is none or it is damaged (deleted: a split is a
+    function of the dataset, M and the seed, so it is drawn again to the same bytes)."""
+    if not storage.exists(split_uri):
+        return None
+    try:
+        return load_split(out)
+    except StoreError as error:  # damaged bytes, or edited so its digest no longer matches
+        logger.warning("%s; drawing the split again", error)
+        storage.delete(split_uri)
+        return None
+
+
 def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResult:
     """Draw and save the N-way M-shot split, or keep the one already saved in ``out``.
 
@@ -256,8 +269,8 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
     shots, seed = cfg.fewshot.shots_per_class, cfg.fewshot.split_seed
     val = val_per_class(shots) if cfg.fewshot.select == "real-val" else 0
     split_uri = storage.join(out, SPLIT_FILE)
-    if storage.exists(split_uri):
-        saved = load_split(out)
+    saved = _saved_split(out, split_uri)
+    if saved is not None:
         saved_val = len(saved.val) // info.num_classes
         if (saved.dataset, saved.shots, saved.seed, saved_val) != (info.name, shots, seed, val):
             raise UsageError(

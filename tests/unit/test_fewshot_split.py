@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -141,3 +142,18 @@ def test_edited_split_and_too_few_images_are_refused(tmp_path):
         split.load_split(str(out))
     with pytest.raises(MissingDataError, match="fewer than 5 training images"):
         split.run(_cfg(tmp_path, "fewshot.shots_per_class=5"), out=str(tmp_path / "five"), progress=False)
+
+
+def test_a_damaged_saved_split_is_drawn_again_to_the_same_bytes(tmp_path, caplog):
+    cfg, out = _cfg(tmp_path), tmp_path / "split"
+    split.run(cfg, out=str(out), progress=False)
+    path = out / "split.json"
+    good, stat = path.read_bytes(), path.stat()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 1  # one bit, same size
+    path.write_bytes(bytes(damaged))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same modification time
+    with caplog.at_level("WARNING", logger="synk8s.stages.split"):
+        split.run(cfg, out=str(out), progress=False)
+    assert path.read_bytes() == good
+    assert any("drawing the split again" in r.getMessage() for r in caplog.records)

@@ -66,6 +66,19 @@ def test_a_complete_rerun_starts_no_task_and_prints_the_summary(complete_run):
     assert json.loads(Path(report).read_text())["dataset"] == "cifar10"
 
 
+def test_a_damaged_run_report_is_written_again_to_the_same_bytes(complete_run):
+    root, cfg = complete_run
+    report = Path(TABLE.stage_dir(TABLE.run_dir(cfg), "evaluate", cfg)) / "report.json"
+    flags = [a for s in SETS for a in ("--set", s)]
+    command = ["submit", "zeroshot", "--dataset", "cifar10", "--local", "--profile", "tiny", "--store", str(root)]
+    assert CliRunner().invoke(app, [*command, *flags]).exit_code == 0
+    good = report.read_bytes()
+    report.write_bytes(good[: len(good) // 2])  # truncated: the report is derived, never an input
+    result = CliRunner().invoke(app, [*command, *flags])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert report.read_bytes() == good
+
+
 def test_a_damaged_stage_output_sends_the_run_to_kfp_local_and_writes_nothing(complete_run, caplog):
     root, cfg = complete_run
     func = build("zeroshot", cfg)

@@ -38,6 +38,8 @@ from synk8s.cli.kfp_client import (
     talking_to,
     task_states,
 )
+from synk8s.cli.output import OUTPUT, Format
+from synk8s.cli.plan import GPU_COUNT, GPU_TYPE, print_estimate
 from synk8s.errors import Synk8sError, UsageError
 
 if TYPE_CHECKING:
@@ -94,12 +96,15 @@ def submit(
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
-        help="Check the values as a submission does, print the resolved parameters and the tasks (GPU or not), "
-        "and start nothing.",
+        help="Check the values as a submission does, print the resolved parameters, the tasks (GPU or not) and "
+        "the run's estimated cost (`synk8s plan`; --output json: the estimate alone), and start nothing.",
     ),
     preflight: bool = typer.Option(
         True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
     ),
+    gpu_type: str = GPU_TYPE,
+    gpus: Optional[int] = GPU_COUNT,
+    output: Format = OUTPUT,
 ) -> None:
     """Run a pipeline on Kubeflow Pipelines (or here, with --local).
 
@@ -131,7 +136,9 @@ def submit(
     if dry_run:
         from synk8s.cli.dry_run import print_plan
 
-        print_plan(pipeline, cfg, local=local)
+        if output is Format.text:
+            print_plan(pipeline, cfg, local=local)
+        print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)
         return
     if preflight:
         from synk8s import preflight as checks

@@ -10,6 +10,8 @@ hook), so a pipeline run, a local run and ``synk8s stage fewshot_evaluate`` all 
                    "ct_init_epoch": 100, "ct_syn_epoch": 30, "ct_init_val_top1": null, "ct_syn_val_top1": null},
      "counts": {"real": 40, "synthetic_train": 40, "synthetic_val": 0, "real_val": 0, "test": 40},
      "seconds": {"split": 0.4, ...}, "config_digest": "...", "store_root": "...", "run_dir": "...",
+     "estimate": {"basis": "estimate", "total": {"gpu_hours": ...}, ...},  # synk8s.estimate, this config
+     "cost": {"device_hours": ..., "points_per_device_hour": ...},  # measured (gain: CT w. Syn - CT w. init)
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
 It reads the stage manifests and ``metrics.json`` only; the folders come from the stage table's caller.
@@ -20,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from synk8s import storage
+from synk8s import cost, storage
+from synk8s.estimate import estimate
 from synk8s.report import REPORT_FILE, STANDIN_NOTICE
 from synk8s.runs import read_manifest
 
@@ -77,7 +80,13 @@ def fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) 
         "config_digest": cfg.digest(),
         "store_root": cfg.store.root,
         "run_dir": run,
+        "estimate": estimate(cfg, "fewshot").to_dict(),
     }
+    records = cost.read_records(run, folders)
+    if records:
+        gain = float(metrics["top1"]["ct_syn"]) - float(metrics["top1"]["ct_init"])
+        generated = sum(int(r.get("images") or 0) for r in records if r["stage"] in ("generate", "guided"))
+        report["cost"] = cost.run_cost(records, generated=generated, gain=gain)
     if metrics["standin"]:
         report["notice"] = STANDIN_NOTICE
     return report

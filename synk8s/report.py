@@ -8,9 +8,11 @@ pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
      "setting": {"prompts": "LE", "filter": true, "loss": "sce"}, "generator": "tiny-sd", "generator_note": "...",
      "seconds": {"prompts": 1.2, "generate": 20.5, ...}, "config_digest": "...", "store_root": "...",
      "cost": {"devices": ["cpu"], "device_hours": 0.01, "device_hours_per_1000_images": 0.2, ...},
+     "estimate": {"basis": "estimate", "gpu_type": "h100", "total": {"gpu_hours": ...}, ...},
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
-It reads the stage manifests only; the folders come from the stage table's caller.
+It reads the stage manifests only; the folders come from the stage table's caller. ``estimate`` is
+:func:`synk8s.estimate.estimate` of the run's config (H100s, one per shard), beside the measured ``cost``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from synk8s import cost, storage
+from synk8s.estimate import estimate
 from synk8s.runs import read_manifest
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
     if records:
         gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"])
         report["cost"] = cost.run_cost(records, generated=report["counts"]["generated"], gain=gain)
+    report["estimate"] = estimate(cfg, "zeroshot").to_dict()
     if evaluate["standin"]:
         report["notice"] = STANDIN_NOTICE
     return report

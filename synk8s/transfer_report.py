@@ -8,7 +8,8 @@ pre-trained trunk and from random weights. ``report.json`` sets the two side by 
      "transfer": "cifar100", "metric": "top1",
      "pretrained": {"top1": 0.31, "folder": ...}, "scratch": {"top1": 0.22, "folder": ...},
      "curves": {"pretrain": [...per epoch...], "pretrained": [...], "scratch": [...]},
-     "seconds": {...}, "run_dir": ..., "config_digest": ..., "notice": "stand-in data: ..."}
+     "seconds": {...}, "run_dir": ..., "config_digest": ..., "notice": "stand-in data: ...",
+     "estimate": {"basis": "estimate", "total": {"gpu_hours": ...}, ...}}   # synk8s.estimate, this config
 
 ``classes`` counts the classes the images were generated for (the generate manifest's), out of
 ``label_space_classes`` in the label space (fewer with ``pretrain.classes``); ``pretrain_init`` is
@@ -25,7 +26,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from synk8s import storage
+from synk8s.config import with_overrides
 from synk8s.errors import UsageError
+from synk8s.estimate import estimate
 from synk8s.report import REPORT_FILE
 from synk8s.runs import read_manifest
 
@@ -110,7 +113,8 @@ def transfer_report(
         from synk8s.detection.tables import detection_tables
 
         report["tables"] = {metric: detection_tables(runs, metric) for metric in DETECTION_METRICS}
-    report.update(curves=curves, seconds=seconds, config_digest=cfg.digest(), store_root=cfg.store.root, run_dir=run)
+    report.update(curves=curves, seconds=seconds, config_digest=cfg.digest(), store_root=cfg.store.root, run_dir=run,
+                  estimate=estimate(with_overrides(cfg, [f"pretrain.transfer={transfer}"]), "pretrain").to_dict())  # fmt: skip
     if standin:
         report["notice"] = STANDIN_NOTICE
     return report

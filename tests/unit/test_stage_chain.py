@@ -62,6 +62,9 @@ def test_stage_commands_chain_and_repeat_exactly(tmp_path, monkeypatch):
     metrics = json.loads((_out(first, "evaluate") / "metrics.json").read_text())
     assert metrics["standin"] is True and metrics["generated"] == 30 and metrics["test"] == 80
     assert "stand-in data" in (_out(first, "evaluate") / "report.md").read_text().lower()
+    report = json.loads((_out(first, "evaluate") / "report.json").read_text())
+    assert report["cost"]["devices"] == ["cpu"] and report["estimate"]["basis"] == "estimate"
+    assert any("estimate is for NVIDIA H100" in note for note in report["estimate"]["notes"])
 
     # Same seed and config: identical prompts, identical image bytes, identical metrics.
     assert (first / "prompts" / "prompts.jsonl").read_bytes() == (second / "prompts" / "prompts.jsonl").read_bytes()

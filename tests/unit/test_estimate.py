@@ -41,16 +41,16 @@ def test_generation_of_a_small_config_by_hand():
 
 
 def test_gpu_hours_scale_with_images_and_steps_and_halve_without_guidance():
-    def unet_hours(*more):
-        # The VAE decode does not scale with steps or guidance: compare with it set to zero.
+    def gen_tflop(*more):
+        # Generation TFLOP; the VAE decode (vae below) scales with neither steps nor guidance.
         cfg = _small(*more)
         return _stage(estimate(cfg, "zeroshot"), "generate").tflop
 
-    base = unet_hours()
-    assert unet_hours("generate.images_per_class=300") == pytest.approx(3 * base, rel=1e-3)
+    base = gen_tflop()
+    assert gen_tflop("generate.images_per_class=300") == pytest.approx(3 * base, rel=1e-3)
     vae = 1000 * 2.7 / 4
-    assert unet_hours("generate.steps=30") - vae == pytest.approx(3 * (base - vae), rel=1e-3)
-    assert unet_hours("generate.guidance=0.0") - vae == pytest.approx((base - vae) / 2, rel=1e-3)
+    assert gen_tflop("generate.steps=30") - vae == pytest.approx(3 * (base - vae), rel=1e-3)
+    assert gen_tflop("generate.guidance=0.0") - vae == pytest.approx((base - vae) / 2, rel=1e-3)
 
 
 def test_every_pipeline_and_gpu_type_is_estimated():

@@ -2,17 +2,18 @@
 
 Each subcommand prints one JSON line whose ratios compare sizes measured in the same run:
 
-* ``compile``: every pipeline compiled with ``generate.num_shards`` 100, 1000 and 5000: seconds and
-  spec bytes, and the spec's growth per 10x shards (1.0: constant).
+* ``compile``: every pipeline compiled with ``generate.num_shards`` 10, 100 and 1000 (the config
+  allows at most 1024): seconds and spec bytes, the spec's growth per 10x shards (1.0: constant),
+  and the bytes that grow at run time instead (the shard list the ParallelFor iterates, the fan-in).
 * ``collect``: the generate stage's collect step over N tiny real shards (the tiny profile's painter,
-  one image per shard) for N = 200 and 2000: seconds per shard at 10x the shards.
+  one image per shard) for N = 100 and 1000: seconds per shard at 10x the shards.
 * ``store``: tiny objects put through :mod:`synk8s.storage` into a local S3 server (moto), then one
   listing of the prefix and 1000 reads, at 10k and 100k objects (``--counts``): cost per object.
 * ``loader``: the pre-training shard stream (:class:`synk8s.stream.ShardStream`) over the same drawn
   images split into 10 and 100 tars, with 0 and 2 DataLoader workers: images/s.
 
     python benchmarks/bench_scale.py compile
-    python benchmarks/bench_scale.py collect --counts 200,2000
+    python benchmarks/bench_scale.py collect --counts 100,1000
     python benchmarks/bench_scale.py store --counts 10000,100000
     python benchmarks/bench_scale.py loader --workers 0,2
 """
@@ -61,7 +62,24 @@ def bench_compile(args: argparse.Namespace) -> dict:
                 "bytes": {str(c): r["bytes"] for c, r in rows.items()},
                 "bytes_ratio_per_10x_shards": round(per_10x, 4),
             }
-    return {"benchmark": "scale_compile", "shards": counts, "pipelines": found}
+    return {"benchmark": "scale_compile", "shards": counts, "pipelines": found, "runtime_bytes": _runtime_bytes(counts)}
+
+
+def _runtime_bytes(counts: list[int]) -> dict[str, dict[str, int]]:
+    """What grows at run time instead: the generate shard list (every item carries the config) and
+    the fan-in of the shard tasks' outputs (one folder URI each) that ``dsl.Collected`` hands to collect."""
+    from synk8s.components.run_stage import shard_items
+    from synk8s.stages.table import TABLE
+
+    found: dict[str, dict[str, int]] = {"shard_list": {}, "collected": {}}
+    for count in counts:
+        cfg = config.load("paper", [f"generate.num_shards={count}", "store.root=s3://synk8s/store"])
+        run, images = TABLE.run_dir(cfg), TABLE.stage_dir(TABLE.run_dir(cfg), "generate", cfg)
+        prompts = TABLE.stage_dir(run, "prompts", cfg)
+        items = shard_items("generate", cfg.model_dump_json(), run, prompts=prompts)
+        found["shard_list"][str(count)] = len(json.dumps(items))
+        found["collected"][str(count)] = len(json.dumps([images] * count))
+    return found
 
 
 def bench_collect(args: argparse.Namespace) -> dict:
@@ -194,9 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compile", help="spec size and compile time per shard count")
-    p.add_argument("--counts", default="100,1000,5000", help="generate.num_shards values (default 100,1000,5000)")
+    p.add_argument("--counts", default="10,100,1000", help="generate.num_shards values, at most 1024 (default 10,100,1000)")
     p = sub.add_parser("collect", help="collect over thousands of tiny shards")
-    p.add_argument("--counts", default="200,2000", help="shard counts, multiples of 10 (default 200,2000)")
+    p.add_argument("--counts", default="100,1000", help="shard counts, multiples of 10, at most 1024 (default 100,1000)")
     p = sub.add_parser("store", help="put, list and read tiny objects on a local S3 server")
     p.add_argument("--counts", default="10000,100000", help="object counts (default 10000,100000)")
     p.add_argument("--reads", type=int, default=1000, help="objects read at each count (default 1000)")

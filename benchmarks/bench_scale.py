@@ -152,7 +152,8 @@ def bench_store(args: argparse.Namespace) -> dict:
             for i in range(0, step * args.reads, step):
                 storage.get_bytes(f"{prefix}/{i:07d}.json")
             read_s = time.perf_counter() - start
-            assert len(listed) == count, (len(listed), count)
+            if len(listed) != count:
+                raise RuntimeError(f"listed {len(listed)} objects under {prefix}, put {count}")
             rows[count] = {"put_s": round(put, 2), "list_s": round(list_s, 3), "read_s": round(read_s, 3)}
     finally:
         server.stop()

@@ -14,7 +14,8 @@ added before it::
 
 Everything a task needs is taken from the stage's table row and the config: its component and
 image, CPU and memory, a GPU with the GPU node pool's selector and tolerations when the stage
-needs one, the store's ConfigMap and credentials Secret, caching, and for a sharded stage the
+needs one, a memory-backed ``/dev/shm`` of ``cluster.shm_size`` when it runs DataLoader workers, the
+store's ConfigMap and credentials Secret, caching, and for a sharded stage the
 ParallelFor limit and generation retries.
 """
 
@@ -39,6 +40,7 @@ from synk8s.stages.table import TABLE
 
 # plan and a shard list only turn parameters into small strings.
 LIGHT = Resources("250m", "1", "512Mi", "1Gi")
+SHM_VOLUME = "dshm"  # the emptyDir mounted at /dev/shm (see Wiring.configure)
 
 
 class Wiring:
@@ -128,9 +130,20 @@ class Wiring:
         return other
 
     def configure(
-        self, task: dsl.PipelineTask, name: str, resources: Resources, *, gpu: bool = False, store: bool = True
+        self,
+        task: dsl.PipelineTask,
+        name: str,
+        resources: Resources,
+        *,
+        gpu: bool = False,
+        store: bool = True,
+        shm: bool = False,
     ) -> dsl.PipelineTask:
-        """Display name, caching, CPU and memory, store access and, with ``gpu``, one GPU on the GPU pool.
+        """Display name, caching, CPU and memory, store access; with ``gpu``, one GPU on the GPU pool.
+
+        With ``shm``, a memory-backed ``/dev/shm`` of ``cluster.shm_size``: DataLoader workers hand
+        batches over through it, and a container's default of 64 MiB stops them (it counts against the
+        task's memory limit only as far as it is filled).
 
         A GPU task's display name says so (``filter [GPU]``), so the Kubeflow UI shows which tasks wait
         for the GPU node pool.
@@ -144,6 +157,9 @@ class Wiring:
             task.set_accelerator_type(self.cfg.cluster.accelerator).set_accelerator_limit(1)
             kubernetes.add_node_selector_json(task, node_selector_json=self.gpu["node_selector_json"])
             kubernetes.add_toleration_json(task, toleration_json=self.gpu["toleration_json"])
+        if shm:
+            size = self.cfg.cluster.shm_size
+            kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory", size_limit=size)
         if self.threads:
             task.set_env_variable("OMP_NUM_THREADS", str(self.threads))  # torch's intra-op threads follow it
         return task
@@ -225,7 +241,7 @@ class Wiring:
                 )
                 config_json = made.output
             task = self.comps.stages[name](config_json=config_json, run_dir=self.run_dir, **inputs)
-            self.configure(task, key, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            self.configure(task, key, spec.resources, gpu=spec.needs_gpu(self.cfg), shm=spec.needs_shm(self.cfg))
             self.recording.steps.append(Step(task, {"config_json": config_json, "run_dir": self.run_dir}, stage=name))
         for stage in after:
             task.after(self.tasks[stage])
@@ -246,7 +262,7 @@ class Wiring:
                 shard=item.shard,
                 **{param: getattr(item, param) for param in spec.inputs},
             )
-            self.configure(shard, name, spec.resources, gpu=spec.needs_gpu(self.cfg))
+            self.configure(shard, name, spec.resources, gpu=spec.needs_gpu(self.cfg), shm=spec.needs_shm(self.cfg))
             if self.retry:
                 shard.set_retry(num_retries=self.cfg.cluster.generate_retries, backoff_duration="60s", backoff_factor=2)
         collect = self.comps.collects[name](

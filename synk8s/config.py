@@ -242,6 +242,10 @@ class ClusterConfig(Section):
     s3_secret: str = Field(description="Kubernetes Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
     s3_config_map: str = Field(description="ConfigMap holding SYNK8S_S3_ENDPOINT")
     generate_retries: Workers = Field(ge=0)
+    shm_size: str = Field(
+        pattern=r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)$",
+        description="size of the memory-backed /dev/shm of tasks that run DataLoader workers, e.g. 16Gi",
+    )
     service_account: str | None = Field(description="Kubernetes service account the pipeline's pods run as")
 
 

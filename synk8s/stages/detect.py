@@ -372,6 +372,7 @@ STAGE = StageSpec(
     help="Faster R-CNN on VOC07+12 from the pre-trained trunk (detect.init=pretrained) or not; AP on VOC07 test.",
     inputs={"backbone": "pretrain"},
     depends=CONFIG_FIELDS,
+    shm=True,  # torchrun in the task (no TrainJob) loads on DataLoader workers
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob; the nodes train
     outputs={"metrics.json": load_metrics, "model.safetensors": load_detector, "curve.json": None},
 )

@@ -307,6 +307,7 @@ STAGE = StageSpec(
     inputs={"images": "generate", "test": "test_features"},
     depends=("dataset", "models.clip", "features"),
     gpu=True,
+    shm=True,  # features.workers decode on DataLoader workers
     resources=Resources("4", "8", "16Gi", "32Gi"),
     outputs={"features.json": check_feature_sets, "text_head.safetensors": load_text_head},
 )

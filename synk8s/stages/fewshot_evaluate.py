@@ -183,6 +183,7 @@ STAGE = StageSpec(
     help="Top-1 of the zero-shot head, CT w. init and CT w. Syn on the real test split; the few-shot report.",
     inputs={"features": FEATURES, "tuned": "fewshot_tune"},
     gpu=uses_images,
+    shm=uses_images,  # encodes the test images through the tuned tower
     resources=Resources("2", "4", "8Gi", "16Gi"),
     # report.json is the finish hook's, written after the outputs are recorded (as evaluate's run report):
     # listed here it would never be recorded, and a finished run would never count as complete.

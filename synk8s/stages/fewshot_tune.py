@@ -424,6 +424,7 @@ STAGE = StageSpec(
     inputs={"split": "split", "features": FEATURES, "selection": SELECTION, "images": IMAGES},
     depends=("tune", "fewshot"),
     gpu=True,
+    shm=uses_images,  # trains through the tower on decoded images
     resources=Resources("4", "8", "16Gi", "32Gi"),
     outputs={"ct_*.safetensors": load_tuned, "curve.json": None, "val.json": None, "results.json": None},
     folder="fewshot-tune",

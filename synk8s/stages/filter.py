@@ -318,6 +318,7 @@ STAGE = StageSpec(
     inputs={"images": "generate"},
     depends=("dataset", "models.clip", "features", "filter"),
     gpu=True,
+    shm=True,  # its feature cache decodes on features.workers DataLoader workers
     resources=Resources("4", "8", "16Gi", "32Gi"),
     outputs={"selection.safetensors": load_selection, "stats.json": None},
 )

@@ -415,6 +415,7 @@ STAGE = StageSpec(
     help="Fine-tune on CIFAR-100 from the pre-trained trunk (pretrain.finetune.init=pretrained) or not; top-1.",
     inputs={"backbone": "pretrain"},
     depends=FIELDS,
+    shm=True,  # torchrun in the task (no TrainJob) loads on DataLoader workers
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
     outputs={METRICS_FILE: None, CURVE_FILE: None},
 )

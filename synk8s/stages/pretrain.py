@@ -418,6 +418,7 @@ STAGE = StageSpec(
         "models.cache",
         *(f"pretrain.{n}" for n in PretrainConfig.model_fields if n not in TRANSFER_FIELDS + IMAGE_FIELDS),
     ),
+    shm=True,  # torchrun in the task (no TrainJob) loads on DataLoader workers
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
     outputs={"backbone.safetensors": load_backbone, "backbone.json": None, CURVE_FILE: None},
 )

@@ -77,6 +77,7 @@ STAGE = StageSpec(
     help="Train from random weights on the generated images of the fine-tuning classes (Table 4); top-1.",
     inputs={"images": "generate"},
     depends=FIELDS,
+    shm=True,  # torchrun in the task (no TrainJob) loads on DataLoader workers
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJob (or torchrun); nodes train
     outputs={METRICS_FILE: None, CURVE_FILE: None},
 )

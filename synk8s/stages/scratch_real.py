@@ -94,6 +94,7 @@ STAGE = StageSpec(
     "(Table 4's real columns); top-1 of each.",
     depends=FIELDS,
     folder="scratch-real",
+    shm=True,  # torchrun in the task (no TrainJob) loads on DataLoader workers
     resources=Resources("500m", "1", "1Gi", "2Gi"),  # the task launches the TrainJobs (or torchrun); nodes train
     outputs={COLUMNS_FILE: None},
 )

@@ -183,6 +183,9 @@ class StageSpec:
         depends_on: more such fields that a config decides (e.g. a pre-training run's label space,
             which a zero-shot run's prompts do not depend on, so their digests stay as they were).
         gpu: whether its task needs a GPU: a constant, or a function of the config.
+        shm: whether its task runs DataLoader worker processes, which pass batches through shared
+            memory, so the task mounts a memory-backed ``/dev/shm`` of ``cluster.shm_size``: a
+            constant, or a function of the config.
         outputs: the files it writes in its folder (glob patterns allowed) -> the function other
             code reads them with (first argument: the stage's folder URI), or None when people read
             them (JSON, Markdown, images). ``manifest.json`` is implied.
@@ -209,6 +212,7 @@ class StageSpec:
     depends: tuple[str, ...] = ()
     depends_on: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
     gpu: bool | Callable[[ExperimentConfig], bool] = False
+    shm: bool | Callable[[ExperimentConfig], bool] = False
     outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
     folder: str = ""
     options: tuple[Option, ...] = ()
@@ -227,6 +231,10 @@ class StageSpec:
     def needs_gpu(self, cfg: ExperimentConfig) -> bool:
         """Whether this stage's task asks for a GPU under ``cfg``."""
         return bool(self.gpu(cfg)) if callable(self.gpu) else bool(self.gpu)
+
+    def needs_shm(self, cfg: ExperimentConfig) -> bool:
+        """Whether this stage's task mounts a memory-backed ``/dev/shm`` under ``cfg``."""
+        return bool(self.shm(cfg)) if callable(self.shm) else bool(self.shm)
 
     @property
     def folder_name(self) -> str:

@@ -121,6 +121,7 @@ STAGE = StageSpec(
     help="CLIP features of the real test set and the zero-shot text head (one folder for every seed).",
     depends=("dataset", "models.clip", "features"),
     gpu=True,
+    shm=True,  # features.workers decode on DataLoader workers
     resources=Resources("4", "8", "16Gi", "32Gi"),
     outputs={LISTING_FILE: check_feature_sets, HEAD_FILE: load_text_head},
     folder="test-features",

@@ -35,6 +35,11 @@ PROFILE_HELP = (
 )
 PROFILE = typer.Option(DEFAULT_PROFILE, "--profile", "-p", envvar=PROFILE_ENV, help=PROFILE_HELP)
 SET = typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")
+# The run options that `submit` and `plan` share (each maps onto one config field).
+DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name).")
+IMAGES_PER_CLASS = typer.Option(None, "--images-per-class", help="generate.images_per_class")
+NUM_SHARDS = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks).")
+GENERATOR = typer.Option(None, "--generator", help="models.generator: registry name or hub id.")
 HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
 
 

@@ -15,7 +15,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synk8s.cli.kfp_client import PIPELINE, PROFILE, SET, resolve_pipeline_config
+from synk8s.cli.kfp_client import (
+    DATASET,
+    GENERATOR,
+    IMAGES_PER_CLASS,
+    NUM_SHARDS,
+    PIPELINE,
+    PROFILE,
+    SET,
+    resolve_pipeline_config,
+)
 from synk8s.cli.output import OUTPUT, Format, emit_json
 from synk8s.config import ExperimentConfig
 from synk8s.estimate import GPUS, Estimate
@@ -72,12 +81,12 @@ def print_estimate(pipeline: str, cfg: ExperimentConfig, *, gpu_type: str, gpus:
 
 def plan_cmd(
     pipeline: str = PIPELINE,
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name)."),
+    dataset: Optional[str] = DATASET,
     profile: str = PROFILE,
     overrides: list[str] = SET,
-    images_per_class: Optional[int] = typer.Option(None, "--images-per-class", help="generate.images_per_class"),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks)."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="models.generator: registry name or hub id."),
+    images_per_class: Optional[int] = IMAGES_PER_CLASS,
+    num_shards: Optional[int] = NUM_SHARDS,
+    generator: Optional[str] = GENERATOR,
     shots: Optional[int] = typer.Option(None, "--shots", min=1, help="fewshot.shots_per_class (few-shot pipelines)."),
     label_space: Optional[str] = typer.Option(None, "--label-space", help="pretrain.label_space (pretrain pipeline)."),
     method: Optional[str] = typer.Option(None, "--method", help="pretrain.method: supervised or moco."),

@@ -26,8 +26,12 @@ from rich.table import Table
 
 from synk8s import storage
 from synk8s.cli.kfp_client import (
+    DATASET,
     ENDPOINT_ENV,
+    GENERATOR,
     HOST,
+    IMAGES_PER_CLASS,
+    NUM_SHARDS,
     PIPELINE,
     PROFILE,
     SET,
@@ -54,12 +58,12 @@ console = Console(stderr=True, soft_wrap=True)
 
 def submit(
     pipeline: str = PIPELINE,
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name)."),
+    dataset: Optional[str] = DATASET,
     profile: str = PROFILE,
     overrides: list[str] = SET,
-    images_per_class: Optional[int] = typer.Option(None, "--images-per-class", help="generate.images_per_class"),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks)."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="models.generator: registry name or hub id."),
+    images_per_class: Optional[int] = IMAGES_PER_CLASS,
+    num_shards: Optional[int] = NUM_SHARDS,
+    generator: Optional[str] = GENERATOR,
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (seed)."),
     shots: Optional[int] = typer.Option(
         None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."

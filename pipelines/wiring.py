@@ -158,8 +158,10 @@ class Wiring:
             kubernetes.add_node_selector_json(task, node_selector_json=self.gpu["node_selector_json"])
             kubernetes.add_toleration_json(task, toleration_json=self.gpu["toleration_json"])
         if shm:
+            # The pod's shared-memory mount point for data-loader workers, not a temporary file path.
+            shm_path = "/dev/shm"  # nosec B108
             size = self.cfg.cluster.shm_size
-            kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path="/dev/shm", medium="Memory", size_limit=size)
+            kubernetes.empty_dir_mount(task, volume_name=SHM_VOLUME, mount_path=shm_path, medium="Memory", size_limit=size)
         if self.threads:
             task.set_env_variable("OMP_NUM_THREADS", str(self.threads))  # torch's intra-op threads follow it
         return task

@@ -225,7 +225,7 @@ def launch_error(target: str, code: int, lines: Sequence[str]) -> errors.Synk8sE
     """
     for line in lines:
         if ERROR_MARK in line:
-            kind, _, message = line.split(ERROR_MARK, 1)[1].strip().partition(" ")
+            kind, _, message = line.split(ERROR_MARK)[1].strip().partition(" ")  # up to another worker's mark
             cls = getattr(errors, kind, errors.Synk8sError)
             return (
                 cls(message)
@@ -272,9 +272,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = ExperimentConfig.model_validate_json(storage.get_bytes(args.config))
         resolve(args.target)(cfg, **kwargs)
     except errors.Synk8sError as error:
-        print(f"{ERROR_MARK} {type(error).__name__} {error}", file=sys.stderr, flush=True)
+        _write_line(f"{ERROR_MARK} {type(error).__name__} {error}"[:3000])
         return error.exit_code
     return 0
+
+
+def _write_line(text: str) -> None:
+    """Write ``text`` and its newline to stderr in one call.
+
+    The workers share the launcher's pipe: a line written in one call below the pipe's atomic size
+    (4 KiB) is never interleaved with another worker's. A stderr without a file descriptor (a test's
+    capture) gets an ordinary print.
+    """
+    sys.stderr.flush()
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+        return
+    os.write(fd, (text + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -78,5 +78,8 @@ def test_torchrun_command_and_launch_errors():
     marked = f"[rank 1] {distributed.ERROR_MARK} MissingDataError no images at s3://b/i"
     error = distributed.launch_error("m:f", 1, [marked, "RuntimeError: other"])
     assert type(error) is MissingDataError and str(error) == "no images at s3://b/i"
+    mark = distributed.ERROR_MARK
+    both = f"{mark} UsageError batch too large{mark} UsageError batch too large"  # two workers' lines run together
+    assert str(distributed.launch_error("m:f", 1, [both])) == "batch too large"
     with pytest.raises(UsageError, match="module:function"):
         distributed.resolve("no-colon")

@@ -190,7 +190,6 @@ def render(
     import torch
 
     generators = [torch.Generator(sampler.device).manual_seed(s) for s in seeds]
-    conditioning = {"class_labels": list(labels)} if getattr(pipe, "class_conditional", False) else {}
     with torch.inference_mode():
         output = pipe(
             prompt=list(prompts),
@@ -200,9 +199,14 @@ def render(
             height=sampler.resolution,
             width=sampler.resolution,
             output_type="pil",
-            **conditioning,
+            **class_conditioning(pipe, labels),
         )
     return list(output.images)
+
+
+def class_conditioning(pipe: Any, labels: Sequence[int]) -> dict[str, list[int]]:
+    """``class_labels`` for a class-conditional pipeline (the ``standin-drawn`` painter); nothing for others."""
+    return {"class_labels": list(labels)} if getattr(pipe, "class_conditional", False) else {}
 
 
 def sample_meta(item: WorkItem, sampler: Sampler, scheduler: str) -> dict[str, Any]:

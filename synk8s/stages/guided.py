@@ -175,7 +175,6 @@ def render_guided(
     import torch
 
     generators = [torch.Generator(sampler.device).manual_seed(s) for s in seeds]
-    conditioning = {"class_labels": list(labels)} if getattr(pipe, "class_conditional", False) else {}
     with torch.inference_mode():
         output = pipe(
             prompt=list(prompts),
@@ -185,7 +184,7 @@ def render_guided(
             num_inference_steps=sampler.steps,
             guidance_scale=sampler.guidance,
             output_type="pil",
-            **conditioning,
+            **generate.class_conditioning(pipe, labels),
         )
     return list(output.images)
 

@@ -56,6 +56,47 @@ TERMINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
 console = Console(stderr=True, soft_wrap=True)
 
 
+SEED = typer.Option(None, "--seed", help="Run seed (seed).")
+SHOTS = typer.Option(
+    None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
+)
+SEEDS = typer.Option(
+    None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
+)
+STORE = typer.Option(None, "--store", envvar=STORE_ENV, help="Store root (store.root): s3://bucket/prefix or a folder.")
+EXPERIMENT = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment.")
+RUN_NAME = typer.Option(None, "--run-name", help="Run name; default <pipeline>-<dataset>-<digest>.")
+SERVICE_ACCOUNT = typer.Option(
+    None, "--service-account", help="Kubernetes service account of the run's pods; default cluster.service_account."
+)
+WAIT = typer.Option(False, "--wait", help="Follow the run until it ends; exit 1 unless it succeeds.")
+RECURRING = typer.Option(
+    None, "--recurring", help="Cron schedule, six fields with seconds first ('0 0 3 * * *': daily 03:00)."
+)
+LOCAL = typer.Option(False, "--local", help="Run here with kfp.local instead of on a cluster.")
+THREADS = typer.Option(
+    None, "--threads", min=1, help="With --local: torch threads per task; default cores // concurrent tasks."
+)
+CACHE = typer.Option(
+    True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
+)
+POLL_SECONDS = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait.")
+LABEL_SPACE = typer.Option(
+    None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
+)
+METHOD = typer.Option(None, "--method", help="pretrain.method: supervised or moco.")
+TRANSFER = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc.")
+DRY_RUN = typer.Option(
+    False,
+    "--dry-run",
+    help="Check the values as a submission does, print the resolved parameters, the tasks (GPU or not) and "
+    "the run's estimated cost (`synk8s plan`; --output json: the estimate alone), and start nothing.",
+)
+PREFLIGHT = typer.Option(
+    True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
+)
+
+
 def submit(
     pipeline: str = PIPELINE,
     dataset: Optional[str] = DATASET,
@@ -64,48 +105,25 @@ def submit(
     images_per_class: Optional[int] = IMAGES_PER_CLASS,
     num_shards: Optional[int] = NUM_SHARDS,
     generator: Optional[str] = GENERATOR,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (seed)."),
-    shots: Optional[int] = typer.Option(
-        None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
-    ),
-    seeds: Optional[str] = typer.Option(
-        None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
-    ),
-    store: Optional[str] = typer.Option(
-        None, "--store", envvar=STORE_ENV, help="Store root (store.root): s3://bucket/prefix or a folder."
-    ),
+    seed: Optional[int] = SEED,
+    shots: Optional[int] = SHOTS,
+    seeds: Optional[str] = SEEDS,
+    store: Optional[str] = STORE,
     host: Optional[str] = HOST,
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment."),
-    run_name: Optional[str] = typer.Option(None, "--run-name", help="Run name; default <pipeline>-<dataset>-<digest>."),
-    service_account: Optional[str] = typer.Option(
-        None, "--service-account", help="Kubernetes service account of the run's pods; default cluster.service_account."
-    ),
-    wait: bool = typer.Option(False, "--wait", help="Follow the run until it ends; exit 1 unless it succeeds."),
-    recurring: Optional[str] = typer.Option(
-        None, "--recurring", help="Cron schedule, six fields with seconds first ('0 0 3 * * *': daily 03:00)."
-    ),
-    local: bool = typer.Option(False, "--local", help="Run here with kfp.local instead of on a cluster."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, help="With --local: torch threads per task; default cores // concurrent tasks."
-    ),
-    cache: bool = typer.Option(
-        True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
-    ),
-    poll_seconds: float = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait."),
-    label_space: Optional[str] = typer.Option(
-        None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
-    ),
-    method: Optional[str] = typer.Option(None, "--method", help="pretrain.method: supervised or moco."),
-    transfer: Optional[str] = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc."),
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="Check the values as a submission does, print the resolved parameters, the tasks (GPU or not) and "
-        "the run's estimated cost (`synk8s plan`; --output json: the estimate alone), and start nothing.",
-    ),
-    preflight: bool = typer.Option(
-        True, "--preflight/--no-preflight", help="Check first that the weights and the data are reachable."
-    ),
+    experiment: Optional[str] = EXPERIMENT,
+    run_name: Optional[str] = RUN_NAME,
+    service_account: Optional[str] = SERVICE_ACCOUNT,
+    wait: bool = WAIT,
+    recurring: Optional[str] = RECURRING,
+    local: bool = LOCAL,
+    threads: Optional[int] = THREADS,
+    cache: bool = CACHE,
+    poll_seconds: float = POLL_SECONDS,
+    label_space: Optional[str] = LABEL_SPACE,
+    method: Optional[str] = METHOD,
+    transfer: Optional[str] = TRANSFER,
+    dry_run: bool = DRY_RUN,
+    preflight: bool = PREFLIGHT,
     gpu_type: str = GPU_TYPE,
     gpus: Optional[int] = GPU_COUNT,
     output: Format = OUTPUT,
@@ -116,8 +134,6 @@ def submit(
     cache, hub, store); a missing one stops the command with the command that fixes it. The config
     and the options are checked first, with --dry-run too (see :func:`check_options`).
     """
-    from synk8s.pipelines import arguments as pipeline_arguments
-
     # The shortcuts set the typed pipeline parameters of the same names (synk8s.components.params.PARAMETERS).
     typed = {"shots": shots, "label_space": label_space, "method": method}
     compile_time = [f"pretrain.transfer={transfer}"] if transfer is not None else []
@@ -138,51 +154,93 @@ def submit(
         seeds=seeds, threads=threads,
     )
     if dry_run:
-        from synk8s.cli.dry_run import print_plan
-
-        if output is Format.text:
-            print_plan(pipeline, cfg, local=local)
-        print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)
+        _print_dry_run(pipeline, cfg, local=local, gpu_type=gpu_type, gpus=gpus, output=output)
         return
-    if preflight:
-        from synk8s import preflight as checks
-        from synk8s.pipelines import build
-        from synk8s.pipelines.replay import stage_configs
-        from synk8s.stages.table import TABLE
-
-        stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
-        fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
-        checked = checks.check(cfg, fields, local=local, stages=stages)
-    else:
-        checked = []
+    checked = _preflight(pipeline, cfg, local=local) if preflight else []
     if local:
-        from synk8s.cli.summary import print_summary
-        from synk8s.pipelines.local import check_store, run_local
-
-        check_store(cfg.store.root)
-        _say_checked(checked)
-        verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
-        if seeds is not None:
-            from synk8s.pipelines.seeded import run_local_seeds
-
-            typer.echo(run_local_seeds(pipeline, cfg, seeds, threads=threads, verbose=verbose))
-            return
-        report = run_local(pipeline, cfg, threads=threads, verbose=verbose)
-        print_summary(console, report)
-        typer.echo(report)
+        _run_here(pipeline, cfg, checked, seeds=seeds, threads=threads)
         return
     name = run_name or f"{pipeline}-{cfg.dataset.name}-{cfg.digest()}"
     account = service_account or cfg.cluster.service_account
+    kfp_client, exp, started = _start_on_cluster(
+        pipeline, cfg, endpoint, schedule, name=name, experiment=experiment, cache=cache, account=account
+    )
+    _say_checked(checked)
+    if schedule:
+        typer.echo(f"recurring run {started.recurring_run_id} ({schedule}) in experiment {exp.display_name}")
+        return
+    typer.echo(f"run {started.run_id} ({name}) in experiment {exp.display_name}")
+    if wait:
+        follow(kfp_client, endpoint, started.run_id, poll_seconds)
+
+
+def _print_dry_run(
+    pipeline: str, cfg: ExperimentConfig, *, local: bool, gpu_type: str, gpus: Optional[int], output: Format
+) -> None:
+    """Print what a submission would run (text output) and its estimated cost, starting nothing."""
+    from synk8s.cli.dry_run import print_plan
+
+    if output is Format.text:
+        print_plan(pipeline, cfg, local=local)
+    print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)
+
+
+def _preflight(pipeline: str, cfg: ExperimentConfig, *, local: bool) -> list[str]:
+    """Check that the weights and data the pipeline's stages need are reachable; what was found where."""
+    from synk8s import preflight as checks
+    from synk8s.pipelines import arguments as pipeline_arguments
+    from synk8s.pipelines import build
+    from synk8s.pipelines.replay import stage_configs
+    from synk8s.stages.table import TABLE
+
+    stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
+    fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
+    return checks.check(cfg, fields, local=local, stages=stages)
+
+
+def _run_here(
+    pipeline: str, cfg: ExperimentConfig, checked: list[str], *, seeds: Optional[str], threads: Optional[int]
+) -> None:
+    """Run the pipeline here with kfp.local (once, or once per seed) and print its report."""
+    from synk8s.cli.summary import print_summary
+    from synk8s.pipelines.local import check_store, run_local
+
+    check_store(cfg.store.root)
+    _say_checked(checked)
+    verbose = logging.getLogger("synk8s").isEnabledFor(logging.DEBUG)
+    if seeds is not None:
+        from synk8s.pipelines.seeded import run_local_seeds
+
+        typer.echo(run_local_seeds(pipeline, cfg, seeds, threads=threads, verbose=verbose))
+        return
+    report = run_local(pipeline, cfg, threads=threads, verbose=verbose)
+    print_summary(console, report)
+    typer.echo(report)
+
+
+def _start_on_cluster(
+    pipeline: str,
+    cfg: ExperimentConfig,
+    endpoint: str,
+    schedule: Optional[str],
+    *,
+    name: str,
+    experiment: Optional[str],
+    cache: bool,
+    account: str,
+) -> tuple[kfp.Client, Any, Any]:
+    """Compile the pipeline and start it on the cluster, as a run or a recurring run: client, experiment, run."""
+    from synk8s.pipelines import arguments as pipeline_arguments
+    from synk8s.pipelines import compile_pipeline
+
     arguments = pipeline_arguments(pipeline, cfg)
     with tempfile.TemporaryDirectory(prefix="synk8s-") as tmp:
-        from synk8s.pipelines import compile_pipeline
-
         package = str(compile_pipeline(pipeline, cfg, Path(tmp) / f"{pipeline}.yaml"))
         kfp_client = client(endpoint, cfg)
         with talking_to(endpoint), contextlib.redirect_stdout(sys.stderr):
             exp = kfp_client.create_experiment(name=experiment or cfg.cluster.experiment)
             if schedule:
-                job = kfp_client.create_recurring_run(
+                started = kfp_client.create_recurring_run(
                     experiment_id=exp.experiment_id,
                     job_name=name,
                     cron_expression=schedule,
@@ -192,7 +250,7 @@ def submit(
                     service_account=account,
                 )
             else:
-                run = kfp_client.create_run_from_pipeline_package(
+                started = kfp_client.create_run_from_pipeline_package(
                     package,
                     arguments=arguments,
                     run_name=name,
@@ -200,13 +258,7 @@ def submit(
                     enable_caching=cache,
                     service_account=account,
                 )
-    _say_checked(checked)
-    if schedule:
-        typer.echo(f"recurring run {job.recurring_run_id} ({schedule}) in experiment {exp.display_name}")
-        return
-    typer.echo(f"run {run.run_id} ({name}) in experiment {exp.display_name}")
-    if wait:
-        follow(kfp_client, endpoint, run.run_id, poll_seconds)
+    return kfp_client, exp, started
 
 
 def check_options(

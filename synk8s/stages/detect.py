@@ -144,115 +144,28 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
             of another run under ``out``.
         MissingDataError: VOC (or the stand-in) cannot be found or written, or the trunk weights are missing.
     """
-    import torch
-    from safetensors.torch import save
-
     from synk8s.detection import voc_data
-    from synk8s.detection.model import build_detector
-    from synk8s.detection.train import current_process, precise_bn, predict, train_detector
-    from synk8s.detection.trunk import build_trunk, resolve_trunk
-    from synk8s.detection.voc_eval import GroundTruth, evaluate
-    from synk8s.models.device import resolve_device
 
     started = time.perf_counter()
     dc = cfg.detect
-    check_config(dc)
-    process = current_process(resolve_device(cfg.device))
-    if dc.batch_size % process.world:
-        raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world} processes")
-
+    process = _start_process(cfg)
     # 1. Detector around the trunk: the same initial weights on every process.
-    trunk = resolve_trunk(backbone, init=dc.init, backbone=cfg.models.backbone, cache=cfg.models.cache)
-    torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))
-    model = build_detector(dc, build_trunk(trunk), num_classes=len(voc_data.class_names())).to(process.device)
-    torch.manual_seed(derive_seed(cfg.seed, "detect", "train", process.rank))
-
+    trunk, model = _build_model(cfg, backbone, process)
     # 2. Data: rank 0 fetches or draws it first, the others then find it in place.
-    if process.main:
-        root = voc_data.ensure_voc(dc)
-    if process.distributed:
-        torch.distributed.barrier()
-    if not process.main:
-        root = voc_data.ensure_voc(dc)
-    train_set = voc_data.train_records(root, train_difficult=dc.train_difficult)
-    test_set = voc_data.evaluation_records(root)
-    names = voc_data.class_names()
-    if len(train_set) < dc.batch_size:
-        raise UsageError(f"{len(train_set)} training images under {root} cannot fill detect.batch_size={dc.batch_size}")
-
+    root, train_set, test_set = _load_data(dc, process)
     # 3. Training, resumed from the latest checkpoint under out.
     images = voc_data.TrainImages(train_set)
     data_seed = derive_seed(cfg.seed, "detect", "data")
-    fingerprint = _fingerprint(cfg, trunk.source)
-    logger.info(
-        "training on %d images (%s), testing on %d, device %s",
-        len(train_set),
-        trunk.source,
-        len(test_set),
-        process.device,
-    )
-    trained = train_detector(
-        model,
-        images,
-        dc,
-        process,
-        seed=data_seed,
-        checkpoints=storage.join(out, "checkpoints"),
-        fingerprint=fingerprint,
-        progress=progress,
-    )
-
+    trained = _train(cfg, model, images, trunk, process, out, seed=data_seed, tested=len(test_set), progress=progress)
     # 4. Precise BN, then the test set.
-    precise_bn(model, images, dc, process, seed=data_seed)
-    found = predict(model, test_set, dc, process, progress=progress)
-    truth = [GroundTruth(r.boxes, r.labels, r.difficult) for r in test_set]
-    result = evaluate(truth, found, names)
+    result = _evaluate(model, images, test_set, dc, process, seed=data_seed, progress=progress)
     standin = datasets.is_standin(root)
-
     # 5. Outputs, written by rank 0.
-    uris = {
-        name: storage.join(out, file)
-        for name, file in (("metrics", "metrics.json"), ("model", "model.safetensors"), ("curve", "curve.json"))
-    }
+    uris = _output_uris(out)
     seconds = time.perf_counter() - started
     if process.main:
-        row = pretraining_row(cfg, trunk.source, trunk.info)
-        metrics = {
-            **result.to_json(),
-            "metric": METRIC_NAME,
-            "standin": standin,
-            "arch": dc.arch,
-            "backbone": trunk.backbone,
-            "iterations": dc.iterations,
-            "train_images": len(train_set),
-            "pretraining": row,
-        }
-        storage.put_json(uris["metrics"], metrics)
-        about = {
-            "arch": dc.arch,
-            "backbone": trunk.backbone,
-            "classes": list(names),
-            "config_digest": cfg.digest(),
-            "detect": dc.model_dump(mode="json"),
-        }
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        storage.put_bytes(uris["model"], save(state, {MODEL_METADATA_KEY: json.dumps(about, sort_keys=True)}))
-        storage.put_json(uris["curve"], {"iterations": dc.iterations, "entries": trained.curve})
-        write_manifest(
-            out,
-            "detect",
-            cfg,
-            counts={"train_images": len(train_set), "test_images": len(test_set), "iterations": dc.iterations},
-            inputs={"backbone": backbone, "data_root": str(root)},
-            outputs=uris,
-            trunk=trunk.source,
-            processes=process.world,
-            world_size=process.world,
-            device=str(process.device),
-            resumed_from=trained.resumed_from,
-            standin=standin,
-            seconds=seconds,
-        )
+        counts = {"train_images": len(train_set), "test_images": len(test_set), "iterations": dc.iterations}
+        _write_outputs(cfg, out, uris, backbone, trunk, model, process, trained, result, root, counts, standin, seconds)
     return DetectResult(
         metrics=uris["metrics"],
         model=uris["model"],
@@ -265,6 +178,152 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
         resumed_from=trained.resumed_from,
         train_images=len(train_set),
         test_images=len(test_set),
+        standin=standin,
+        seconds=seconds,
+    )
+
+
+def _start_process(cfg: ExperimentConfig) -> Any:
+    """Check the ``detect`` settings against each other and the process count; this process's place."""
+    from synk8s.detection.train import current_process
+    from synk8s.models.device import resolve_device
+
+    dc = cfg.detect
+    check_config(dc)
+    process = current_process(resolve_device(cfg.device))
+    if dc.batch_size % process.world:
+        raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world} processes")
+    return process
+
+
+def _build_model(cfg: ExperimentConfig, backbone: str | None, process: Any) -> tuple[Any, Any]:
+    """Resolve the trunk and build the detector around it, seeding its initial weights and then training."""
+    import torch
+
+    from synk8s.detection import voc_data
+    from synk8s.detection.model import build_detector
+    from synk8s.detection.trunk import build_trunk, resolve_trunk
+
+    dc = cfg.detect
+    trunk = resolve_trunk(backbone, init=dc.init, backbone=cfg.models.backbone, cache=cfg.models.cache)
+    torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))
+    model = build_detector(dc, build_trunk(trunk), num_classes=len(voc_data.class_names())).to(process.device)
+    torch.manual_seed(derive_seed(cfg.seed, "detect", "train", process.rank))
+    return trunk, model
+
+
+def _load_data(dc: DetectConfig, process: Any) -> tuple[Any, list[Any], list[Any]]:
+    """Ensure the data (rank 0 first) and read its train and test records: ``(root, train, test)``."""
+    import torch
+
+    from synk8s.detection import voc_data
+
+    if process.main:
+        root = voc_data.ensure_voc(dc)
+    if process.distributed:
+        torch.distributed.barrier()
+    if not process.main:
+        root = voc_data.ensure_voc(dc)
+    train_set = voc_data.train_records(root, train_difficult=dc.train_difficult)
+    test_set = voc_data.evaluation_records(root)
+    if len(train_set) < dc.batch_size:
+        raise UsageError(f"{len(train_set)} training images under {root} cannot fill detect.batch_size={dc.batch_size}")
+    return root, train_set, test_set
+
+
+def _train(
+    cfg: ExperimentConfig, model: Any, images: Any, trunk: Any, process: Any, out: str, *, seed: int, tested: int,
+    progress: bool,
+) -> Any:
+    """Train the detector, resuming from the latest checkpoint under ``out``."""
+    from synk8s.detection.train import train_detector
+
+    fingerprint = _fingerprint(cfg, trunk.source)
+    logger.info(
+        "training on %d images (%s), testing on %d, device %s",
+        len(images),
+        trunk.source,
+        tested,
+        process.device,
+    )
+    return train_detector(
+        model,
+        images,
+        cfg.detect,
+        process,
+        seed=seed,
+        checkpoints=storage.join(out, "checkpoints"),
+        fingerprint=fingerprint,
+        progress=progress,
+    )
+
+
+def _evaluate(
+    model: Any, images: Any, test_set: list[Any], dc: DetectConfig, process: Any, *, seed: int, progress: bool
+) -> Any:
+    """Recompute the BN statistics precisely, then predict on the test set and score it."""
+    from synk8s.detection import voc_data
+    from synk8s.detection.train import precise_bn, predict
+    from synk8s.detection.voc_eval import GroundTruth, evaluate
+
+    precise_bn(model, images, dc, process, seed=seed)
+    found = predict(model, test_set, dc, process, progress=progress)
+    truth = [GroundTruth(r.boxes, r.labels, r.difficult) for r in test_set]
+    return evaluate(truth, found, voc_data.class_names())
+
+
+def _output_uris(out: str) -> dict[str, str]:
+    """URIs of ``metrics.json``, ``model.safetensors`` and ``curve.json`` under ``out``."""
+    return {
+        name: storage.join(out, file)
+        for name, file in (("metrics", "metrics.json"), ("model", "model.safetensors"), ("curve", "curve.json"))
+    }
+
+
+def _write_outputs(
+    cfg: ExperimentConfig, out: str, uris: dict[str, str], backbone: str | None, trunk: Any, model: Any, process: Any,
+    trained: Any, result: Any, root: Any, counts: dict[str, int], standin: bool, seconds: float,
+) -> None:
+    """Write the metrics, the detector's weights, the curve and the manifest (rank 0's job)."""
+    from safetensors.torch import save
+
+    from synk8s.detection import voc_data
+
+    dc = cfg.detect
+    row = pretraining_row(cfg, trunk.source, trunk.info)
+    metrics = {
+        **result.to_json(),
+        "metric": METRIC_NAME,
+        "standin": standin,
+        "arch": dc.arch,
+        "backbone": trunk.backbone,
+        "iterations": dc.iterations,
+        "train_images": counts["train_images"],
+        "pretraining": row,
+    }
+    storage.put_json(uris["metrics"], metrics)
+    about = {
+        "arch": dc.arch,
+        "backbone": trunk.backbone,
+        "classes": list(voc_data.class_names()),
+        "config_digest": cfg.digest(),
+        "detect": dc.model_dump(mode="json"),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    storage.put_bytes(uris["model"], save(state, {MODEL_METADATA_KEY: json.dumps(about, sort_keys=True)}))
+    storage.put_json(uris["curve"], {"iterations": dc.iterations, "entries": trained.curve})
+    write_manifest(
+        out,
+        "detect",
+        cfg,
+        counts=counts,
+        inputs={"backbone": backbone, "data_root": str(root)},
+        outputs=uris,
+        trunk=trunk.source,
+        processes=process.world,
+        world_size=process.world,
+        device=str(process.device),
+        resumed_from=trained.resumed_from,
         standin=standin,
         seconds=seconds,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -232,6 +233,20 @@ def render_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What :func:`run` reads: the real test features, both heads, the tune metadata and the synthetic rows."""
+
+    test_feats: torch.Tensor  # (T, D)
+    test_labels: torch.Tensor  # (T,)
+    text_w: torch.Tensor  # (K, D)
+    text_b: torch.Tensor  # (K,)
+    tuned: dict[str, torch.Tensor]  # weight (K, D), bias (K,)
+    about: dict[str, Any]  # the tuned head's metadata
+    sel: dict[str, torch.Tensor]  # the filter's selection (kept rows)
+    synth_labels: torch.Tensor  # (N,)
+
+
 def run(
     cfg: ExperimentConfig, *, features: str, head: str, images: str, selection: str, out: str, progress: bool = True
 ) -> EvaluateResult:
@@ -249,13 +264,44 @@ def run(
     Raises:
         MissingDataError: an upstream output is missing.
     """
-    import torch
-
     started = time.perf_counter()
     info = datasets.get(cfg.dataset.name)
-    num_classes = len(info.classes)
+    inputs = _inputs(cfg, len(info.classes), features=features, head=head, selection=selection)
+    metrics = _metrics(cfg, list(info.classes), inputs, features=features)
+    logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
 
-    # 1. Inputs.
+    # The grid's tars are read and checked before anything is written.
+    grid = _grid_png(images, inputs.synth_labels, inputs.sel["kept"].long(), list(info.classes), progress)
+    metrics_uri, grid_uri, report_uri = _write_outputs(out, metrics, grid)
+    seconds = time.perf_counter() - started
+    manifest_uri = write_manifest(
+        out,
+        "evaluate",
+        cfg,
+        counts={"test": metrics["test"], "generated": metrics["generated"], "kept": metrics["kept"]},
+        inputs={"features": features, "head": head, "images": images, "selection": selection},
+        outputs={"metrics": metrics_uri, "report": report_uri, "grid": grid_uri},
+        zeroshot_top1=metrics["zeroshot_top1"],
+        tuned_top1=metrics["tuned_top1"],
+        standin=metrics["standin"],
+        seconds=seconds,
+    )
+    return EvaluateResult(
+        metrics=metrics_uri,
+        report=report_uri,
+        grid=grid_uri,
+        manifest=manifest_uri,
+        dataset=cfg.dataset.name,
+        standin=metrics["standin"],
+        test=metrics["test"],
+        zeroshot_top1=metrics["zeroshot_top1"],
+        tuned_top1=metrics["tuned_top1"],
+        seconds=seconds,
+    )
+
+
+def _inputs(cfg: ExperimentConfig, num_classes: int, *, features: str, head: str, selection: str) -> _Inputs:
+    """Read the test features, both heads, the selection and the synthetic labels; fail when the heads do not fit."""
     test_feats, test_labels = load_feature_set(features, "test")  # (T, D), (T,)
     text_w, text_b = load_text_head(features)  # (K, D), (K,)
     tuned, about = load_head(head)
@@ -267,22 +313,28 @@ def run(
             f"heads in {features} {tuple(text_w.shape)} and {head} {tuple(tuned['weight'].shape)} do not fit "
             f"{cfg.dataset.name} test features {tuple(test_feats.shape)}; rerun `synk8s stage features` and `tune`"
         )
+    return _Inputs(test_feats, test_labels, text_w, text_b, tuned, about, sel, synth_labels)
 
-    # 2. Scores.
+
+def _metrics(cfg: ExperimentConfig, classes: list[str], inputs: _Inputs, *, features: str) -> dict[str, Any]:
+    """The ``metrics.json`` body: both heads' top-1, overall and per class, counts and the tuned confusion matrix."""
+    import torch
+
+    num_classes, test_labels, synth_labels = len(classes), inputs.test_labels, inputs.synth_labels
     with torch.no_grad():
-        zs_logits = test_feats @ text_w.T + text_b  # (T, K)
-        tuned_logits = test_feats @ tuned["weight"].float().T + tuned["bias"].float()  # (T, K)
+        zs_logits = inputs.test_feats @ inputs.text_w.T + inputs.text_b  # (T, K)
+        tuned_logits = inputs.test_feats @ inputs.tuned["weight"].float().T + inputs.tuned["bias"].float()  # (T, K)
     zs_class = per_class_top1(zs_logits, test_labels, num_classes)
     tuned_class = per_class_top1(tuned_logits, test_labels, num_classes)
     test_counts = torch.bincount(test_labels, minlength=num_classes).tolist()
     generated = torch.bincount(synth_labels, minlength=num_classes).tolist()
-    kept = torch.bincount(synth_labels[sel["kept"].long()], minlength=num_classes).tolist()
+    kept = torch.bincount(synth_labels[inputs.sel["kept"].long()], minlength=num_classes).tolist()
     pairs = test_labels.long() * num_classes + tuned_logits.argmax(dim=1)  # (T,) true * K + predicted
     confusion = torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)  # (K, K)
-    standin = standin_test_set(features)
-    metrics = {
+    about = inputs.about
+    return {
         "dataset": cfg.dataset.name,
-        "standin": standin,
+        "standin": standin_test_set(features),
         "zeroshot_top1": top1(zs_logits, test_labels),
         "tuned_top1": top1(tuned_logits, test_labels),
         "loss": about["tune"]["loss"],
@@ -292,11 +344,11 @@ def run(
         "head_config_digest": about["config_digest"],
         "test": len(test_labels),
         "generated": len(synth_labels),
-        "kept": len(sel["kept"]),
+        "kept": len(inputs.sel["kept"]),
         "per_class": [
             {
                 "class_index": c,
-                "class_name": info.classes[c],
+                "class_name": classes[c],
                 "test": test_counts[c],
                 "zeroshot_top1": zs_class[c],
                 "tuned_top1": tuned_class[c],
@@ -307,41 +359,17 @@ def run(
         ],
         "confusion": confusion.tolist(),  # tuned head: rows true class, columns predicted class
     }
-    logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
 
-    # 3. Outputs (the grid's tars are read and checked before anything is written).
-    grid = _grid_png(images, synth_labels, sel["kept"].long(), list(info.classes), progress)
+
+def _write_outputs(out: str, metrics: dict[str, Any], grid: bytes) -> tuple[str, str, str]:
+    """Write ``metrics.json``, ``grid.png`` and ``report.md`` under ``out``; return their URIs in that order."""
     metrics_uri = storage.join(out, "metrics.json")
     storage.put_json(metrics_uri, metrics)
     grid_uri = storage.join(out, "grid.png")
     storage.put_bytes(grid_uri, grid)
     report_uri = storage.join(out, "report.md")
     storage.put_bytes(report_uri, render_report(metrics).encode())
-    seconds = time.perf_counter() - started
-    manifest_uri = write_manifest(
-        out,
-        "evaluate",
-        cfg,
-        counts={"test": metrics["test"], "generated": metrics["generated"], "kept": metrics["kept"]},
-        inputs={"features": features, "head": head, "images": images, "selection": selection},
-        outputs={"metrics": metrics_uri, "report": report_uri, "grid": grid_uri},
-        zeroshot_top1=metrics["zeroshot_top1"],
-        tuned_top1=metrics["tuned_top1"],
-        standin=standin,
-        seconds=seconds,
-    )
-    return EvaluateResult(
-        metrics=metrics_uri,
-        report=report_uri,
-        grid=grid_uri,
-        manifest=manifest_uri,
-        dataset=cfg.dataset.name,
-        standin=standin,
-        test=metrics["test"],
-        zeroshot_top1=metrics["zeroshot_top1"],
-        tuned_top1=metrics["tuned_top1"],
-        seconds=seconds,
-    )
+    return metrics_uri, grid_uri, report_uri
 
 
 def _synthetic_labels(features: str) -> torch.Tensor:

@@ -54,6 +54,7 @@ from synk8s.stages.spec import Choice, Resources, StageSpec
 if TYPE_CHECKING:
     import torch
 
+    from synk8s.models.clip import ClipBundle
     from synk8s.stages.fewshot_fit import Hyper, Outcome
     from synk8s.stages.split import FewShotSplit
 
@@ -268,7 +269,6 @@ def run(
     """
     from synk8s.models.device import resolve_device
     from synk8s.stages.features import load_clip_for
-    from synk8s.stages.split import shot_features
 
     started = time.perf_counter()
     rules = head_rules(cfg.fewshot.select)
@@ -277,41 +277,10 @@ def run(
     bundle = load_clip_for(cfg)
     k, d = inputs.weight.shape
     share = parameter_share(cfg, bundle.model.visual, k, d)
-    if uses_images(cfg):
-        kind = "images"
-        from synk8s.stages.fewshot_images import fit_on_images
-
-        outcomes = fit_on_images(cfg, inputs, images, device, progress)
-    else:
-        kind = "features"
-        from synk8s.stages.fewshot_features import fit_on_features
-
-        real = shot_features(cfg, inputs.split, bundle=bundle, progress=progress)
-        val = None
-        if cfg.fewshot.select == "real-val":
-            val = shot_features(cfg, inputs.split, bundle=bundle, progress=progress, part="val").features
-        outcomes = fit_on_features(cfg, inputs, real.features, device, progress, val_x=val)
-    selection_info = {
-        "rule": cfg.fewshot.select,
-        **{f"{v}_rule": rules[v] for v in VARIANTS},
-        **{f"{v}_epoch": outcomes[v].best_epoch for v in VARIANTS},
-    }
-    logger.info("few-shot tuning on %s, selection %s", kind, selection_info)
-    settings = {
-        "inputs": kind,
-        "split_digest": inputs.split.digest,
-        "shots": inputs.split.shots,
-        "strategy": cfg.fewshot.strategy,
-        "schedule": cfg.fewshot.schedule,
-        "trainable": share,
-        "selection": selection_info,
-    }
-    counts = {
-        "real": len(inputs.split.entries),
-        "train": len(inputs.train_rows),
-        "val": len(inputs.val_rows),
-        "real_val": len(inputs.split.val) if cfg.fewshot.select == "real-val" else 0,
-    }
+    kind, outcomes = _fit_heads(cfg, inputs, bundle, images, device, progress)
+    settings = _settings(cfg, inputs, kind, share, outcomes)
+    logger.info("few-shot tuning on %s, selection %s", kind, settings["selection"])
+    counts = _counts(cfg, inputs)
     uris = _write_outputs(cfg, inputs, outcomes, settings, counts, out)
     seconds = time.perf_counter() - started
     summary = {v: _summary(outcomes[v], rules[v]) for v in VARIANTS}
@@ -342,6 +311,55 @@ def run(
         trained_fraction=share["fraction"],
         seconds=seconds,
     )
+
+
+def _fit_heads(
+    cfg: ExperimentConfig, inputs: Inputs, bundle: ClipBundle, images: str, device: str, progress: bool
+) -> tuple[str, dict[str, Outcome]]:
+    """Train both heads on images through the tower or on cached features; return that kind and the outcomes."""
+    if uses_images(cfg):
+        from synk8s.stages.fewshot_images import fit_on_images
+
+        return "images", fit_on_images(cfg, inputs, images, device, progress)
+    from synk8s.stages.fewshot_features import fit_on_features
+    from synk8s.stages.split import shot_features
+
+    real = shot_features(cfg, inputs.split, bundle=bundle, progress=progress)
+    val = None
+    if cfg.fewshot.select == "real-val":
+        val = shot_features(cfg, inputs.split, bundle=bundle, progress=progress, part="val").features
+    return "features", fit_on_features(cfg, inputs, real.features, device, progress, val_x=val)
+
+
+def _settings(
+    cfg: ExperimentConfig, inputs: Inputs, kind: str, share: dict[str, Any], outcomes: dict[str, Outcome]
+) -> dict[str, Any]:
+    """The run's settings for the heads' metadata and ``results.json``, with each head's rule and epoch."""
+    rules = head_rules(cfg.fewshot.select)
+    selection_info = {
+        "rule": cfg.fewshot.select,
+        **{f"{v}_rule": rules[v] for v in VARIANTS},
+        **{f"{v}_epoch": outcomes[v].best_epoch for v in VARIANTS},
+    }
+    return {
+        "inputs": kind,
+        "split_digest": inputs.split.digest,
+        "shots": inputs.split.shots,
+        "strategy": cfg.fewshot.strategy,
+        "schedule": cfg.fewshot.schedule,
+        "trainable": share,
+        "selection": selection_info,
+    }
+
+
+def _counts(cfg: ExperimentConfig, inputs: Inputs) -> dict[str, int]:
+    """Images trained or validated on: real shots, synthetic train and val rows, real validation images."""
+    return {
+        "real": len(inputs.split.entries),
+        "train": len(inputs.train_rows),
+        "val": len(inputs.val_rows),
+        "real_val": len(inputs.split.val) if cfg.fewshot.select == "real-val" else 0,
+    }
 
 
 def _summary(outcome: Outcome, rule: str) -> dict[str, Any]:

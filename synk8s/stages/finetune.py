@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
     from torch import nn
+    from torch.utils.data import DataLoader, DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -264,28 +265,19 @@ def _train(
     images: str,
     real_per_class: str,
 ) -> None:
+    """Fine-tune in this process: check, load the data, resume, train the epochs, score and write (rank 0)."""
     from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DataLoader, DistributedSampler
 
-    from synk8s import augment, datasets, realdata, training
+    from synk8s import datasets, realdata, training
 
     start = time.monotonic()
     ft = cfg.pretrain.finetune
-    if ft.batch_size % ctx.world_size:
-        raise UsageError(
-            f"pretrain.finetune.batch_size {ft.batch_size} must be a multiple of the {ctx.world_size} processes"
-        )
+    _check_schedule(ft.batch_size, ctx.world_size)
     info = datasets.get(cfg.dataset.name)
     root = realdata.ensure_dataset(cfg)  # prepared by fit() before the processes start
     image, labels, source = training_set(cfg, root, images, real_per_class)
     test = datasets.load(cfg.dataset.name, info.test_split, root)
-    local_batch = ft.batch_size // ctx.world_size
-
-    dataset = LabelledImages(image, labels, augment.Views(augment.supervised(ft.resolution), 1), cfg.seed)
-    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(
-        dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True
-    )
+    dataset, sampler, loader = _loader(cfg, ctx, image, labels)
     steps_per_epoch = len(loader)  # each rank's share, in whole local batches
     if steps_per_epoch < 1:
         raise UsageError(
@@ -297,14 +289,7 @@ def _train(
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=ft.momentum, weight_decay=ft.weight_decay)
     plan = _plan(cfg, init, backbone, images, real_per_class, ctx.world_size)
-    first_epoch, curve = 0, []
-    state = training.load_checkpoint(out, writer=ctx.is_main)
-    if state is not None:
-        if state["plan"] != plan:
-            raise UsageError(f"{out} holds a checkpoint of another fine-tuning run; choose a new output folder")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        first_epoch, curve = state["epoch"], state["curve"]
+    first_epoch, curve = _resume(out, ctx, plan, model, optimizer)
 
     peak = training.scaled_lr(ft.lr, ft.batch_size)
     for epoch in range(first_epoch, ft.epochs):
@@ -331,34 +316,76 @@ def _train(
         distributed.barrier()
 
     if ctx.is_main:
-        top1 = test_top1(model, test, ft.resolution, ctx.device)
-        metrics = {
-            "top1": top1,
-            "init": init,
-            "dataset": cfg.dataset.name,
-            "source": source,
-            "real_per_class": int(real_per_class) if real_per_class else None,
-            "train": len(labels),
-            "test": len(test),
-            "epochs": ft.epochs,
-            "world_size": ctx.world_size,
-            "standin": datasets.is_standin(root),
-            "backbone": backbone or None,
-        }
-        storage.put_json(storage.join(out, METRICS_FILE), metrics)
-        storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
-        write_manifest(
-            out,
-            "finetune",
-            cfg,
-            counts={"train": len(labels), "test": len(test), "world_size": ctx.world_size},
-            inputs={"backbone": backbone or None, "images": images or None},
-            init=init,
-            top1=top1,
-            world_size=ctx.world_size,
-            seconds=round(time.monotonic() - start, 3),
+        sources = {"init": init, "backbone": backbone, "images": images, "real_per_class": real_per_class}
+        _finish(
+            cfg, ctx, out, model, test, curve, sources=sources, source=source, train=len(labels), root=root, start=start
         )
     distributed.barrier()
+
+
+def _check_schedule(batch_size: int, world_size: int) -> None:
+    """Refuse a batch that does not split evenly over the processes (UsageError)."""
+    if batch_size % world_size:
+        raise UsageError(f"pretrain.finetune.batch_size {batch_size} must be a multiple of the {world_size} processes")
+
+
+def _loader(
+    cfg: ExperimentConfig, ctx: distributed.Context, image: Callable[[int], Image.Image], labels: Sequence[int]
+) -> tuple[LabelledImages, DistributedSampler, DataLoader]:
+    """The augmented training set, this rank's shuffled share of it and its DataLoader of local batches."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from synk8s import augment
+
+    ft = cfg.pretrain.finetune
+    local_batch = ft.batch_size // ctx.world_size
+    dataset = LabelledImages(image, labels, augment.Views(augment.supervised(ft.resolution), 1), cfg.seed)
+    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(
+        dataset, batch_size=local_batch, sampler=sampler, num_workers=cfg.pretrain.workers, drop_last=True
+    )
+    return dataset, sampler, loader
+
+
+def _resume(
+    out: str, ctx: distributed.Context, plan: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict[str, Any]]]:
+    """Load the checkpoint in ``out``, if any, into the model and optimiser: (first epoch, curve so far)."""
+    from synk8s import training
+
+    state = training.load_checkpoint(out, writer=ctx.is_main)
+    if state is None:
+        return 0, []
+    if state["plan"] != plan:
+        raise UsageError(f"{out} holds a checkpoint of another fine-tuning run; choose a new output folder")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["epoch"], state["curve"]
+
+
+def _finish(
+    cfg: ExperimentConfig, ctx: distributed.Context, out: str, model: nn.Module, test: Any,
+    curve: list[dict[str, Any]], *, sources: dict[str, str], source: str, train: int, root: str, start: float,
+) -> None:
+    """Score the test split and write ``metrics.json``, ``curve.json`` and the manifest (rank 0)."""
+    from synk8s import datasets
+
+    ft = cfg.pretrain.finetune
+    init, backbone, real_per_class = sources["init"], sources["backbone"], sources["real_per_class"]
+    top1 = test_top1(model, test, ft.resolution, ctx.device)
+    metrics = {
+        "top1": top1, "init": init, "dataset": cfg.dataset.name, "source": source,
+        "real_per_class": int(real_per_class) if real_per_class else None, "train": train, "test": len(test),
+        "epochs": ft.epochs, "world_size": ctx.world_size, "standin": datasets.is_standin(root),
+        "backbone": backbone or None,
+    }
+    storage.put_json(storage.join(out, METRICS_FILE), metrics)
+    storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
+    write_manifest(
+        out, "finetune", cfg, counts={"train": train, "test": len(test), "world_size": ctx.world_size},
+        inputs={"backbone": backbone or None, "images": sources["images"] or None}, init=init, top1=top1,
+        world_size=ctx.world_size, seconds=round(time.monotonic() - start, 3),
+    )
 
 
 def run(cfg: ExperimentConfig, *, out: str, backbone: str | None = None, progress: bool = True) -> FinetuneResult:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -44,7 +44,9 @@ from synk8s.seeds import derive_seed
 from synk8s.stages.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
+    from torch.utils.data import DataLoader
 
     from synk8s import shards
 
@@ -186,26 +188,39 @@ def train(cfg: ExperimentConfig, *, images: str, out: str) -> None:
         _train(cfg, ctx, images, out)
 
 
-def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: str) -> None:
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DataLoader
+@dataclass
+class _Loop:
+    """One process's pre-training: its model, optimiser and schedule, and where it stands."""
 
-    from synk8s import augment, monitor, stream, training
-    from synk8s.models.checkpoints import save_trunk
+    cfg: ExperimentConfig
+    ctx: distributed.Context
+    out: str
+    data: TrainingData
+    model: nn.Module
+    ddp: nn.Module
+    optimizer: torch.optim.Optimizer
+    plan: dict[str, Any]
+    moco: bool
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: str) -> None:
+    """Pre-train in this process: check, set up, resume, train the epochs, write the outputs (rank 0)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from synk8s import monitor, training
 
     start = time.monotonic()
     p = cfg.pretrain
     moco = p.method == "moco"
     epochs, base_lr = (p.moco.epochs, p.moco.lr) if moco else (p.epochs, p.lr)
-    if moco and p.moco.queue % p.batch_size:
-        raise UsageError(f"pretrain.moco.queue {p.moco.queue} must be a multiple of pretrain.batch_size {p.batch_size}")
-    if moco and ctx.world_size == 1 and p.batch_size % p.moco.bn_splits:
-        raise UsageError(
-            f"pretrain.moco.bn_splits {p.moco.bn_splits} must divide pretrain.batch_size {p.batch_size} "
-            "(split-batch BN on one process); choose a divisor, or 1 for plain BN"
-        )
-    if p.batch_size % ctx.world_size:
-        raise UsageError(f"pretrain.batch_size {p.batch_size} must be a multiple of the {ctx.world_size} processes")
+    _check_schedule(p, moco, ctx.world_size)
     data = training_data(cfg, images)
     train_images = data.images - data.held_out
     steps_per_epoch = train_images // p.batch_size
@@ -217,125 +232,142 @@ def _train(cfg: ExperimentConfig, ctx: distributed.Context, images: str, out: st
     ddp = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
     optimizer = training.sgd(model, momentum=p.momentum, weight_decay=p.weight_decay)
     plan = _plan(cfg, data.tars, ctx.world_size)
-    step, curve, losses = 0, [], []
-    resumed_from = None
-    state = training.load_checkpoint(out, writer=ctx.is_main)
-    if state is not None:
-        if state["plan"] != plan:
-            raise UsageError(
-                f"{out} holds a checkpoint of another pre-training run ({state['plan']}); "
-                "choose a new output folder or delete that one"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, curve, losses = state["step"], state["curve"], state["losses"]
-        resumed_from = step
-        log.info("resuming from the checkpoint of step %d in %s", step, out)
+    loop = _Loop(cfg, ctx, out, data, model, ddp, optimizer, plan, moco, epochs, steps_per_epoch, total_steps)
+    _resume(loop)
 
-    views = augment.Views(augment.moco_v2(p.resolution) if moco else augment.supervised(p.resolution), 2 if moco else 1)
-    local_batch = p.batch_size // ctx.world_size
-    per_slot = train_images // (ctx.world_size * max(1, p.workers))  # a slot's share of one pass
-    dataset = stream.ShardStream(
-        data.tars,
-        data.monitor,
-        views,
-        seed=cfg.seed,
-        fraction=p.monitor_fraction,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-        batch_size=local_batch,
-        buffer_size=max(1, min(stream.SHUFFLE_BUFFER, per_slot)),
-    )
-    loader = DataLoader(dataset, batch_size=local_batch, num_workers=p.workers, pin_memory=ctx.backend == "nccl")
-    held = None
-    if ctx.is_main:
-        held = monitor.load_monitor(
-            data.tars, data.monitor, seed=cfg.seed, fraction=p.monitor_fraction, resolution=p.resolution
-        )
+    dataset, loader = _loader(cfg, ctx, data, train_images)
+    held = monitor.load_monitor(  # the held-out monitor images, scored by rank 0 alone
+        data.tars, data.monitor, seed=cfg.seed, fraction=p.monitor_fraction, resolution=p.resolution
+    ) if ctx.is_main else None
     peak = training.scaled_lr(base_lr, p.batch_size)
 
-    def snapshot() -> dict[str, Any]:
-        return {
-            "plan": plan,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "curve": curve,
-            "losses": losses,
-        }
-
-    def measure(epoch: int, lr: float, loss: float | None) -> dict[str, Any]:
-        trunk = model.encoder_q if moco else model
-        scores = (monitor.evaluate if epoch else monitor.untrained_baseline)(
-            trunk,
-            held,
-            num_classes=data.num_classes,
-            k=p.moco.knn_k,
-            temperature=p.moco.knn_temperature,
-            head=not moco,
-            device=ctx.device,
-        )
-        return {"epoch": epoch, "step": step, "lr": lr, "loss": loss, **scores}
-
-    if ctx.is_main and not curve:  # epoch 0: the untrained backbone, the baseline the epochs are read against
-        curve.append(measure(0, 0.0, None))
-    for epoch in range(step // steps_per_epoch, epochs):
-        dataset.epoch, dataset.skip_batches = epoch, step - epoch * steps_per_epoch
-        batches = iter(loader)
-        lr = 0.0
-        for _ in range(steps_per_epoch - dataset.skip_batches):
-            batch, labels = next(batches)  # (B, V, 3, H, W), (B,)
-            lr = training.set_lr(optimizer, peak, step, total_steps)
-            losses.append(training.train_step(ddp, optimizer, batch, labels, moco=moco, device=ctx.device))
-            step += 1
-            if ctx.is_main and step % p.checkpoint_every == 0 and step % steps_per_epoch:
-                training.save_checkpoint(out, snapshot(), step)
-        del batches
-        loss, losses = sum(losses) / len(losses), []
+    if ctx.is_main and not loop.curve:  # epoch 0: the untrained backbone, the baseline the epochs are read against
+        loop.curve.append(_measure(loop, held, 0, 0.0, None))
+    for epoch in range(loop.step // steps_per_epoch, epochs):
+        lr = _epoch(loop, dataset, loader, epoch, peak)
+        loss, loop.losses = sum(loop.losses) / len(loop.losses), []
         if ctx.is_main:
-            record = measure(epoch + 1, lr, loss)
+            record = _measure(loop, held, epoch + 1, lr, loss)
             log.info("epoch %d/%d: %s", epoch + 1, epochs, record)
-            curve.append(record)
-            training.save_checkpoint(out, snapshot(), step)
+            loop.curve.append(record)
+            training.save_checkpoint(out, _snapshot(loop), loop.step)
         distributed.barrier()
 
     if ctx.is_main:
-        trunk = model.encoder_q if moco else model
-        meta = {
-            "backbone": cfg.models.backbone,
-            "method": p.method,
-            "label_space": data.label_space,
-            "images": train_images,
-            "num_images": data.images,
-            "epochs": epochs,
-            "steps": total_steps,
-            "world_size": ctx.world_size,
-            "init": p.init,
-            "seed": cfg.seed,
-            "config_digest": plan["digest"],
-            "resolution": p.resolution,
-        }
-        weights = save_trunk(trunk, out, meta)
-        storage.put_json(storage.join(out, CURVE_FILE), {"epochs": curve})
-        write_manifest(
-            out,
-            "pretrain",
-            cfg,
-            counts={
-                "images": train_images,
-                "monitor": data.held_out,
-                "steps": total_steps,
-                "world_size": ctx.world_size,
-            },
-            inputs={"images": images},
-            outputs={"backbone": weights},
-            world_size=ctx.world_size,
-            method=p.method,
-            label_space=data.label_space,
-            resumed_from=resumed_from,
-            seconds=round(time.monotonic() - start, 3),
-        )
+        _finish(loop, images, start)
     distributed.barrier()
+
+
+def _check_schedule(p: PretrainConfig, moco: bool, world_size: int) -> None:
+    """Refuse a MoCo queue, BN split or batch that does not fit the batch and processes (UsageError)."""
+    if moco and p.moco.queue % p.batch_size:
+        raise UsageError(f"pretrain.moco.queue {p.moco.queue} must be a multiple of pretrain.batch_size {p.batch_size}")
+    if moco and world_size == 1 and p.batch_size % p.moco.bn_splits:
+        raise UsageError(
+            f"pretrain.moco.bn_splits {p.moco.bn_splits} must divide pretrain.batch_size {p.batch_size} "
+            "(split-batch BN on one process); choose a divisor, or 1 for plain BN"
+        )
+    if p.batch_size % world_size:
+        raise UsageError(f"pretrain.batch_size {p.batch_size} must be a multiple of the {world_size} processes")
+
+
+def _resume(loop: _Loop) -> None:
+    """Load the checkpoint in ``loop.out``, if any, into ``loop`` (another run's: UsageError)."""
+    from synk8s import training
+
+    state = training.load_checkpoint(loop.out, writer=loop.ctx.is_main)
+    if state is None:
+        return
+    if state["plan"] != loop.plan:
+        raise UsageError(
+            f"{loop.out} holds a checkpoint of another pre-training run ({state['plan']}); "
+            "choose a new output folder or delete that one"
+        )
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.step, loop.curve, loop.losses = state["step"], state["curve"], state["losses"]
+    loop.resumed_from = loop.step
+    log.info("resuming from the checkpoint of step %d in %s", loop.step, loop.out)
+
+
+def _loader(cfg: ExperimentConfig, ctx: distributed.Context, data: TrainingData, images: int) -> tuple[Any, DataLoader]:
+    """This rank's stream of the ``images`` training images, augmented (monitor images held out), and its DataLoader."""
+    from torch.utils.data import DataLoader
+
+    from synk8s import augment, stream
+
+    p = cfg.pretrain
+    moco = p.method == "moco"
+    views = augment.Views(augment.moco_v2(p.resolution) if moco else augment.supervised(p.resolution), 2 if moco else 1)
+    local_batch = p.batch_size // ctx.world_size
+    per_slot = images // (ctx.world_size * max(1, p.workers))  # a slot's share of one pass
+    dataset = stream.ShardStream(
+        data.tars, data.monitor, views, seed=cfg.seed, fraction=p.monitor_fraction, rank=ctx.rank,
+        world_size=ctx.world_size, batch_size=local_batch, buffer_size=max(1, min(stream.SHUFFLE_BUFFER, per_slot)),
+    )
+    loader = DataLoader(dataset, batch_size=local_batch, num_workers=p.workers, pin_memory=ctx.backend == "nccl")
+    return dataset, loader
+
+
+def _epoch(loop: _Loop, dataset: Any, loader: DataLoader, epoch: int, peak: float) -> float:
+    """Train ``epoch`` from ``loop.step`` (mid-epoch after a resume), checkpointing on rank 0; returns the last rate."""
+    from synk8s import training
+
+    every, steps_per_epoch = loop.cfg.pretrain.checkpoint_every, loop.steps_per_epoch
+    dataset.epoch, dataset.skip_batches = epoch, loop.step - epoch * steps_per_epoch
+    batches = iter(loader)
+    lr = 0.0
+    for _ in range(steps_per_epoch - dataset.skip_batches):
+        batch, labels = next(batches)  # (B, V, 3, H, W), (B,)
+        lr = training.set_lr(loop.optimizer, peak, loop.step, loop.total_steps)
+        loss = training.train_step(loop.ddp, loop.optimizer, batch, labels, moco=loop.moco, device=loop.ctx.device)
+        loop.losses.append(loss)
+        loop.step += 1
+        if loop.ctx.is_main and loop.step % every == 0 and loop.step % steps_per_epoch:
+            training.save_checkpoint(loop.out, _snapshot(loop), loop.step)
+    del batches
+    return lr
+
+
+def _snapshot(loop: _Loop) -> dict[str, Any]:
+    """The training state a checkpoint holds."""
+    return {"plan": loop.plan, "step": loop.step, "model": loop.model.state_dict(),
+            "optimizer": loop.optimizer.state_dict(), "curve": loop.curve, "losses": loop.losses}
+
+
+def _measure(loop: _Loop, held: Any, epoch: int, lr: float, loss: float | None) -> dict[str, Any]:
+    """The curve record of ``epoch``: step, rate, loss and the trunk's monitor scores (epoch 0: untrained)."""
+    from synk8s import monitor
+
+    p = loop.cfg.pretrain
+    trunk = loop.model.encoder_q if loop.moco else loop.model
+    scores = (monitor.evaluate if epoch else monitor.untrained_baseline)(
+        trunk, held, num_classes=loop.data.num_classes, k=p.moco.knn_k, temperature=p.moco.knn_temperature,
+        head=not loop.moco, device=loop.ctx.device,
+    )
+    return {"epoch": epoch, "step": loop.step, "lr": lr, "loss": loss, **scores}
+
+
+def _finish(loop: _Loop, images: str, start: float) -> None:
+    """Write the trunk, ``curve.json`` and the manifest (rank 0)."""
+    from synk8s.models.checkpoints import save_trunk
+
+    cfg, ctx, data, p = loop.cfg, loop.ctx, loop.data, loop.cfg.pretrain
+    train_images = data.images - data.held_out
+    trunk = loop.model.encoder_q if loop.moco else loop.model
+    meta = {
+        "backbone": cfg.models.backbone, "method": p.method, "label_space": data.label_space, "images": train_images,
+        "num_images": data.images, "epochs": loop.epochs, "steps": loop.total_steps, "world_size": ctx.world_size,
+        "init": p.init, "seed": cfg.seed, "config_digest": loop.plan["digest"], "resolution": p.resolution,
+    }
+    weights = save_trunk(trunk, loop.out, meta)
+    storage.put_json(storage.join(loop.out, CURVE_FILE), {"epochs": loop.curve})
+    counts = {"images": train_images, "monitor": data.held_out, "steps": loop.total_steps, "world_size": ctx.world_size}
+    write_manifest(
+        loop.out, "pretrain", cfg, counts=counts, inputs={"images": images}, outputs={"backbone": weights},
+        world_size=ctx.world_size, method=p.method, label_space=data.label_space, resumed_from=loop.resumed_from,
+        seconds=round(time.monotonic() - start, 3),
+    )
 
 
 def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> PretrainResult:

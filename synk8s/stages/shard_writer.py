@@ -134,14 +134,7 @@ def write_shard(
             autotune); the fields it returns are added to the shard manifest (``batch_size`` also
             to the result).
     """
-    from tqdm import tqdm
-
-    per_tar = cfg.generate.samples_per_tar
-    chunks = [items[i : i + per_tar] for i in range(0, len(items), per_tar)]
-    uris = [storage.join(out, tar_path(shard, num_shards, t)) for t in range(len(chunks))]
-    manifest_uri = storage.join(out, f"{shard_name(shard, num_shards)}.json")
-    recorded = _recorded_hashes(out, manifest_uri)
-    missing = [t for t, uri in enumerate(uris) if _unusable(uri, len(chunks[t]), recorded.get(uri))]
+    chunks, uris, manifest_uri, missing = _tar_plan(cfg, out, shard, num_shards, items)
     if not missing and storage.exists(manifest_uri):
         log.info("shard %d/%d is complete in %s; nothing to do", shard, num_shards, out)
         return _result(shard, num_shards, len(items), 0, len(chunks), len(chunks), manifest_uri, start)
@@ -150,30 +143,106 @@ def write_shard(
     log.info(
         "shard %d/%d: %d images in %d tars, %d tars to make", shard, num_shards, len(items), len(chunks), len(missing)
     )
-    device = sampler.device
     load_seconds = generate_seconds = 0.0
     prepared: dict[str, Any] = {}
     if missing:
-        from synk8s.models import load_generator, loaded_revision, resolve_dtype
-
-        pipe = load_generator(
-            cfg.models.generator,
-            revision=cfg.models.generator_revision,
-            device=device,
-            dtype=resolve_dtype(cfg.generate.dtype, device),
-            cache=cfg.models.cache,
+        sampler, prepared, load_seconds, generate_seconds = _make_missing_tars(
+            cfg,
+            name=shard_name(shard, num_shards),
+            chunks=chunks,
+            uris=uris,
+            missing=missing,
+            total=generated,
+            sampler=sampler,
+            samples=samples,
             img2img=img2img,
-            seed=cfg.seed,
+            start=start,
+            prepare=prepare,
         )
-        # Provenance names the weights actually loaded (a hub commit), not the revision asked for.
-        sampler = dataclasses.replace(sampler, revision=loaded_revision(pipe) or sampler.revision)
-        prepared = prepare(pipe) if prepare is not None else {}
-        load_seconds = time.perf_counter() - start
-        with tqdm(total=generated, desc=f"generate {shard_name(shard, num_shards)}", unit="img") as progress:
-            for t in missing:
-                with storage.writer(uris[t]) as f:
-                    shards.write_tar(f, samples(pipe, chunks[t], sampler, progress))
-        generate_seconds = time.perf_counter() - start - load_seconds
+    _write_shard_manifest(
+        cfg, manifest_uri, shard=shard, num_shards=num_shards, items=items, chunks=chunks, uris=uris, plan=plan,
+        sampler=sampler, generated=generated, load_seconds=load_seconds, generate_seconds=generate_seconds,
+        start=start, prepared=prepared,
+    )  # fmt: skip
+    result = _result(
+        shard, num_shards, len(items), generated, len(chunks), len(chunks) - len(missing), manifest_uri, start
+    )
+    return result.model_copy(
+        update={"batch_size": prepared.get("batch_size"), "generate_seconds": round(generate_seconds, 3) or None}
+    )
+
+
+def _tar_plan(
+    cfg: ExperimentConfig, out: str, shard: int, num_shards: int, items: Sequence[Any]
+) -> tuple[list[Sequence[Any]], list[str], str, list[int]]:
+    """Split the shard's items into tars; return their items, URIs, the manifest URI and which tars to make."""
+    per_tar = cfg.generate.samples_per_tar
+    chunks = [items[i : i + per_tar] for i in range(0, len(items), per_tar)]
+    uris = [storage.join(out, tar_path(shard, num_shards, t)) for t in range(len(chunks))]
+    manifest_uri = storage.join(out, f"{shard_name(shard, num_shards)}.json")
+    recorded = _recorded_hashes(out, manifest_uri)
+    missing = [t for t, uri in enumerate(uris) if _unusable(uri, len(chunks[t]), recorded.get(uri))]
+    return chunks, uris, manifest_uri, missing
+
+
+def _make_missing_tars(
+    cfg: ExperimentConfig,
+    *,
+    name: str,
+    chunks: list[Sequence[Any]],
+    uris: list[str],
+    missing: list[int],
+    total: int,
+    sampler: Sampler,
+    samples: Callable[[Any, Sequence[Any], Sampler, Any], Iterator[shards.Sample]],
+    img2img: bool,
+    start: float,
+    prepare: Callable[[Any], dict[str, Any]] | None,
+) -> tuple[Sampler, dict[str, Any], float, float]:
+    """Load the generator and write the ``missing`` tars; return the sampler, prepared fields and timings."""
+    from tqdm import tqdm
+
+    from synk8s.models import load_generator, loaded_revision, resolve_dtype
+
+    pipe = load_generator(
+        cfg.models.generator,
+        revision=cfg.models.generator_revision,
+        device=sampler.device,
+        dtype=resolve_dtype(cfg.generate.dtype, sampler.device),
+        cache=cfg.models.cache,
+        img2img=img2img,
+        seed=cfg.seed,
+    )
+    # Provenance names the weights actually loaded (a hub commit), not the revision asked for.
+    sampler = dataclasses.replace(sampler, revision=loaded_revision(pipe) or sampler.revision)
+    prepared = prepare(pipe) if prepare is not None else {}
+    load_seconds = time.perf_counter() - start
+    with tqdm(total=total, desc=f"generate {name}", unit="img") as progress:
+        for t in missing:
+            with storage.writer(uris[t]) as f:
+                shards.write_tar(f, samples(pipe, chunks[t], sampler, progress))
+    generate_seconds = time.perf_counter() - start - load_seconds
+    return sampler, prepared, load_seconds, generate_seconds
+
+
+def _write_shard_manifest(
+    cfg: ExperimentConfig,
+    manifest_uri: str,
+    *,
+    shard: int,
+    num_shards: int,
+    items: Sequence[Any],
+    chunks: list[Sequence[Any]],
+    uris: list[str],
+    plan: dict[str, Any],
+    sampler: Sampler,
+    generated: int,
+    load_seconds: float,
+    generate_seconds: float,
+    start: float,
+    prepared: dict[str, Any],
+) -> None:
+    """Write the shard manifest: each tar's path, count and SHA-256, per-class counts, timings, provenance."""
     tars = []
     for t, uri in enumerate(uris):
         info = storage.stat(uri)
@@ -189,7 +258,7 @@ def write_shard(
             "config_digest": cfg.digest(),
             "plan": plan,
             "revision": sampler.revision,
-            "device": device,
+            "device": sampler.device,
             "tars": tars,
             "items": len(items),
             "per_class": {str(c): n for c, n in sorted(per_class.items())},
@@ -200,12 +269,6 @@ def write_shard(
             "seconds": round(time.perf_counter() - start, 3),
             **prepared,
         },
-    )
-    result = _result(
-        shard, num_shards, len(items), generated, len(chunks), len(chunks) - len(missing), manifest_uri, start
-    )
-    return result.model_copy(
-        update={"batch_size": prepared.get("batch_size"), "generate_seconds": round(generate_seconds, 3) or None}
     )
 
 

@@ -40,6 +40,7 @@ from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.features import load_feature_set, load_text_head, read_tensors
 from synk8s.stages.filter import load_selection
 from synk8s.stages.spec import Resources, StageSpec, When
+from synk8s.stages.tune_inputs import check_inputs, drop_leaked
 
 if TYPE_CHECKING:
     import torch
@@ -278,10 +279,6 @@ def run(
     Raises:
         MissingDataError: an upstream output is missing, or the selection does not match the features.
     """
-    from safetensors.torch import save
-
-    from synk8s.models.device import resolve_device
-
     started = time.perf_counter()
     tc = cfg.tune
     if tc.trainable != "head":
@@ -289,87 +286,19 @@ def run(
             f"tune.trainable={tc.trainable} trains the image tower, which only few-shot tuning does "
             "(synk8s.stages.fewshot_tune); this stage tunes the head on cached features: set tune.trainable=head"
         )
-
-    # 1. Inputs: kept synthetic features, their labels and teacher logits, the text head.
-    feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
-    weight, bias = load_text_head(features)  # (K, D), (K,)
-    sel = load_selection(selection)
-    kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
-    check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
-    leaked = 0
-    if leakage is not None:
-        import torch
-
-        from synk8s.stages.leakage import load_flagged
-
-        clean = ~torch.isin(kept, torch.tensor(load_flagged(leakage), dtype=kept.dtype))  # (M,)
-        leaked = int((~clean).sum())
-        kept, teacher = kept[clean], teacher[clean]
-        if len(kept) == 0:
-            raise MissingDataError(
-                f"the leakage check at {leakage} flags every image the filter kept; set leakage.drop=false "
-                "or raise leakage.clip_threshold"
-            )
-    x, y = feats[kept], labels[kept]  # (M, D), (M,)
-
-    # 2. Stratified validation split of the kept images, saved.
+    weight, bias, x, y, kept, teacher, leaked = _inputs(features, selection, leakage)
     split_seed = derive_seed(cfg.seed, "tune", "split")
-    train_pos, val_pos = stratified_split(y, tc.val_fraction, split_seed)
-    if len(val_pos) == 0:
-        raise MissingDataError(
-            f"no class has 2 or more kept synthetic images, so tune.val_fraction={tc.val_fraction} "
-            "leaves nothing to validate on; generate more images per class"
-        )
-
-    # 3. Train on the configured device.
-    device = resolve_device(cfg.device)
-    soft_weight = tc.soft_weight if tc.loss == "sce" else 0.0
-    logger.info("tuning on %d images, validating on %d, %s, device %s", len(train_pos), len(val_pos), tc.loss, device)
-    fit = fit_head(
-        weight,
-        bias,
-        (x[train_pos], y[train_pos], teacher[train_pos]),
-        (x[val_pos], y[val_pos]),
-        epochs=tc.epochs,
-        lr=tc.lr,
-        weight_decay=tc.weight_decay,
-        batch_size=tc.batch_size,
-        warmup_epochs=tc.warmup_epochs,
-        grad_clip=tc.grad_clip,
-        soft_weight=soft_weight,
-        temperature=tc.temperature,
-        seed=derive_seed(cfg.seed, "tune", "order"),
-        device=device,
-        progress=progress,
-    )
-
-    # 4. Outputs.
-    best = fit.curve[fit.best_epoch]
-    about = {
-        "config_digest": cfg.digest(),
-        "dataset": cfg.dataset.name,
-        "clip": cfg.models.clip,
-        "best_epoch": fit.best_epoch,
-        "best_val_top1": best["val_top1"],
-        "tune": tc.model_dump(mode="json"),
+    train_pos, val_pos = _split(y, tc.val_fraction, split_seed)
+    device, fit = _train(cfg, (weight, bias), (x, y, teacher), (train_pos, val_pos), progress)
+    split = {
+        "seed": split_seed,
+        "val_fraction": tc.val_fraction,
+        "train": kept[train_pos].tolist(),
+        "val": kept[val_pos].tolist(),
     }
-    # One metadata key holding canonical JSON: safetensors writes several keys in arbitrary order.
-    metadata = {HEAD_METADATA_KEY: json.dumps(about, sort_keys=True, separators=(",", ":"))}
-    head_uri = storage.join(out, "head.safetensors")
-    storage.put_bytes(head_uri, save({"weight": fit.weight.contiguous(), "bias": fit.bias.contiguous()}, metadata))
-    curve_uri = storage.join(out, "curve.json")
-    storage.put_json(curve_uri, {"best_epoch": fit.best_epoch, "epochs": fit.curve})
-    split_uri = storage.join(out, "split.json")
-    storage.put_json(
-        split_uri,
-        {
-            "seed": split_seed,
-            "val_fraction": tc.val_fraction,
-            "train": kept[train_pos].tolist(),
-            "val": kept[val_pos].tolist(),
-        },
-    )
+    head_uri, curve_uri, split_uri = _write_outputs(cfg, out, fit, split)
     seconds = time.perf_counter() - started
+    best = fit.curve[fit.best_epoch]
     counts = {"train": len(train_pos), "val": len(val_pos), "epochs": tc.epochs, "best_epoch": fit.best_epoch}
     manifest_uri = write_manifest(
         out,
@@ -399,36 +328,87 @@ def run(
     )
 
 
-def check_inputs(
-    feats: torch.Tensor,
-    labels: torch.Tensor,
-    weight: torch.Tensor,
-    kept: torch.Tensor,
-    teacher: torch.Tensor,
-    *,
-    features: str,
-    selection: str,
-) -> None:
-    """Fail with one line when the features, text head and selection do not belong together."""
-    rerun = "rerun `synk8s stage filter` and `synk8s stage features` on the same images"
-    n, d = feats.shape
-    k = weight.shape[0]
-    if weight.shape[1] != d:
-        raise MissingDataError(f"text head in {features} has dimension {weight.shape[1]}, features have {d}; {rerun}")
-    if len(kept) == 0:
+def _inputs(
+    features: str, selection: str, leakage: str | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Text head, kept synthetic features, labels, rows and teacher logits, and the leaked rows left out."""
+    feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
+    weight, bias = load_text_head(features)  # (K, D), (K,)
+    sel = load_selection(selection)
+    kept, teacher = sel["kept"].long(), sel["teacher_logits"].float()  # (M,), (M, K)
+    check_inputs(feats, labels, weight, kept, teacher, features=features, selection=selection)
+    leaked = 0
+    if leakage is not None:
+        kept, teacher, leaked = drop_leaked(kept, teacher, leakage)
+    return weight, bias, feats[kept], labels[kept], kept, teacher, leaked  # x (M, D), y (M,)
+
+
+def _split(labels: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified (train, val) positions of the kept images; fails when nothing is left to validate on."""
+    train_pos, val_pos = stratified_split(labels, val_fraction, seed)
+    if len(val_pos) == 0:
         raise MissingDataError(
-            f"the filter at {selection} kept no images; lower filter.threshold or disable the filter"
+            f"no class has 2 or more kept synthetic images, so tune.val_fraction={val_fraction} "
+            "leaves nothing to validate on; generate more images per class"
         )
-    if int(kept.max()) >= n or int(kept.min()) < 0:
-        raise MissingDataError(
-            f"selection at {selection} indexes row {int(kept.max())} of {n} synthetic features; {rerun}"
-        )
-    if tuple(teacher.shape) != (len(kept), k):
-        raise MissingDataError(
-            f"teacher logits at {selection} have shape {tuple(teacher.shape)}, expected ({len(kept)}, {k}); {rerun}"
-        )
-    if int(labels.min()) < 0 or int(labels.max()) >= k:
-        raise MissingDataError(f"synthetic labels in {features} fall outside the {k} classes of the text head; {rerun}")
+    return train_pos, val_pos
+
+
+def _train(
+    cfg: ExperimentConfig,
+    head: tuple[torch.Tensor, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    positions: tuple[torch.Tensor, torch.Tensor],
+    progress: bool,
+) -> tuple[str, Fit]:
+    """Fit the head from ``head`` on the train positions of ``data`` on the configured device: (device, fit)."""
+    from synk8s.models.device import resolve_device
+
+    tc = cfg.tune
+    (x, y, teacher), (train_pos, val_pos) = data, positions
+    device = resolve_device(cfg.device)
+    soft_weight = tc.soft_weight if tc.loss == "sce" else 0.0
+    logger.info("tuning on %d images, validating on %d, %s, device %s", len(train_pos), len(val_pos), tc.loss, device)
+    fit = fit_head(
+        *head,
+        (x[train_pos], y[train_pos], teacher[train_pos]),
+        (x[val_pos], y[val_pos]),
+        epochs=tc.epochs,
+        lr=tc.lr,
+        weight_decay=tc.weight_decay,
+        batch_size=tc.batch_size,
+        warmup_epochs=tc.warmup_epochs,
+        grad_clip=tc.grad_clip,
+        soft_weight=soft_weight,
+        temperature=tc.temperature,
+        seed=derive_seed(cfg.seed, "tune", "order"),
+        device=device,
+        progress=progress,
+    )
+    return device, fit
+
+
+def _write_outputs(cfg: ExperimentConfig, out: str, fit: Fit, split: dict[str, Any]) -> tuple[str, str, str]:
+    """Write ``head.safetensors``, ``curve.json`` and ``split.json`` under ``out``; return their URIs."""
+    from safetensors.torch import save
+
+    about = {
+        "config_digest": cfg.digest(),
+        "dataset": cfg.dataset.name,
+        "clip": cfg.models.clip,
+        "best_epoch": fit.best_epoch,
+        "best_val_top1": fit.curve[fit.best_epoch]["val_top1"],
+        "tune": cfg.tune.model_dump(mode="json"),
+    }
+    # One metadata key holding canonical JSON: safetensors writes several keys in arbitrary order.
+    metadata = {HEAD_METADATA_KEY: json.dumps(about, sort_keys=True, separators=(",", ":"))}
+    head_uri = storage.join(out, "head.safetensors")
+    storage.put_bytes(head_uri, save({"weight": fit.weight.contiguous(), "bias": fit.bias.contiguous()}, metadata))
+    curve_uri = storage.join(out, "curve.json")
+    storage.put_json(curve_uri, {"best_epoch": fit.best_epoch, "epochs": fit.curve})
+    split_uri = storage.join(out, "split.json")
+    storage.put_json(split_uri, split)
+    return head_uri, curve_uri, split_uri
 
 
 # Tuning holds every kept feature in memory: 200k x 1024 float32 is 0.8 GB for CIFAR-100 at 2000

@@ -40,6 +40,14 @@ DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name
 IMAGES_PER_CLASS = typer.Option(None, "--images-per-class", help="generate.images_per_class")
 NUM_SHARDS = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks).")
 GENERATOR = typer.Option(None, "--generator", help="models.generator: registry name or hub id.")
+SHOTS = typer.Option(
+    None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
+)
+LABEL_SPACE = typer.Option(
+    None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
+)
+METHOD = typer.Option(None, "--method", help="pretrain.method: supervised or moco.")
+TRANSFER = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc.")
 HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
 
 

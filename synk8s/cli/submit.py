@@ -31,11 +31,15 @@ from synk8s.cli.kfp_client import (
     GENERATOR,
     HOST,
     IMAGES_PER_CLASS,
+    LABEL_SPACE,
+    METHOD,
     NUM_SHARDS,
     PIPELINE,
     PROFILE,
     SET,
+    SHOTS,
     STORE_ENV,
+    TRANSFER,
     client,
     resolve_pipeline_config,
     resolve_host,
@@ -57,9 +61,6 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 SEED = typer.Option(None, "--seed", help="Run seed (seed).")
-SHOTS = typer.Option(
-    None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
-)
 SEEDS = typer.Option(
     None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
 )
@@ -81,11 +82,6 @@ CACHE = typer.Option(
     True, "--cache/--no-cache", help="Reuse finished tasks of an earlier run with the same inputs (cluster)."
 )
 POLL_SECONDS = typer.Option(10.0, "--poll-seconds", hidden=True, help="Status poll interval of --wait.")
-LABEL_SPACE = typer.Option(
-    None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
-)
-METHOD = typer.Option(None, "--method", help="pretrain.method: supervised or moco.")
-TRANSFER = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc.")
 DRY_RUN = typer.Option(
     False,
     "--dry-run",

@@ -2,6 +2,7 @@
 
     plan -> prompts -> generate_shards -> generate x num_shards (ParallelFor) -> collect
          -> filter -> features -> leakage -> tune -> evaluate
+                                                  tune -> export   (the classifier folder: docs/serving.md)
     plan -> test_features -> features       (the test set's features: one shared folder for every seed)
 
 The leakage task flags synthetic images that nearly duplicate a test image; tune reads its flags
@@ -65,6 +66,7 @@ def build_pipeline(
         wire.add("features", after=("filter",))  # the filter has already encoded the synthetic images into the cache
         wire.add("leakage")
         wire.add("tune")  # reads the leakage flags while leakage.drop is on
+        wire.add("export")  # the tuned classifier as a folder, shown as a Model artifact
         return wire.add("evaluate").outputs["Output"]  # the run report's URI
 
     return zeroshot

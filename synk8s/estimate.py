@@ -284,6 +284,7 @@ def _zeroshot(cfg: ExperimentConfig, build: _Builder) -> list[StageEstimate]:
         build.row("leakage", objects=2),
         build.row("tune", nbytes=classes * FEATURE_BYTES, objects=1),
         build.row("evaluate", objects=2),
+        build.row("export", objects=4),
     ]
 
 

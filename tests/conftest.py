@@ -2,6 +2,9 @@
 
 import os
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -91,6 +94,85 @@ def tiny_images(tmp_path_factory):
         return made[per_class]
 
     return make
+
+
+@dataclass(frozen=True)
+class ZeroshotRun:
+    """A finished tiny zero-shot run: its store root, config, ``--set`` overrides and run folder."""
+
+    root: Path
+    cfg: Any
+    sets: tuple[str, ...]
+    run: str
+
+    def folder(self, stage: str) -> Path:
+        """The output folder of ``stage`` in this run."""
+        from synk8s.stages.table import TABLE
+
+        return Path(TABLE.stage_dir(self.run, stage, self.cfg))
+
+
+ZEROSHOT_SETS = (
+    "dataset.name=cifar10",
+    "prompts.mode=B",
+    "generate.images_per_class=2",
+    "generate.num_shards=1",
+    "filter.threshold=0.0",  # keep every image: tune needs two per class to validate on
+    "tune.epochs=1",
+)
+
+
+@pytest.fixture(scope="session")
+def zeroshot_run(tmp_path_factory) -> ZeroshotRun:
+    """Every stage of the zero-shot pipeline (export included) on tiny cifar10, run in this process once.
+
+    The stages write into the folders the pipeline uses, so ``submit --local`` with the same
+    ``--set`` options finds the run complete. Tests read it; one that damages a file restores it.
+    """
+    from synk8s import config
+    from synk8s.stages.table import TABLE
+
+    root = tmp_path_factory.mktemp("zeroshot-store")
+    cfg = config.load("tiny", [*ZEROSHOT_SETS, f"store.root={root}"])
+    run = TABLE.run_dir(cfg)
+    TABLE.execute("prompts", cfg, run)
+    TABLE.execute("generate", cfg, run, shard=0)
+    TABLE.execute("generate", cfg, run, collect=True)
+    for stage in ("filter", "test_features", "features", "leakage", "tune", "evaluate", "export"):
+        TABLE.execute(stage, cfg, run)
+    return ZeroshotRun(root, cfg, tuple(s for s in ZEROSHOT_SETS if not s.startswith("dataset.")), run)
+
+
+@pytest.fixture(scope="session")
+def exported_classifier(zeroshot_run, tmp_path_factory) -> Path:
+    """The classifier of :func:`zeroshot_run`, copied out of its export folder as ``synk8s export`` does."""
+    from synk8s.stages.export import export_folder
+
+    out = tmp_path_factory.mktemp("exported") / "classifier"
+    assert export_folder(zeroshot_run.run, str(out)) == "classifier"
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_test_images(zeroshot_run) -> list:
+    """(PIL image, label) of every image of the run's real test split, the images its evaluate stage scored."""
+    from synk8s import datasets
+    from synk8s.realdata import ensure_dataset
+
+    cfg = zeroshot_run.cfg
+    data_set = datasets.load(cfg.dataset.name, datasets.get(cfg.dataset.name).test_split, ensure_dataset(cfg))
+    return [data_set[i] for i in range(len(data_set))]
+
+
+@pytest.fixture(scope="session")
+def image_folder(real_test_images, tmp_path_factory) -> Path:
+    """Six of :func:`real_test_images` as files: PNGs, one JPEG in a sub-folder."""
+    folder = tmp_path_factory.mktemp("images")
+    (folder / "sub").mkdir()
+    for i, (image, _) in enumerate(real_test_images[:5]):
+        image.save(folder / f"{i}.png")
+    real_test_images[5][0].save(folder / "sub" / "5.jpg", quality=95)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -79,14 +79,20 @@ def _root(
 def _register() -> None:
     from synk8s.cli import cluster, config_cmd, datasets, models, runs, stage, store
     from synk8s.cli.compile import compile_cmd
+    from synk8s.cli.export import export_cmd
     from synk8s.cli.plan import plan_cmd
+    from synk8s.cli.predict import predict_cmd
     from synk8s.cli.results import results_cmd
+    from synk8s.cli.serve import serve_cmd
     from synk8s.cli.submit import submit
 
     app.command("compile")(compile_cmd)
     app.command("submit")(submit)
     app.command("plan")(plan_cmd)
     app.command("results")(results_cmd)
+    app.command("export")(export_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("serve")(serve_cmd)
     app.add_typer(runs.app, name="runs", help="List and inspect Kubeflow Pipelines runs.")
     app.add_typer(config_cmd.app, name="config", help="Show resolved experiment configs.")
     app.add_typer(store.app, name="store", help="List and copy artifacts in a folder or S3 store.")

@@ -183,6 +183,55 @@ def _tiny_clip(arch: str, seed: int) -> tuple[Any, Any, Any]:
     return model, preprocess, SimpleTokenizer(context_length=_TINY_TEXT_CFG["context_length"])
 
 
+def preprocess_settings(bundle: ClipBundle) -> dict[str, Any]:
+    """The eval preprocessing of a loaded CLIP, as arguments of :func:`eval_transform`.
+
+    Returns:
+        ``image_size`` (side of the square input, pixels), ``mean`` and ``std`` (per RGB channel, of
+        pixels scaled to [0, 1]), ``interpolation`` (``bicubic`` or ``bilinear``) and ``resize_mode``
+        (``shortest``: resize the short side, then centre-crop; ``longest``; ``squash``).
+    """
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    cfg = getattr(bundle.model.visual, "preprocess_cfg", None) or {}  # set for pretrained tags, not tiny towers
+    return {
+        "image_size": bundle.image_size,
+        "mean": [float(v) for v in cfg.get("mean", OPENAI_DATASET_MEAN)],
+        "std": [float(v) for v in cfg.get("std", OPENAI_DATASET_STD)],
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "resize_mode": cfg.get("resize_mode", "shortest"),
+    }
+
+
+def eval_transform(settings: dict[str, Any]) -> Callable[[Any], torch.Tensor]:
+    """open_clip's eval transform (PIL image to ``(3, size, size)`` float tensor) from :func:`preprocess_settings`."""
+    from open_clip.transform import image_transform
+
+    return image_transform(
+        settings["image_size"],
+        is_train=False,
+        mean=tuple(settings["mean"]),
+        std=tuple(settings["std"]),
+        interpolation=settings["interpolation"],
+        resize_mode=settings["resize_mode"],
+    )
+
+
+def image_tower(name: str) -> torch.nn.Module:
+    """The image tower of the registry CLIP ``name`` with untrained weights, built offline to load a state dict into.
+
+    Raises:
+        UsageError: unknown ``name``.
+    """
+    info = get_clip_info(name)
+    if info.tiny:
+        return _tiny_clip(info.arch, 0)[0].visual
+    import open_clip
+
+    quick_gelu = bool(open_clip.get_pretrained_cfg(info.arch, info.pretrained).get("quick_gelu", False))
+    return open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
+
+
 _DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from synk8s import cost, runs
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.stages import detect, evaluate, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
+from synk8s.stages import detect, evaluate, export, features, finetune, generate, leakage, pretrain, prompts, scratch, tune
 from synk8s.stages import fewshot_evaluate, fewshot_tune, guided, realfilter, scratch_real, split, test_features
 from synk8s.stages import filter as filter_stage
 from synk8s.stages import resume as resume_stage
@@ -253,6 +253,7 @@ class StageTable:
 
 TABLE = StageTable(
     (prompts.STAGE, generate.STAGE, filter_stage.STAGE, test_features.STAGE, features.STAGE, leakage.STAGE, tune.STAGE, evaluate.STAGE,
+     export.STAGE,  # the tuned classifier as a folder (KServe, ONNX)
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
      fewshot_tune.STAGE, fewshot_evaluate.STAGE,

@@ -82,6 +82,13 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     assert "head.safetensors" in {f["name"] for f in json.loads(model.read())["files"]}
     assert metrics.metadata["train"] + metrics.metadata["val"] == 20 and metrics.metadata["epochs"] == 1
 
+    metrics, model = artifact("export"), artifact("classifier")
+    exported = comps.stages["export"].python_func(**common, features=features, head=head, metrics=metrics, folder=model)
+    listing = json.loads(model.read())  # the classifier folder as a Model artifact
+    assert listing["store_uri"] == exported == model.metadata["store_uri"]
+    assert {"classifier/manifest.json", "classifier/model.onnx"} <= {f["name"] for f in listing["files"]}
+    assert (metrics.metadata["classes"], metrics.metadata["dim"]) == (10, 32)
+
     metrics, report, grid, confusion = artifact("evaluate"), artifact("report"), artifact("grid"), artifact("cm")
     report_uri = comps.stages["evaluate"].python_func(
         **common, features=features, head=head, images=images, selection=selection, metrics=metrics, report=report,
@@ -104,7 +111,7 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     assert correct / metrics.metadata["test"] == pytest.approx(metrics.metadata["tuned_top1"])
 
     for name, folder in (("prompts", prompts), ("filter", selection), ("test_features", test), ("features", features),
-                         ("tune", head), ("evaluate", evaluate)):  # fmt: skip
+                         ("tune", head), ("evaluate", evaluate), ("export", exported)):  # fmt: skip
         assert folder == stage_dir(run, name, cfg)
         _declared_outputs_exist(name, folder)
 

@@ -15,31 +15,10 @@ from synk8s.stages.table import TABLE
 
 pytestmark = pytest.mark.timeout(120)
 
-SETS = [
-    "prompts.mode=B",
-    "generate.images_per_class=2",
-    "generate.num_shards=1",
-    "filter.threshold=0.0",  # keep every image: tune needs two per class to validate on
-    "tune.epochs=1",
-]
-
-
-def _config(root: Path) -> config.ExperimentConfig:
-    return config.load("tiny", [*SETS, "dataset.name=cifar10", f"store.root={root}"])
-
-
-@pytest.fixture(scope="module")
-def complete_run(tmp_path_factory):
-    """A finished zero-shot run, its stages run in this process into the folders the pipeline uses."""
-    root = tmp_path_factory.mktemp("store")
-    cfg = _config(root)
-    run = TABLE.run_dir(cfg)
-    TABLE.execute("prompts", cfg, run)
-    TABLE.execute("generate", cfg, run, shard=0)
-    TABLE.execute("generate", cfg, run, collect=True)
-    for stage in ("filter", "test_features", "features", "leakage", "tune", "evaluate"):
-        TABLE.execute(stage, cfg, run)
-    return root, cfg
+@pytest.fixture
+def complete_run(zeroshot_run):
+    """A finished zero-shot run (its stages run in this process), its config and its ``--set`` options."""
+    return zeroshot_run.root, zeroshot_run.cfg, [a for s in zeroshot_run.sets for a in ("--set", s)]
 
 
 def _mtimes(root: Path) -> dict[str, int]:
@@ -47,9 +26,8 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 
 def test_a_complete_rerun_starts_no_task_and_prints_the_summary(complete_run):
-    root, cfg = complete_run
+    root, cfg, flags = complete_run
     before = _mtimes(root)
-    flags = [a for s in SETS for a in ("--set", s)]
     result = CliRunner().invoke(
         app, ["submit", "zeroshot", "--dataset", "cifar10", "--local", "--profile", "tiny", "--store", str(root), *flags]
     )
@@ -67,9 +45,8 @@ def test_a_complete_rerun_starts_no_task_and_prints_the_summary(complete_run):
 
 
 def test_a_damaged_run_report_is_written_again_to_the_same_bytes(complete_run):
-    root, cfg = complete_run
+    root, cfg, flags = complete_run
     report = Path(TABLE.stage_dir(TABLE.run_dir(cfg), "evaluate", cfg)) / "report.json"
-    flags = [a for s in SETS for a in ("--set", s)]
     command = ["submit", "zeroshot", "--dataset", "cifar10", "--local", "--profile", "tiny", "--store", str(root)]
     assert CliRunner().invoke(app, [*command, *flags]).exit_code == 0
     good = report.read_bytes()
@@ -80,7 +57,7 @@ def test_a_damaged_run_report_is_written_again_to_the_same_bytes(complete_run):
 
 
 def test_a_damaged_stage_output_sends_the_run_to_kfp_local_and_writes_nothing(complete_run, caplog):
-    root, cfg = complete_run
+    root, cfg, _ = complete_run
     func = build("zeroshot", cfg)
     assert complete_output(func, arguments("zeroshot", cfg)) is not None
     head = Path(TABLE.stage_dir(TABLE.run_dir(cfg), "tune", cfg)) / "head.safetensors"

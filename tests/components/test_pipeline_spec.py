@@ -12,7 +12,9 @@ from synk8s.pipelines import compile_pipeline
 pytestmark = pytest.mark.timeout(60)
 
 GPU_TASKS = {"prompts", "generate", "filter", "test-features", "features"}
-STORE_TASKS = {"prompts", "generate", "collect", "filter", "test-features", "features", "leakage", "tune", "evaluate"}
+STORE_TASKS = {
+    "prompts", "generate", "collect", "filter", "test-features", "features", "leakage", "tune", "evaluate", "export"
+}
 ALL_TASKS = STORE_TASKS | {"plan", "generate-shards"}
 CREDENTIAL_LITERALS = ("AKIA", "secret_key", "minioadmin", "synk8s-test-key", "synk8s-test-secret")
 

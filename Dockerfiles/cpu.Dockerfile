@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# CPU image for the light synk8s pipeline components (prompts, evaluation, bookkeeping): synk8s +
-# kfp + torch 2.14.1, every package installed from the hashed lock Dockerfiles/requirements.lock
+# CPU image for the light synk8s pipeline components (prompts, evaluation, export, bookkeeping) and the
+# KServe predictor of an exported classifier (`synk8s serve`, manifests/serving/): synk8s with its
+# serve extra + kfp + torch 2.14.1, every package installed from the hashed lock Dockerfiles/requirements.lock
 # (the same lock and so the same packages as the GPU image: torch is the CUDA 13.0 build, which
 # runs on the CPU when there is no GPU). Runs as the non-root user synk8s (uid 1000).
 #
@@ -37,7 +38,7 @@ COPY --from=builder /wheels /tmp/wheels
 RUN pip install --no-deps "/tmp/wheels/synk8s-${SYNK8S_VERSION}-py3-none-any.whl" \
     && rm -rf /tmp/wheels \
     && pip check \
-    && python -c "import kfp, synk8s, torch; assert synk8s.__version__ == '${SYNK8S_VERSION}'; assert torch.__version__.startswith('2.14.1')"
+    && python -c "import kfp, synk8s, torch, kserve, onnxruntime; assert synk8s.__version__ == '${SYNK8S_VERSION}'; assert torch.__version__.startswith('2.14.1')"
 
 # A numeric USER lets the kubelet verify runAsNonRoot.
 RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin synk8s

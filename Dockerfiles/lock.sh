@@ -1,6 +1,7 @@
 #!/bin/sh
 # Regenerates Dockerfiles/requirements.lock, the hashed lock both images install from, from
-# pyproject.toml's dependencies and the pins in Dockerfiles/requirements.in. It only resolves
+# pyproject.toml's dependencies with its serve extra (KServe, ONNX: the CPU image serves exported
+# classifiers, see manifests/serving/) and the pins in Dockerfiles/requirements.in. It only resolves
 # (uv's resolver reads the package index; nothing is installed, so no venv changes), for CPython
 # 3.11 on x86_64 Linux with glibc 2.28 or newer, the platform of both images.
 #
@@ -12,6 +13,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 exec uv pip compile pyproject.toml Dockerfiles/requirements.in \
+    --extra serve \
     --generate-hashes \
     --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 \

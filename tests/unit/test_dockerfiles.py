@@ -108,9 +108,10 @@ def test_lock_is_hashed_complete_and_holds_the_pinned_versions():
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     for name, version in pins.items():
         assert entries[name][0] == version, f"{name}: lock has {entries[name][0]}, requirements.in pins {version}"
-    # Every dependency of synk8s is in the lock (names only; versions are the resolver's).
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for requirement in dependencies:
+    # Every dependency of synk8s and of its serve extra (the CPU image serves classifiers) is in the lock
+    # (names only; versions are the resolver's).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["serve"]]:
         name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")
         assert name in entries, f"{name} is a dependency of synk8s but not in the lock"
     # The CUDA 13 libraries of the torch build come along (GPU image); nothing from another index.

@@ -143,7 +143,7 @@ def predict(
 
     def flush() -> None:
         logits = classifier([image for _, image in batch])  # (B, K)
-        for (source, _), top in zip(batch, classifier.top_k(logits, top_k)):
+        for (source, _), top in zip(batch, classifier.top_k(logits, top_k), strict=True):
             result.predictions.append(Prediction(source, top))
         batch.clear()
 

@@ -11,6 +11,8 @@ and exits 1, after printing the images it could classify.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -35,14 +37,7 @@ def predict_cmd(
     sources = image_sources(images)
     result = predict(classifier, sources, top_k=top_k, batch_size=batch_size)
     if output is Format.json:
-        emit_json(
-            {
-                "model": model,
-                "predictions": [{"image": p.source, "top": [{"class": c, "probability": q} for c, q in p.top]}
-                                for p in result.predictions],  # fmt: skip
-                "failures": [{"image": f.source, "error": f.reason} for f in result.failures],
-            }
-        )
+        emit_json(_as_json(model, result))
     else:
         _table(result.predictions)
     for failure in result.failures:
@@ -54,7 +49,17 @@ def predict_cmd(
         raise typer.Exit(1)
 
 
-def _table(predictions: list) -> None:
+def _as_json(model: str, result: Any) -> dict[str, Any]:
+    """The ``--output json`` document: each image's top classes, and the images that failed."""
+    predictions = [
+        {"image": p.source, "top": [{"class": name, "probability": q} for name, q in p.top]}
+        for p in result.predictions
+    ]
+    failures = [{"image": f.source, "error": f.reason} for f in result.failures]
+    return {"model": model, "predictions": predictions, "failures": failures}
+
+
+def _table(predictions: list[Any]) -> None:
     table = Table(title="predictions", title_justify="left")
     for column in ("image", "class", "probability"):
         table.add_column(column)

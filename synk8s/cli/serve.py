@@ -23,5 +23,6 @@ def serve_cmd(
     try:
         from synk8s.serving import serve
     except ImportError as error:
-        raise UsageError(f"serving needs the serve extra ({error.name} is missing): pip install 'synk8s[serve]'") from None
+        missing = error.name
+        raise UsageError(f"serving needs the serve extra ({missing} is missing): pip install 'synk8s[serve]'") from None
     serve(model, host=host, port=port, name=name)

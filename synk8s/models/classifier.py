@@ -180,8 +180,8 @@ class Classifier:
         check_top_k(k, len(self.classes))
         probabilities, indices = logits.softmax(dim=-1).topk(k, dim=-1)  # (B, k), (B, k)
         return [
-            [(self.classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(probabilities, indices)
+            [(self.classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist(), strict=True)]
+            for row_p, row_i in zip(probabilities, indices, strict=True)
         ]
 
 
@@ -214,7 +214,8 @@ def write_classifier(
     Args:
         out: the folder URI.
         tower: the CLIP image tower; its state dict is saved.
-        weight: (K, D) head weight; bias: (K,) head bias.
+        weight: (K, D) head weight.
+        bias: (K,) head bias.
         classes: the K class names in logit order.
         preprocess: :func:`synk8s.models.clip.preprocess_settings` of the tower's CLIP.
         encoder: the fields of :class:`Encoder`.
@@ -252,7 +253,7 @@ def write_classifier(
 
 
 def onnx_bytes(module: nn.Module, image_size: int) -> bytes:
-    """``module`` as ONNX (opset :data:`ONNX_OPSET`): input ``images`` (B, 3, S, S) float32, output ``logits`` (B, K)."""
+    """``module`` as ONNX (opset :data:`ONNX_OPSET`): ``images`` (B, 3, S, S) float32 in, ``logits`` (B, K) out."""
     example = torch.zeros(1, 3, image_size, image_size)
     buffer = io.BytesIO()
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -321,5 +322,7 @@ def load_classifier(folder: str, device: str = "cpu") -> Classifier:
         module = ClassifierModule(tower, head["weight"], head["bias"])
     except (SafetensorError, RuntimeError, KeyError) as error:
         first = str(error).strip().splitlines()[0]
-        raise IntegrityError(f"the weights in {folder} do not fit {manifest.encoder.clip} ({first}); {EXPORT_HINT}") from None
+        raise IntegrityError(
+            f"the weights in {folder} do not fit {manifest.encoder.clip} ({first}); {EXPORT_HINT}"
+        ) from None
     return Classifier(module, manifest, device)

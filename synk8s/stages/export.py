@@ -103,7 +103,7 @@ def run(cfg: ExperimentConfig, *, features: str, head: str, out: str, progress: 
 def export_classifier(
     *, head: str, features: str, out: str, clip: str, cache: str | None, classes: Sequence[str]
 ) -> Any:
-    """Write the classifier of a tune folder into ``out``; returns its :class:`~synk8s.models.classifier.ClassifierManifest`.
+    """Write the classifier of a tune folder into ``out``; returns its manifest (``ClassifierManifest``).
 
     Args:
         head: the tune stage's folder (its ``head.safetensors`` and manifest).
@@ -289,7 +289,9 @@ def _locate(folder: str) -> tuple[str, str]:
         )
     prefixes = [p.rstrip("/") for p in storage.list_prefixes(folder)]
     if not prefixes:
-        raise MissingDataError(f"no run folder at {folder}; pass a run folder (<store>/runs/<run id>) or a stage folder")
+        raise MissingDataError(
+            f"no run folder at {folder}; pass a run folder (<store>/runs/<run id>) or a stage folder"
+        )
     for stage in _SOURCES:
         found = [p for p in prefixes if p.rsplit("/", 1)[-1].startswith(f"{stage}-")]
         if len(found) > 1:

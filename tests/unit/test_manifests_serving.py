@@ -55,7 +55,8 @@ def test_the_container_is_pinned_limited_read_only_and_reads_the_bucket_without_
     assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
     env = {e["name"]: e for e in container["env"]}
-    assert env["STORAGE_URI"]["value"].startswith("s3://synk8s/") and env["STORAGE_URI"]["value"].endswith("/classifier")
+    storage_uri = env["STORAGE_URI"]["value"]
+    assert storage_uri.startswith("s3://synk8s/") and storage_uri.endswith("/classifier")
     assert not [e for e in container["env"] if "valueFrom" in e or "KEY" in e["name"]] and "envFrom" not in container
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 

@@ -64,9 +64,11 @@ def test_a_top_k_outside_the_class_count_is_refused_in_one_line(exported_classif
 
 def test_a_missing_image_or_model_folder_is_refused_in_one_line(exported_classifier, tmp_path):
     result = _predict(str(exported_classifier), str(tmp_path / "nope.jpg"))
-    assert (result.exit_code, result.output.strip()) == (1, f"error: no image file or folder at {tmp_path / 'nope.jpg'}")
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: no image file or folder at {tmp_path / 'nope.jpg'}"
     (tmp_path / "empty").mkdir()
     result = _predict(str(exported_classifier), str(tmp_path / "empty"))
     assert result.exit_code == 1 and result.output.strip().startswith("error: no images (.jpg")
     result = _predict(str(tmp_path / "no-model"), str(tmp_path / "empty"))
-    assert result.exit_code == 1 and result.output.strip().startswith(f"error: no exported model at {tmp_path / 'no-model'}")
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(f"error: no exported model at {tmp_path / 'no-model'}")

@@ -46,7 +46,8 @@ def server(exported_classifier, tmp_path_factory):
     command = [sys.executable, "-m", "synk8s", "serve", str(exported_classifier), "--port", str(port),
                "--host", "127.0.0.1", "--name", NAME]  # fmt: skip
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -77,7 +78,8 @@ def test_a_v2_request_gets_the_top1_that_predict_prints(server, exported_classif
     outputs = {o["name"]: o for o in body["outputs"]}
     assert body["id"] == "r1" and outputs["logits"]["shape"] == [len(paths), 10]
 
-    predicted = CliRunner().invoke(app, ["predict", str(exported_classifier), *map(str, paths), "-k", "1", "-o", "json"])
+    command = ["predict", str(exported_classifier), *map(str, paths), "-k", "1", "-o", "json"]
+    predicted = CliRunner().invoke(app, command)
     assert predicted.exit_code == 0, predicted.output
     top1 = [p["top"][0]["class"] for p in json.loads(predicted.stdout)["predictions"]]
     assert outputs["labels"]["data"] == top1

@@ -22,7 +22,7 @@ import io
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,6 +32,9 @@ from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.models.export_folder import MANIFEST, read_export_manifest, read_verified
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.spec import Resources, StageSpec
+
+if TYPE_CHECKING:
+    from synk8s.models.classifier import ClassifierManifest
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ def run(cfg: ExperimentConfig, *, features: str, head: str, out: str, progress: 
 
 def export_classifier(
     *, head: str, features: str, out: str, clip: str, cache: str | None, classes: Sequence[str]
-) -> Any:
+) -> ClassifierManifest:
     """Write the classifier of a tune folder into ``out``; returns its manifest (``ClassifierManifest``).
 
     Args:
@@ -300,7 +303,8 @@ def _locate(folder: str) -> tuple[str, str]:
         if found:
             return _locate(found[0])
     raise MissingDataError(
-        f"{folder} holds no export, tune or pretrain folder; run the pipeline (or `synk8s stage tune`) first"
+        f"{folder} holds no export, tune or pretrain folder (few-shot heads are not exported); "
+        "run the zero-shot pipeline (or `synk8s stage tune`) first"
     )
 
 
@@ -325,7 +329,7 @@ def _copy(source: str, out: str) -> str:
     return "backbone" if body["format"] == BACKBONE_FORMAT else "classifier"
 
 
-# Loading CLIP and writing its ONNX form: about a minute and 2 GB for RN50 on a CPU.
+# A CPU task: it loads the run's CLIP once, checks it against the feature cache and traces it to ONNX.
 STAGE = StageSpec(
     name="export",
     run=run,

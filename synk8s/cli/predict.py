@@ -61,8 +61,9 @@ def _as_json(model: str, result: Any) -> dict[str, Any]:
 
 def _table(predictions: list[Any]) -> None:
     table = Table(title="predictions", title_justify="left")
-    for column in ("image", "class", "probability"):
-        table.add_column(column)
+    table.add_column("image", overflow="fold")  # a long path wraps, never loses its end
+    table.add_column("class", overflow="fold")
+    table.add_column("probability", no_wrap=True)
     for prediction in predictions:
         for rank, (name, probability) in enumerate(prediction.top):
             table.add_row(prediction.source if rank == 0 else "", name, f"{probability:.4f}")

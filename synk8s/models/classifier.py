@@ -119,14 +119,12 @@ class ClassifierModule(nn.Module):
     def __init__(self, tower: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
         super().__init__()
         self.tower = tower
-        self.head = nn.Linear(weight.shape[1], weight.shape[0])
-        with torch.no_grad():
-            self.head.weight.copy_(weight)
-            self.head.bias.copy_(bias)
+        self.weight = nn.Parameter(weight.detach().float().clone(), requires_grad=False)  # (K, D)
+        self.bias = nn.Parameter(bias.detach().float().clone(), requires_grad=False)  # (K,)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = F.normalize(self.tower(images), dim=-1)  # (B, D)
-        return self.head(features)  # (B, K)
+        return F.linear(features, self.weight, self.bias)  # (B, K)
 
 
 class Classifier:

@@ -227,9 +227,11 @@ def image_tower(name: str) -> torch.nn.Module:
     if info.tiny:
         return _tiny_clip(info.arch, 0)[0].visual
     import open_clip
+    import torch
 
     quick_gelu = bool(open_clip.get_pretrained_cfg(info.arch, info.pretrained).get("quick_gelu", False))
-    return open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
+    with torch.random.fork_rng(devices=[]):  # the untrained weights are replaced; the caller's RNG stays as it was
+        return open_clip.create_model(info.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
 
 
 _DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()

@@ -28,7 +28,7 @@ def run_stage(
         run_dir: the run folder URI.
         metrics: a ``dsl.Metrics`` output; gets the numbers of the stage's result.
         markdown: a ``dsl.Markdown`` output, for a stage that declares a Markdown report; its
-            images are the stage's attachments (see :func:`synk8s.report.report_markdown`).
+            images are the stage's attachments (see :func:`synk8s.reports.zeroshot.report_markdown`).
         folder: a ``dsl.Dataset`` or ``dsl.Model`` output for a row with ``artifact``: gets the
             folder's listing (see :func:`synk8s.components.artifacts.describe_folder`).
         attachments: file name -> ``dsl.Artifact`` output, for a row's ``attachments``.
@@ -41,7 +41,8 @@ def run_stage(
     """
     from synk8s.components.artifacts import attach, describe_folder
     from synk8s.components.metrics import log_result
-    from synk8s.report import report_markdown
+
+    from synk8s.reports.zeroshot import report_markdown
     from synk8s.stages.table import TABLE
 
     spec = TABLE.get(stage)
@@ -85,6 +86,7 @@ def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, met
         MissingDataError: fewer or more shard tasks ran than the config's shard count.
     """
     from synk8s.components.metrics import log_result
+
     from synk8s.errors import MissingDataError
     from synk8s.stages.table import TABLE
 

@@ -37,7 +37,7 @@ from kfp import dsl
 
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
-    from synk8s.stages.spec import StageSpec
+    from synk8s.stagetable.spec import StageSpec
 
 _METRICS = "metrics: dsl.Output[dsl.Metrics]"
 _REPORT = "report: dsl.Output[dsl.Markdown]"
@@ -177,6 +177,7 @@ def make_components(cfg: "ExperimentConfig") -> Components:
     installs nothing when it starts.
     """
     from synk8s.components.params import BASE_PARAMETERS
+
     from synk8s.stages.table import TABLE
 
     stages, shard_lists, collects = {}, {}, {}

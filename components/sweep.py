@@ -18,6 +18,6 @@ def shots_config(config_json: str, shots: int) -> str:
 def sweep_report(config_json: str, run_dir: str) -> str:
     """Gather every shot count's few-shot report of the run into ``sweep.json``; returns its URI."""
     from synk8s.config import ExperimentConfig
-    from synk8s.stages.fewshot_evaluate import write_sweep
+    from synk8s.stages.fewshot.sweep import write_sweep
 
     return write_sweep(ExperimentConfig.model_validate_json(config_json), run_dir)

@@ -3,7 +3,7 @@
 ``variant`` turns the run's config into one with a few fields set (the transfer from random weights
 is the same stage with ``pretrain.finetune.init=scratch`` or ``detect.init=scratch``); the stage's
 folder digest then tells the two runs apart. ``transfer_report`` writes the run's ``report.json``
-(:mod:`synk8s.transfer_report`) and returns its URI, the pipeline's output. Both run in the CPU image.
+(:mod:`synk8s.reports.transfer`) and returns its URI, the pipeline's output. Both run in the CPU image.
 """
 
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ def variant(config_json: str, overrides: str) -> str:
 def transfer_report(config_json: str, run_dir: str, transfer: str, pretrain: str, pretrained: str, scratch: str) -> str:
     """Write the pre-training run's report (its transfer from the trunk beside the one from scratch); its URI."""
     from synk8s.config import ExperimentConfig
-    from synk8s.transfer_report import write_transfer_report
+    from synk8s.reports.transfer import write_transfer_report
 
     cfg = ExperimentConfig.model_validate_json(config_json)
     return write_transfer_report(

@@ -12,7 +12,7 @@ sharded one by its collect step), and the tasks that write a report from the sta
 
 1. the config tasks are called (plan, config variants, a sweep's shot counts), so every stage gets
    the config its task would get;
-2. every stage is checked with the test its resume uses (:meth:`synk8s.stages.table.StageTable.complete`:
+2. every stage is checked with the test its resume uses (:meth:`synk8s.stagetable.StageTable.complete`:
    stage digest, recorded output hashes, readers); the first one that is not complete ends the
    replay with None, before anything is written;
 3. only then the stages hand on what their tasks would (the ``finish`` hook's URI, e.g. the run

@@ -28,15 +28,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import dsl, kubernetes
-
 from synk8s.components.params import PARAMETERS, STORE_ROOT_ENV, pipeline_arguments
 from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
+from synk8s.pipelines.replay import Recording, Step
+
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.pipelines.replay import Recording, Step
-from synk8s.stages.spec import Resources
 from synk8s.stages.table import TABLE
+from synk8s.stagetable.spec import Resources
 
 # plan and a shard list only turn parameters into small strings.
 LIGHT = Resources("250m", "1", "512Mi", "1Gi")
@@ -120,7 +120,7 @@ class Wiring:
         stays its own.
 
         Args:
-            cfg: the variant's compile-time config (it picks the branch's :class:`~synk8s.stages.spec.Choice` inputs).
+            cfg: the variant's compile-time config (it picks the branch's :class:`~synk8s.stagetable.spec.Choice` inputs).
             config_json: the variant's resolved config at run time.
             label: appended to the display names of the branch's tasks, e.g. ``M=4``.
         """

@@ -6,7 +6,7 @@
 
 The leakage task flags synthetic images that nearly duplicate a test image; tune reads its flags
 and leaves those images out when the compile-time config has ``leakage.drop`` on (see
-:class:`synk8s.stages.spec.When`).
+:class:`synk8s.stagetable.spec.When`).
 
 Compile it with ``synk8s compile zeroshot -o zeroshot.yaml --profile paper``, or run it with
 ``synk8s submit zeroshot --dataset cifar100``. The config chosen at compile time gives every
@@ -17,8 +17,9 @@ each stage reads, needs and writes comes from the stage table (see :mod:`synk8s.
 
 from typing import Any
 
-from synk8s.config import ExperimentConfig
 from synk8s.pipelines.wiring import Wiring, planned_pipeline
+
+from synk8s.config import ExperimentConfig
 
 PIPELINE_NAME = "synk8s-zeroshot"
 #: typed pipeline parameters (see synk8s.components.params.PARAMETERS): Table 2's switches among them

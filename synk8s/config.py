@@ -23,7 +23,16 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from synk8s.config_checks import (
-    Batch, Images, PerClass, Pixels, Seed, Steps, Width, Workers, describe, read_profile_file,
+    Batch,
+    Images,
+    PerClass,
+    Pixels,
+    Seed,
+    Steps,
+    Width,
+    Workers,
+    describe,
+    read_profile_file,
 )
 from synk8s.config_digest import DIGEST_UNLESS, LEFT_OUT, SPEED_ONLY, digest_view
 from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, Section
@@ -209,7 +218,7 @@ class TuneConfig(Section):
 
 
 class LeakageConfig(Section):
-    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.leakage)."""
+    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.zeroshot.leakage)."""
 
     clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
     hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")

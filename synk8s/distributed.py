@@ -6,7 +6,7 @@ paths stay the same); with more, ``torchrun`` starts them (``--standalone``: one
 port, gloo on CPU, nccl on CUDA). Under a Kubeflow Trainer TrainJob the pod's command is
 :func:`torchrun_command` and the runtime's ``PET_*`` variables give torchrun the nodes and ranks.
 
-    distributed.call("synk8s.stages.pretrain:train", cfg, nproc=2, images="runs/r/images", out="runs/r/pretrain")
+    distributed.call("synk8s.stages.pretraining.pretrain:train", cfg, nproc=2, images="runs/r/images", out="runs/r/pretrain")
 
 Inside ``train``::
 

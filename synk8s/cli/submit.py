@@ -41,8 +41,8 @@ from synk8s.cli.kfp_client import (
     STORE_ENV,
     TRANSFER,
     client,
-    resolve_pipeline_config,
     resolve_host,
+    resolve_pipeline_config,
     talking_to,
     task_states,
 )
@@ -284,7 +284,7 @@ def check_options(
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         if seeds is not None:
-            from synk8s.results import parse_seeds
+            from synk8s.reports.results import parse_seeds
 
             parse_seeds(seeds)
         return None, None

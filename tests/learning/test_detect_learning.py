@@ -19,7 +19,7 @@ from synk8s.detection.train import current_process, predict
 from synk8s.detection.trunk import Trunk, build_trunk
 from synk8s.detection.voc_eval import GroundTruth, evaluate
 from synk8s.seeds import derive_seed
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 pytestmark = pytest.mark.timeout(600)
 

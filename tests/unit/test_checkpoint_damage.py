@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from synk8s import checkpoint_files, config, storage, training
 from synk8s.cli.main import app
 from synk8s.datasets.drawn_images import write_drawn_images
-from synk8s.stages import detect, pretrain
+from synk8s.stages.pretraining import detect, pretrain
 
 
 def _flip(path: Path) -> None:

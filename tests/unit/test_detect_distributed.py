@@ -4,7 +4,7 @@ import pytest
 
 from synk8s import config, storage
 from synk8s.runs import read_manifest
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 # Tiny and short: 8 iterations of 2 images per process on the drawn stand-in, no precise BN.
 SHORT = [

@@ -10,7 +10,7 @@ from synk8s.detection import train, voc_data
 from synk8s.detection.model import AlignedRoIPool, Res5Head, build_detector
 from synk8s.detection.trunk import Trunk, build_trunk, resolve_trunk
 from synk8s.errors import MissingDataError, UsageError
-from synk8s.stages.detect import check_config
+from synk8s.stages.pretraining.detect import check_config
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,7 +20,7 @@ from synk8s.detection.voc_eval import GroundTruth, evaluate
 from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 
 def _cfg(tmp, *overrides):
@@ -116,7 +116,7 @@ _CHILD = """
 import sys, torch
 torch.set_num_threads(1)
 from synk8s import config
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 detect.run(config.load("tiny", sys.argv[2:]), backbone=None, out=sys.argv[1], progress=False)
 """
 

@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from synk8s import config, storage
 from synk8s.errors import UsageError
-from synk8s.stages.spec import Option, Resources, Sharding, StageSpec, Upstream
-from synk8s.stages.table import TABLE, StageTable
+from synk8s.stages.table import TABLE
+from synk8s.stagetable import StageTable
+from synk8s.stagetable.spec import Option, Resources, Sharding, StageSpec, Upstream
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,7 +5,7 @@ from kubeflow_trainer_api import models as trainer_models
 
 from synk8s import config, trainjob
 from synk8s.errors import Synk8sError
-from synk8s.stages import pretrain
+from synk8s.stages.pretraining import pretrain
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -72,8 +72,7 @@ def build_pipeline(
         threads=threads,
     )
     def pretrain(wire: Wiring) -> Any:
-        for name in ("prompts", "generate", "pretrain"):
-            wire.add(name)
+        wire.add_through("pretrain")
         sides = {
             side: wire.add(stage, overrides=(f"{init_field}={side}",), label=f"{stage}_{side}").outputs["Output"]
             for side in ("pretrained", "scratch")

@@ -205,7 +205,7 @@ class Wiring:
 
         Args:
             name: a stage of the table.
-            after: stages (or labels) it must also wait for without reading them (e.g. to reuse a cache they fill).
+            after: stages (or labels) it must also wait for without reading them, beyond its row's ``after``.
             overrides: ``key.path=value`` strings this task's config sets on top of the run's (a ``variant``
                 task makes that config); the stage's folder digest tells the variant apart.
             label: the task's display name and its key for ``after``; default ``name``. A variant needs
@@ -217,6 +217,7 @@ class Wiring:
         """
         spec = TABLE.get(name)
         key = label or name
+        after = (*spec.after, *after)
         if self.config_json is None:
             raise UsageError(f"plan the run before adding stage {name}")
         if key in self.tasks:
@@ -249,6 +250,15 @@ class Wiring:
             task.after(self.tasks[stage])
         self.tasks[key] = task
         return task
+
+    def add_through(self, *targets: str) -> dict[str, dsl.PipelineTask]:
+        """Add ``targets`` and every stage they need that is not added yet, in table order (see
+        :meth:`synk8s.stagetable.StageTable.closure`); returns the tasks added, by stage name."""
+        added = {}
+        for name in TABLE.closure(targets, self.cfg):
+            if name not in self.tasks:
+                added[name] = self.add(name)
+        return added
 
     def _sharded(self, name: str, inputs: dict[str, Any]) -> dsl.PipelineTask:
         """Shard list -> one task per shard in a ParallelFor -> the collect task (returned)."""

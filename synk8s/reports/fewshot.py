@@ -30,12 +30,6 @@ from synk8s.runs import read_manifest
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
 
-# Stages whose seconds the report lists when the run has them (generate: summed over its shards).
-TIMED_STAGES = (
-    "prompts", "split", "generate", "guided", "filter", "filter_guided", "features", "features_guided",
-    "realfilter", "fewshot_tune", "fewshot_evaluate",
-)  # fmt: skip
-
 
 def fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> dict[str, Any]:
     """Gather the report of a few-shot run from its stage outputs.
@@ -53,10 +47,9 @@ def fewshot_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) 
     metrics = storage.get_json(storage.join(evaluate, "metrics.json"))
     tune = read_manifest(folders["fewshot_tune"], "fewshot_tune")
     seconds = {}
-    for stage in TIMED_STAGES:
-        if stage in folders:
-            manifest = read_manifest(folders[stage], stage)
-            seconds[stage] = round(float(manifest.get("shard_seconds", manifest["seconds"])), 3)
+    for stage, folder in folders.items():  # every stage of the run, in table order (sharded: summed over shards)
+        manifest = read_manifest(folder, stage)
+        seconds[stage] = round(float(manifest.get("shard_seconds", manifest["seconds"])), 3)
     report: dict[str, Any] = {
         "dataset": cfg.dataset.name,
         "profile": cfg.profile,

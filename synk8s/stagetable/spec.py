@@ -190,6 +190,8 @@ class StageSpec:
             code reads them with (first argument: the stage's folder URI), or None when people read
             them (JSON, Markdown, images). ``manifest.json`` is implied.
         folder: its folder name in the run folder; default ``name``.
+        after: stages its task waits for without reading their folders (the filter, say, whose
+            encoding fills the feature cache the features stage then reads); they join a pipeline with it.
         options: extra ``synk8s stage NAME`` options, passed to ``run`` as keywords.
         shards: set when the work splits into parallel shards (see :class:`Sharding`).
         markdown: a Markdown file of its folder that the KFP component shows in the run's UI.
@@ -215,6 +217,7 @@ class StageSpec:
     shm: bool | Callable[[ExperimentConfig], bool] = False
     outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
     folder: str = ""
+    after: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
     shards: Sharding | None = None
     markdown: str | None = None

@@ -71,6 +71,9 @@ class StageTable:
                     if stage not in self._rows:
                         raise ValueError(f"stage {row.name}: input {param!r} reads {stage!r}, "
                                          "which is not a row before it")
+            for stage in row.after:
+                if stage not in self._rows:
+                    raise ValueError(f"stage {row.name} runs after {stage!r}, which is not a row before it")
             self._rows[row.name] = row
         if run_key not in self._rows:
             raise ValueError(f"run key {run_key!r} is not a stage of the table")
@@ -111,6 +114,25 @@ class StageTable:
             for stage in spec.candidate_stages(param):
                 found.update(self.fields(stage, cfg))
         return tuple(sorted(found))
+
+    def closure(self, targets: Sequence[str], cfg: ExperimentConfig) -> tuple[str, ...]:
+        """``targets`` and every stage they need under ``cfg``, in table order: what a pipeline runs to make them.
+
+        A stage needs the stages its active inputs read (a :class:`~synk8s.stagetable.spec.Choice`
+        picked, a :class:`~synk8s.stagetable.spec.When` read or not, by ``cfg``) and those of its
+        row's ``after``, and all that they need in turn.
+        """
+        needed: set[str] = set()
+        todo = list(targets)
+        while todo:
+            name = todo.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            spec = self.get(name)
+            todo += [spec.upstream_stage(param, cfg) for param in spec.active_inputs(cfg)]
+            todo += spec.after
+        return tuple(name for name in self.names if name in needed)
 
     def default_run_id(self, cfg: ExperimentConfig) -> str:
         """``<dataset>-<digest>`` of the run key's fields: configs that make the same images share a run."""

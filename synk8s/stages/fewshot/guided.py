@@ -325,5 +325,6 @@ FEATURES_STAGE = replace(
     name="features_guided",
     help="CLIP image features of the real-guided (RG) images (cached), listed with the shared test features.",
     inputs={"images": NAME, "test": "test_features"},
+    after=("filter_guided",),  # CF over the same images has filled the feature cache
     folder="features-rg",
 )

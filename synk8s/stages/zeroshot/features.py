@@ -180,6 +180,7 @@ STAGE = StageSpec(
     run=run,
     help="CLIP image features of the synthetic images (cached), listed with the shared test features.",
     inputs={"images": "generate", "test": "test_features"},
+    after=("filter",),  # the filter has already encoded the synthetic images into the cache
     depends=("dataset", "models.clip", "features"),
     gpu=True,
     shm=True,  # features.workers decode on DataLoader workers

@@ -163,7 +163,7 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
     # 5. Outputs, written by rank 0.
     uris = _output_uris(out)
     seconds = time.perf_counter() - started
-    if process.main:
+    if process.is_main:
         counts = {"train_images": len(train_set), "test_images": len(test_set), "iterations": dc.iterations}
         _write_outputs(cfg, out, uris, backbone, trunk, model, process, trained, result, root, counts, standin, seconds)
     return DetectResult(
@@ -185,14 +185,14 @@ def run(cfg: ExperimentConfig, *, backbone: str | None, out: str, progress: bool
 
 def _start_process(cfg: ExperimentConfig) -> Any:
     """Check the ``detect`` settings against each other and the process count; this process's place."""
-    from synk8s.detection.train import current_process
+    from synk8s import distributed
     from synk8s.models.device import resolve_device
 
     dc = cfg.detect
     check_config(dc)
-    process = current_process(resolve_device(cfg.device))
-    if dc.batch_size % process.world:
-        raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world} processes")
+    process = distributed.current(resolve_device(cfg.device))
+    if dc.batch_size % process.world_size:
+        raise UsageError(f"detect.batch_size={dc.batch_size} must be a multiple of the {process.world_size} processes")
     return process
 
 
@@ -218,11 +218,11 @@ def _load_data(dc: DetectConfig, process: Any) -> tuple[Any, list[Any], list[Any
 
     from synk8s.detection import voc_data
 
-    if process.main:
+    if process.is_main:
         root = voc_data.ensure_voc(dc)
-    if process.distributed:
+    if process.in_group:
         torch.distributed.barrier()
-    if not process.main:
+    if not process.is_main:
         root = voc_data.ensure_voc(dc)
     train_set = voc_data.train_records(root, train_difficult=dc.train_difficult)
     test_set = voc_data.evaluation_records(root)
@@ -253,7 +253,7 @@ def _train(
         process,
         seed=seed,
         checkpoints=storage.join(out, "checkpoints"),
-        fingerprint=fingerprint,
+        plan=fingerprint,
         progress=progress,
     )
 
@@ -320,9 +320,9 @@ def _write_outputs(
         inputs={"backbone": backbone, "data_root": str(root)},
         outputs=uris,
         trunk=trunk.source,
-        processes=process.world,
-        world_size=process.world,
-        device=str(process.device),
+        processes=process.world_size,
+        world_size=process.world_size,
+        device=process.device,
         resumed_from=trained.resumed_from,
         standin=standin,
         seconds=seconds,

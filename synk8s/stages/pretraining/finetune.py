@@ -306,7 +306,6 @@ def _train(
                 out,
                 {
                     "plan": plan,
-                    "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "curve": curve,
@@ -360,7 +359,7 @@ def _resume(
         raise UsageError(f"{out} holds a checkpoint of another fine-tuning run; choose a new output folder")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return state["epoch"], state["curve"]
+    return state["step"], state["curve"]  # fine-tuning steps are epochs
 
 
 def _finish(

@@ -330,9 +330,9 @@ def _epoch(loop: _Loop, dataset: Any, loader: DataLoader, epoch: int, peak: floa
 
 
 def _snapshot(loop: _Loop) -> dict[str, Any]:
-    """The training state a checkpoint holds."""
-    return {"plan": loop.plan, "step": loop.step, "model": loop.model.state_dict(),
-            "optimizer": loop.optimizer.state_dict(), "curve": loop.curve, "losses": loop.losses}
+    """The training state a checkpoint holds (its step is added by :func:`synk8s.training.save_checkpoint`)."""
+    return {"plan": loop.plan, "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+            "curve": loop.curve, "losses": loop.losses}
 
 
 def _measure(loop: _Loop, held: Any, epoch: int, lr: float, loss: float | None) -> dict[str, Any]:

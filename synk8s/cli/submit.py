@@ -191,7 +191,8 @@ def _preflight(pipeline: str, cfg: ExperimentConfig, *, local: bool) -> list[str
 
     stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
     fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
-    return checks.check(cfg, fields, local=local, stages=stages)
+    starts = [(stage, task_cfg, TABLE.get(stage).imagenet) for stage, task_cfg in stages]
+    return checks.check(cfg, fields, local=local, stages=starts)
 
 
 def _run_here(

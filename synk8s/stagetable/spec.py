@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synk8s.config import ExperimentConfig
+from synk8s.preflight import ImageNetStart
 
 # Argument names the derived commands and components use themselves; a stage input or option may not take them.
 RESERVED = frozenset(
@@ -190,6 +191,8 @@ class StageSpec:
             code reads them with (first argument: the stage's folder URI), or None when people read
             them (JSON, Markdown, images). ``manifest.json`` is implied.
         folder: its folder name in the run folder; default ``name``.
+        imagenet: how it asks for ImageNet-1K weights (a config field set to ``imagenet``), which
+            ``synk8s submit`` checks are reachable before the run starts (:mod:`synk8s.preflight`).
         after: stages its task waits for without reading their folders (the filter, say, whose
             encoding fills the feature cache the features stage then reads); they join a pipeline with it.
         options: extra ``synk8s stage NAME`` options, passed to ``run`` as keywords.
@@ -218,6 +221,7 @@ class StageSpec:
     outputs: Mapping[str, Callable[..., Any] | None] = field(default_factory=dict)
     folder: str = ""
     after: tuple[str, ...] = ()
+    imagenet: ImageNetStart | None = None
     options: tuple[Option, ...] = ()
     shards: Sharding | None = None
     markdown: str | None = None

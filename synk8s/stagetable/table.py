@@ -104,16 +104,22 @@ class StageTable:
 
         With ``cfg``, the fields each row's ``depends_on`` adds for it are included, and a
         :class:`~synk8s.stagetable.spec.When` input that is on adds its switch and its stage's fields.
+        Each row upstream is visited once per call, however many stages read it.
         """
-        spec = self.get(name)
-        found = set(spec.own_fields(cfg))
-        for param in spec.active_inputs(cfg):
-            source = spec.inputs[param]
-            if isinstance(source, When):
-                found.add(source.field)
-            for stage in spec.candidate_stages(param):
-                found.update(self.fields(stage, cfg))
-        return tuple(sorted(found))
+        return self._fields(name, cfg, {})
+
+    def _fields(self, name: str, cfg: ExperimentConfig | None, seen: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+        if name not in seen:
+            spec = self.get(name)
+            found = set(spec.own_fields(cfg))
+            for param in spec.active_inputs(cfg):
+                source = spec.inputs[param]
+                if isinstance(source, When):
+                    found.add(source.field)
+                for stage in spec.candidate_stages(param):
+                    found.update(self._fields(stage, cfg, seen))
+            seen[name] = tuple(sorted(found))
+        return seen[name]
 
     def closure(self, targets: Sequence[str], cfg: ExperimentConfig) -> tuple[str, ...]:
         """``targets`` and every stage they need under ``cfg``, in table order: what a pipeline runs to make them.

@@ -31,6 +31,7 @@ from synk8s.config import DetectConfig, ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.preflight import ImageNetStart
 from synk8s.stagetable.spec import Resources, StageSpec
 
 logger = logging.getLogger(__name__)
@@ -427,6 +428,7 @@ def load_metrics(out: str) -> dict[str, Any]:
 
 STAGE = StageSpec(
     name="detect",
+    imagenet=ImageNetStart("detect.init", detection=True),
     run=transfer,
     help="Faster R-CNN on VOC07+12 from the pre-trained trunk (detect.init=pretrained) or not; AP on VOC07 test.",
     inputs={"backbone": "pretrain"},

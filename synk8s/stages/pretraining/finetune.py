@@ -31,6 +31,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.preflight import ImageNetStart
 from synk8s.stagetable.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -437,6 +438,7 @@ FIELDS = ("seed", "device", "models.backbone", "models.cache", "dataset", "pretr
 
 STAGE = StageSpec(
     name="finetune",
+    imagenet=ImageNetStart("pretrain.finetune.init"),
     run=run,
     help="Fine-tune on CIFAR-100 from the pre-trained trunk (pretrain.finetune.init=pretrained) or not; top-1.",
     inputs={"backbone": "pretrain"},

@@ -41,6 +41,7 @@ from synk8s.config_studies import PretrainConfig
 from synk8s.errors import IntegrityError, UsageError
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.preflight import ImageNetStart
 from synk8s.stagetable.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -440,6 +441,7 @@ def load_backbone(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 STAGE = StageSpec(
     name="pretrain",
+    imagenet=ImageNetStart("pretrain.init"),
     run=run,
     help="Pre-train a backbone on the generated images (supervised or MoCo v2) in DDP; writes its trunk.",
     inputs={"images": "generate"},

@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import distributed, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
+from synk8s.preflight import ImageNetStart
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
-from synk8s.preflight import ImageNetStart
 from synk8s.stagetable.spec import Resources, StageSpec
 
 if TYPE_CHECKING:

@@ -37,27 +37,26 @@ GENERATOR_NOTE = (
     "the paper generated with GLIDE (64 px base + 256 px upsampler, guidance 3, 100 steps); this run used "
     "the generator named beside this note instead"
 )
-REPORT_STAGES = ("prompts", "generate", "filter", "features", "tune", "evaluate")
 _PNG_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")
 
 
 def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> dict[str, Any]:
     """Gather the report of a zero-shot run from its stage manifests.
 
-    ``seconds.generate`` is the sum over shards (GPU-seconds when each shard has one GPU).
+    ``seconds`` has every stage of the run, in table order; a sharded stage's is the sum over its
+    shards (GPU-seconds when each shard has one GPU).
 
     Args:
         cfg: the run's config.
         run: the run folder URI.
-        folders: the output folder of each stage of :data:`REPORT_STAGES`, by stage name.
+        folders: the output folder of ``evaluate`` and of every stage upstream of it, by stage name.
 
     Raises:
         MissingDataError: a stage of the run has not finished.
     """
-    manifests = {stage: read_manifest(folders[stage], stage) for stage in REPORT_STAGES}
+    manifests = {stage: read_manifest(folder, stage) for stage, folder in folders.items()}
     evaluate = manifests["evaluate"]
-    seconds = {stage: round(float(m["seconds"]), 3) for stage, m in manifests.items()}
-    seconds["generate"] = round(float(manifests["generate"]["shard_seconds"]), 3)
+    seconds = {stage: round(float(m.get("shard_seconds", m["seconds"])), 3) for stage, m in manifests.items()}
     report: dict[str, Any] = {
         "dataset": cfg.dataset.name,
         "profile": cfg.profile,

@@ -141,6 +141,25 @@ def class_stats(
     return stats
 
 
+def _synthetic(features: str, selection: str) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The synthetic features (N, D) and labels (N,), and CF's scores (N,), kept rows (M,) and teacher logits (M, K).
+
+    Raises:
+        MissingDataError: the selection does not score the images of the features.
+    """
+    from synk8s.stages.zeroshot.feature_sets import load_feature_set
+
+    feats, labels = load_feature_set(features, "synthetic")
+    sel = load_selection(selection)
+    scores, cf_kept, teacher = sel["scores"], sel["kept"].long(), sel["teacher_logits"]
+    if len(scores) != len(labels) or (len(cf_kept) and int(cf_kept.max()) >= len(labels)):
+        raise MissingDataError(
+            f"the selection in {selection} scores {len(scores)} images, the features in {features} hold "
+            f"{len(labels)}; run filter and features on the same images"
+        )
+    return feats, labels, (scores, cf_kept, teacher)
+
+
 def run(
     cfg: ExperimentConfig, *, split: str, features: str, selection: str, out: str, progress: bool = True
 ) -> RealFilterResult:
@@ -162,19 +181,11 @@ def run(
 
     from synk8s.runs import write_manifest
     from synk8s.stages.fewshot.split import load_split, shot_features
-    from synk8s.stages.zeroshot.tune import load_feature_set
 
     start = time.monotonic()
     info = datasets.get(cfg.dataset.name)
     shots = load_split(split)
-    feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
-    sel = load_selection(selection)
-    scores, cf_kept, teacher = sel["scores"], sel["kept"].long(), sel["teacher_logits"]  # (N,), (M,), (M, K)
-    if len(scores) != len(labels) or (len(cf_kept) and int(cf_kept.max()) >= len(labels)):
-        raise MissingDataError(
-            f"the selection in {selection} scores {len(scores)} images, the features in {features} hold "
-            f"{len(labels)}; run filter and features on the same images"
-        )
+    feats, labels, (scores, cf_kept, teacher) = _synthetic(features, selection)
     real = shot_features(cfg, shots, progress=progress)  # (R, D) in split order
 
     same, other, nearest_class = nearest_similarities(feats[cf_kept], labels[cf_kept], real.features, real.labels)

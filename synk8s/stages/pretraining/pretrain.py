@@ -42,6 +42,7 @@ from synk8s.errors import IntegrityError, UsageError
 from synk8s.preflight import ImageNetStart
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.seeds import derive_seed
+from synk8s.stages.pretraining.training_data import TrainingData, training_data
 from synk8s.stagetable.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
@@ -91,41 +92,6 @@ class PretrainResult(BaseModel):
     steps: int
     knn_top1: float | None
     seconds: float
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """The generate output as the trainer sees it: tars, monitor tars and counts."""
-
-    tars: list[shards.TarRecord]
-    monitor: frozenset[shards.TarRecord]
-    images: int
-    held_out: int
-    num_classes: int
-    label_space: str
-
-
-def training_data(cfg: ExperimentConfig, images: str) -> TrainingData:
-    """Tars, monitor tars, image counts and classes of a generate output.
-
-    Raises:
-        MissingDataError: no collected generate output in ``images``.
-    """
-    from synk8s import shards, stream
-
-    manifest = read_manifest(images, "generate")
-    records = shards.manifest_tars(images)
-    tars = list(records)
-    monitor = stream.monitor_tar_uris(tars, cfg.pretrain.monitor_tars)
-    held = sum(1 for _ in stream.held_out(tars, monitor, cfg.seed, cfg.pretrain.monitor_fraction))
-    return TrainingData(
-        tars=tars,
-        monitor=monitor,
-        images=sum(t.count for t in records),
-        held_out=held,
-        num_classes=len(manifest["per_class"]),
-        label_space=manifest.get("label_space") or manifest["dataset"],
-    )
 
 
 def build_model(cfg: ExperimentConfig, num_classes: int, world_size: int = 1) -> nn.Module:

@@ -316,6 +316,48 @@ def _result(
 # ----------------------------------------------------------------------------- collect
 
 
+def _finished_shards(out: str, num_shards: int, stage: str) -> list[dict[str, Any]]:
+    """The manifest of every shard in ``out``, in shard order.
+
+    Raises:
+        MissingDataError: a shard has not finished (its manifest is missing), naming each.
+    """
+    found, unfinished = [], []
+    for i in range(num_shards):
+        uri = storage.join(out, f"{shard_name(i, num_shards)}.json")
+        if storage.exists(uri):
+            found.append(storage.get_json(uri))
+        else:
+            unfinished.append(str(i))
+    if unfinished:
+        raise MissingDataError(
+            f"shards {', '.join(unfinished)} of {num_shards} in {out} have not finished; "
+            f"run `synk8s stage {stage} --shard N` for each, then collect again"
+        )
+    return found
+
+
+def _checked_tars(out: str, shard_manifests: list[dict[str, Any]], num_shards: int) -> list[dict[str, Any]]:
+    """Every tar the shards list, in order, with its URI, each checked against its recorded count and SHA-256.
+
+    Raises:
+        MissingDataError: a tar is missing.
+        IntegrityError: a tar differs from what its shard recorded (truncated, damaged or replaced).
+    """
+    tars = []
+    for m in shard_manifests:
+        for tar in m["tars"]:
+            uri = storage.join(out, tar["path"])
+            sha256 = tar.get("sha256")
+            problem = shards.tar_problem(uri, tar["count"], sha256) if sha256 else "has no recorded SHA-256"
+            if problem is not None:
+                rerun = f"rerun `synk8s stage generate --shard {m['shard']} --num-shards {num_shards}`"
+                error = MissingDataError if problem == shards.MISSING else IntegrityError
+                raise error(f"{uri}, listed by shard {m['shard']}, {problem}; {rerun} to make it again, then collect")
+            tars.append({**tar, "uri": uri})
+    return tars
+
+
 def collect(
     cfg: ExperimentConfig, *, out: str, num_shards: int | None = None, stage: str = "generate"
 ) -> GenerateResult:
@@ -339,19 +381,7 @@ def collect(
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     if num_shards < 1:
         raise UsageError(f"--num-shards (generate.num_shards) must be at least 1, got {num_shards}")
-    shard_manifests = []
-    unfinished = []
-    for i in range(num_shards):
-        uri = storage.join(out, f"{shard_name(i, num_shards)}.json")
-        if storage.exists(uri):
-            shard_manifests.append(storage.get_json(uri))
-        else:
-            unfinished.append(str(i))
-    if unfinished:
-        raise MissingDataError(
-            f"shards {', '.join(unfinished)} of {num_shards} in {out} have not finished; "
-            f"run `synk8s stage {stage} --shard N` for each, then collect again"
-        )
+    shard_manifests = _finished_shards(out, num_shards, stage)
     samplers = {json.dumps(m["plan"]["sampler"], sort_keys=True) for m in shard_manifests}
     if len(samplers) != 1:
         raise UsageError(
@@ -361,19 +391,10 @@ def collect(
 
     classes = list(labelspace.class_names(cfg))
     per_class = [0] * len(classes)
-    tars = []
     for m in shard_manifests:
         for c, n in m["per_class"].items():
             per_class[int(c)] += n
-        for tar in m["tars"]:
-            uri = storage.join(out, tar["path"])
-            sha256 = tar.get("sha256")
-            problem = shards.tar_problem(uri, tar["count"], sha256) if sha256 else "has no recorded SHA-256"
-            if problem is not None:
-                rerun = f"rerun `synk8s stage generate --shard {m['shard']} --num-shards {num_shards}`"
-                error = MissingDataError if problem == shards.MISSING else IntegrityError
-                raise error(f"{uri}, listed by shard {m['shard']}, {problem}; {rerun} to make it again, then collect")
-            tars.append({**tar, "uri": uri})
+    tars = _checked_tars(out, shard_manifests, num_shards)
     total = sum(per_class)
     # Cost per image: generation time (model load excluded) over the images the shards' last calls made.
     generated = sum(m["generated"] for m in shard_manifests)

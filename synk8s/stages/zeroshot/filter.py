@@ -213,6 +213,21 @@ def class_stats(
 # ----------------------------------------------------------------------------- stage
 
 
+def _kept(
+    cfg: ExperimentConfig, scores: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, float | None]:
+    """The rows the ``filter`` settings keep (every row when it is off) and the threshold used (None: off)."""
+    import torch
+
+    threshold = resolve_threshold(cfg.filter.threshold, num_classes) if cfg.filter.enabled else None
+    if threshold is None:
+        return torch.arange(len(labels), dtype=torch.int64), None
+    fc = cfg.filter
+    kept = select(scores, labels, threshold=threshold, keep_per_class=fc.keep_per_class, keep_mode=fc.keep_mode,
+                  seed=cfg.seed, strict=fc.strict)  # fmt: skip
+    return kept, threshold
+
+
 def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) -> FilterResult:
     """Score every generated image with CLIP and write the selection, teacher logits and stats.
 
@@ -226,7 +241,6 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
         MissingDataError: no collected generation output in ``images``.
         UsageError: the images were generated for another dataset.
     """
-    import torch
     from safetensors.torch import save
 
     from synk8s.runs import write_manifest
@@ -253,19 +267,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     # 2. Scores and selection.
     probs = class_probabilities(feats.features, weight, bundle.logit_scale)  # (N, K)
     scores = confidences(probs, labels)  # (N,)
-    threshold = resolve_threshold(cfg.filter.threshold, num_classes) if cfg.filter.enabled else None
-    if threshold is None:
-        kept = torch.arange(len(labels), dtype=torch.int64)
-    else:
-        kept = select(
-            scores,
-            labels,
-            threshold=threshold,
-            keep_per_class=cfg.filter.keep_per_class,
-            keep_mode=cfg.filter.keep_mode,
-            seed=cfg.seed,
-            strict=cfg.filter.strict,
-        )
+    kept, threshold = _kept(cfg, scores, labels, num_classes)
     teacher = teacher_logits(feats.features, weight, bundle.logit_scale, kept)  # (M, K)
 
     # 3. Outputs.

@@ -24,9 +24,11 @@ manifest the number left out (``leaked_dropped``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -223,25 +225,10 @@ def fit_head(
         {"epoch": 0, "train_loss": None, "val_top1": best_top1, "lr": None, "grad_norm": None}
     ]
     bar = tqdm(range(1, epochs + 1), desc="tune", unit="epoch", disable=not progress)
+    loss_of = functools.partial(optim.tuning_loss, soft_weight=soft_weight, temperature=temperature)
     for epoch in bar:
         order = torch.randperm(len(y), generator=shuffle).to(device)
-        loss_sum, max_norm, lr_now = 0.0, 0.0, 0.0
-        for start in range(0, len(y), batch_size):
-            idx = order[start : start + batch_size]
-            logits = head(x[idx])  # (B, K)
-            loss = optim.tuning_loss(
-                logits,
-                y[idx],
-                teacher[idx] if teacher is not None else None,
-                soft_weight=soft_weight,
-                temperature=temperature,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            lr_now = opt.param_groups[0]["lr"]
-            max_norm = max(max_norm, optim.clip_and_step(opt, head.parameters(), max_norm=grad_clip))
-            sched.step()
-            loss_sum += loss.item() * len(idx)
+        loss_sum, max_norm, lr_now = _epoch(head, opt, sched, (x, y, teacher), order, batch_size, loss_of, grad_clip)
         acc = val_top1()
         curve.append(
             {"epoch": epoch, "train_loss": loss_sum / len(y), "val_top1": acc, "lr": lr_now, "grad_norm": max_norm}
@@ -251,6 +238,33 @@ def fit_head(
             best_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
         bar.set_postfix(loss=f"{loss_sum / len(y):.4f}", val=f"{acc:.3f}")
     return Fit(best_state["weight"], best_state["bias"], best_epoch, curve)
+
+
+def _epoch(
+    head: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    order: torch.Tensor,
+    batch_size: int,
+    loss_of: Callable[..., torch.Tensor],
+    grad_clip: float | None,
+) -> tuple[float, float, float]:
+    """One pass over ``train`` in ``order``: (summed loss, largest gradient norm, last learning rate)."""
+    from synk8s import optim
+
+    x, y, teacher = train
+    loss_sum, max_norm, lr_now = 0.0, 0.0, 0.0
+    for start in range(0, len(y), batch_size):
+        idx = order[start : start + batch_size]
+        loss = loss_of(head(x[idx]), y[idx], teacher[idx] if teacher is not None else None)  # logits (B, K)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr_now = opt.param_groups[0]["lr"]
+        max_norm = max(max_norm, optim.clip_and_step(opt, head.parameters(), max_norm=grad_clip))
+        sched.step()
+        loss_sum += loss.item() * len(idx)
+    return loss_sum, max_norm, lr_now
 
 
 # ----------------------------------------------------------------------------- stage

@@ -39,7 +39,7 @@ from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the strategy is fixed at compile time
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS); the strategy is fixed at compile time
 PARAMETERS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
     "shots", "fewshot_schedule", "fewshot_epochs",

@@ -123,7 +123,7 @@ def test_submit_shots_sets_the_shot_count_and_compiles_the_strategy_asked_for(kf
     from typer.testing import CliRunner
 
     from synk8s.cli.main import app
-    from synk8s.components.params import config_from_arguments
+    from synk8s.resolve import config_from_arguments
 
     store = "s3://synk8s-test/store"
     args = ["submit", "fewshot", "--profile", "tiny", "--dataset", "eurosat", "--shots", "4", "--set",

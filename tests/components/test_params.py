@@ -5,9 +5,10 @@ import json
 import pytest
 
 from synk8s import config
-from synk8s.components.params import config_diff, config_from_arguments, pipeline_arguments
+from synk8s.components.params import config_diff, pipeline_arguments
 from synk8s.components.stages import make_components
 from synk8s.errors import UsageError
+from synk8s.resolve import config_from_arguments
 from synk8s.stages.table import TABLE, run_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -129,7 +130,7 @@ SPEC_TYPES = {str: "STRING", int: "NUMBER_INTEGER", bool: "BOOLEAN", float: "NUM
 def test_compiled_pipelines_have_typed_described_parameters(name):
     import yaml
 
-    from synk8s.components.params import PARAMETERS
+    from synk8s.flags import PARAMETERS
     from synk8s.pipelines import _module, compiled_path
 
     spec = next(yaml.safe_load_all(compiled_path(name).read_text(encoding="utf-8")))

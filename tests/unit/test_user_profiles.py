@@ -3,7 +3,8 @@
 import pytest
 
 from synk8s import config
-from synk8s.components.params import config_from_arguments, pipeline_arguments
+from synk8s.components.params import pipeline_arguments
+from synk8s.resolve import config_from_arguments
 from synk8s.errors import UsageError
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,7 +6,7 @@ There are no defaults in code, so a value has one source: the profile file.
 
     cfg = load("tiny", ["tune.epochs=3", "dataset.name=eurosat"])
     cfg.tune.epochs          # 3
-    cfg.model_dump_json()    # passes between pipeline tasks; ExperimentConfig.model_validate_json reads it back
+    cfg.model_dump_json()    # passes between pipeline tasks; synk8s.resolve.read_resolved reads it back
 
 Config objects are frozen; derive a changed copy with ``with_overrides(cfg, [...])``.
 

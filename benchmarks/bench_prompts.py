@@ -20,7 +20,7 @@ import time
 
 from timing import environment  # benchmarks/timing.py, beside this script
 
-from synk8s import config, labelspace
+from synk8s import labelspace, resolve
 from synk8s.models import load_le
 from synk8s.stages.synth import prompts
 
@@ -38,7 +38,7 @@ def main() -> None:
     overrides = [f"pretrain.label_space={args.label_space}", "pretrain.classes=null", f"models.le={args.le}"]
     if args.cache:
         overrides.append(f"models.cache={args.cache}")
-    cfg = config.load(args.profile, overrides)
+    cfg = resolve.resolve(args.profile, overrides)
     classes = list(labelspace.class_names(cfg))
     model, tokenizer = load_le(cfg.models.le, device=args.device, cache=cfg.models.cache, seed=cfg.seed)
     per_class = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)

@@ -1,12 +1,21 @@
-"""The bodies the generated stage components share: run a table stage into its folder and report it."""
+"""The bodies the generated stage components share: run a table stage into its folder and report it.
+
+Their ``config_json`` is the ``plan`` task's output, a config resolved and checked there
+(:func:`synk8s.resolve.config_from_arguments`); they read it back without looking its names up again
+(:func:`synk8s.resolve.read_resolved`), and refuse a ``run_dir`` outside its ``store.root``.
+"""
 
 from typing import Any
 
 
-def _config(config_json: str) -> Any:
-    from synk8s.config import ExperimentConfig
+def _config(config_json: str, run_dir: str) -> Any:
+    """The run's config, once ``run_dir`` is known to be a run folder of its ``store.root``."""
+    from synk8s.resolve import read_resolved
+    from synk8s.runs import check_run_dir
 
-    return ExperimentConfig.model_validate_json(config_json)
+    cfg = read_resolved(config_json)
+    check_run_dir(cfg.store.root, run_dir)
+    return cfg
 
 
 def run_stage(
@@ -38,6 +47,9 @@ def run_stage(
 
     Returns:
         The stage's output folder URI, or its ``finish`` hook's URI (the run report).
+
+    Raises:
+        UsageError: ``run_dir`` is not a run folder of the config's ``store.root``.
     """
     from synk8s.components.artifacts import attach, describe_folder
     from synk8s.components.metrics import log_result
@@ -47,7 +59,7 @@ def run_stage(
 
     spec = TABLE.get(stage)
     options = {"shard": int(arguments.pop("shard"))} if "shard" in arguments else {}  # a float under kfp.local
-    done = TABLE.execute(stage, _config(config_json), run_dir, inputs=arguments, **options)
+    done = TABLE.execute(stage, _config(config_json, run_dir), run_dir, inputs=arguments, **options)
     log_result(metrics, done.result)
     if markdown is not None:
         with open(markdown.path, "w", encoding="utf-8") as handle:
@@ -71,7 +83,7 @@ def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> li
     """
     from synk8s.stages.table import TABLE
 
-    count = TABLE.get(stage).shards.count(_config(config_json))
+    count = TABLE.get(stage).shards.count(_config(config_json, run_dir))
     return [{"shard": shard, "config_json": config_json, "run_dir": run_dir, **inputs} for shard in range(count)]
 
 
@@ -84,13 +96,14 @@ def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, met
 
     Raises:
         MissingDataError: fewer or more shard tasks ran than the config's shard count.
+        UsageError: ``run_dir`` is not a run folder of the config's ``store.root``.
     """
     from synk8s.components.metrics import log_result
 
     from synk8s.errors import MissingDataError
     from synk8s.stages.table import TABLE
 
-    cfg = _config(config_json)
+    cfg = _config(config_json, run_dir)
     expected = TABLE.get(stage).shards.count(cfg)
     if len(shards) != expected:
         raise MissingDataError(f"got {len(shards)} finished {stage} shards, expected {expected}")

@@ -32,15 +32,15 @@ pipeline (:mod:`synk8s.pipelines.wiring`).
 from typing import Any
 
 from kfp import dsl
-
 from synk8s.components.sweep import shots_config, sweep_report
-from synk8s.config import ExperimentConfig
 from synk8s.pipelines.wiring import Wiring, planned_pipeline
+
+from synk8s.config import ExperimentConfig
 from synk8s.stages.table import TABLE
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the strategy is fixed at compile time
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS); the strategy is fixed at compile time
 PARAMETERS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
     "shots", "fewshot_schedule", "fewshot_epochs",

@@ -24,7 +24,7 @@ from synk8s.config import ExperimentConfig
 from synk8s.labelspace import SOURCE_DATASETS
 
 PIPELINE_NAME = "synk8s-pretrain"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the label space sets dataset.name,
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS); the label space sets dataset.name,
 #: and the transfer is fixed at compile time
 PARAMETERS = (
     "label_space", "method", "pretrain_images", "pretrain_epochs", "num_shards", "generator", "seed", "store_root",

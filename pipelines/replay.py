@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synk8s.config import ExperimentConfig
+from synk8s.resolve import read_resolved
 from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _walk(
     outputs: dict[tuple[str | None, str], Any] = {(None, name): value for name, value in arguments.items()}
     for step in recording.steps:
         if step.stage is not None:
-            cfg = ExperimentConfig.model_validate_json(_value(step.arguments["config_json"], outputs))
+            cfg = read_resolved(_value(step.arguments["config_json"], outputs))
             result: Any = on_stage(step.stage, cfg, _value(step.arguments["run_dir"], outputs))
         elif step.store and not store:
             continue

@@ -28,13 +28,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import dsl, kubernetes
-from synk8s.components.params import PARAMETERS, STORE_ROOT_ENV, pipeline_arguments
+from synk8s.components.params import pipeline_arguments
 from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
 from synk8s.pipelines.replay import Recording, Step
 
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
+from synk8s.flags import PARAMETERS, STORE_ROOT_ENV
 from synk8s.stages.table import TABLE
 from synk8s.stagetable.spec import Resources
 
@@ -287,7 +288,7 @@ class Wiring:
 def pipeline_parameters(cfg: ExperimentConfig, names: Sequence[str]) -> list[inspect.Parameter]:
     """The parameters of a pipeline function with the typed parameters ``names``, their defaults from ``cfg``.
 
-    ``profile``, ``names`` (typed as :data:`~synk8s.components.params.PARAMETERS` says) and
+    ``profile``, ``names`` (typed as :data:`~synk8s.flags.PARAMETERS` says) and
     ``overrides`` go to the plan; ``gpu_node_selector`` and ``gpu_tolerations`` to the GPU tasks.
     """
     values = {
@@ -324,7 +325,7 @@ def planned_pipeline(
     Args:
         cfg: the compile-time config.
         parameters: the pipeline's typed parameters (names of
-            :data:`~synk8s.components.params.PARAMETERS`); every other config field is in ``overrides``.
+            :data:`~synk8s.flags.PARAMETERS`); every other config field is in ``overrides``.
         name: the pipeline's name in Kubeflow Pipelines.
         description: the pipeline's description.
         retry, parallelism, threads: see :meth:`Wiring.__init__`.

@@ -22,7 +22,7 @@ from synk8s.pipelines.wiring import Wiring, planned_pipeline
 from synk8s.config import ExperimentConfig
 
 PIPELINE_NAME = "synk8s-zeroshot"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS): Table 2's switches among them
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS): Table 2's switches among them
 PARAMETERS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
     "prompts_mode", "filter_enabled", "tune_loss", "tune_epochs",

@@ -6,9 +6,13 @@ There are no defaults in code, so a value has one source: the profile file.
 
     cfg = load("tiny", ["tune.epochs=3", "dataset.name=eurosat"])
     cfg.tune.epochs          # 3
-    cfg.model_dump_json()    # passes between pipeline tasks; ExperimentConfig.model_validate_json reads it back
+    cfg.model_dump_json()    # passes between pipeline tasks; synk8s.resolve.read_resolved reads it back
 
 Config objects are frozen; derive a changed copy with ``with_overrides(cfg, [...])``.
+
+This module checks what a config says on its own: keys, types and ranges. Whether its dataset and
+model names are registered and its store roots sound is checked where a run's config is made, by
+:mod:`synk8s.resolve`; config sits below the registries and the store and imports neither.
 """
 
 from __future__ import annotations
@@ -41,31 +45,13 @@ from synk8s.errors import UsageError
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
 
-def _checked_root(key: str, uri: str) -> str:
-    """``uri`` if it is a folder or ``s3://bucket[/prefix]``; otherwise a one-line UsageError naming ``key``."""
-    from synk8s.storage import check_root
-
-    try:
-        return check_root(uri)
-    except UsageError as err:
-        raise UsageError(f"{key}: {err}") from None
-
-
 class DatasetConfig(Section):
     """Which dataset, and where its files are."""
 
-    name: str = Field(description="registry name, see `synk8s datasets list`")
+    name: str = Field(description="registry name, see `synk8s datasets list` (checked by synk8s.resolve)")
     root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
     standin_per_class: PerClass = Field(ge=1, description="stand-in images per class and split")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from synk8s import datasets
-
-        datasets.get(value)
-        return value
 
     def resolved_root(self) -> str:
         """The data folder with ``{name}`` filled in."""
@@ -73,7 +59,7 @@ class DatasetConfig(Section):
 
 
 class ModelsConfig(Section):
-    """Registry names (see synk8s.models) or raw hub ids for each model."""
+    """Registry names (see synk8s.models) or raw hub ids for each model; synk8s.resolve looks them up."""
 
     generator: str
     generator_revision: str | None
@@ -87,25 +73,6 @@ class ModelsConfig(Section):
     )
     backbone: str
     cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
-
-    @field_validator("cache")
-    @classmethod
-    def _cache_uri(cls, value: str | None) -> str | None:
-        return None if value is None else _checked_root("models.cache", value)
-
-    @field_validator("generator", "clip", "le", "backbone")
-    @classmethod
-    def _registered(cls, value: str, info) -> str:
-        from synk8s import models
-
-        lookup = {
-            "generator": models.get_generator_info,  # also takes any diffusers model id
-            "clip": models.get_clip_info,
-            "le": models.get_le_info,  # also takes any hub id of the form owner/name
-            "backbone": models.get_backbone_info,
-        }
-        lookup[info.field_name](value)
-        return value
 
 
 class PromptsConfig(Section):
@@ -231,11 +198,6 @@ class StoreConfig(Section):
 
     root: str = Field(min_length=1)
 
-    @field_validator("root")
-    @classmethod
-    def _root_uri(cls, value: str) -> str:
-        return _checked_root("store.root", value)
-
 
 class ClusterConfig(Section):
     """Kubeflow Pipelines submission and GPU scheduling."""
@@ -259,7 +221,7 @@ class ClusterConfig(Section):
 
 
 class ExperimentConfig(Section):
-    """Everything one run needs. Built by :func:`load`; never mutated."""
+    """Everything one run needs. Built by :func:`load` and checked by :func:`synk8s.resolve.check`; never mutated."""
 
     profile: str
     seed: Seed

@@ -102,14 +102,6 @@ class FinetuneConfig(Section):
     resolution: Pixels = Field(ge=8, description="training and test image side in pixels")
     real_per_class: tuple[PerClass, ...] = Field(description="Table 4: real training images per class to compare")
 
-    @field_validator("dataset")
-    @classmethod
-    def _classification(cls, value: str) -> str:
-        from synk8s import datasets
-
-        datasets.require_classification(value)
-        return value
-
 
 class PretrainConfig(Section):
     """Pre-training on synthetic data (section 3.3): supervised or MoCo v2, then transfer."""

@@ -43,6 +43,7 @@ from typing import Any
 
 from synk8s import errors, storage
 from synk8s.config import ExperimentConfig
+from synk8s.resolve import read_resolved
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or not name:
                 raise errors.UsageError(f"--kw takes NAME=VALUE, got {item!r}")
             kwargs[name] = value
-        cfg = ExperimentConfig.model_validate_json(storage.get_bytes(args.config))
+        cfg = read_resolved(storage.get_bytes(args.config))  # written by the launching stage from its checked config
         resolve(args.target)(cfg, **kwargs)
     except errors.Synk8sError as error:
         _write_line(f"{ERROR_MARK} {type(error).__name__} {error}"[:3000])

@@ -32,6 +32,34 @@ def run_dir(root: str, run: str) -> str:
     return storage.join(root, RUNS_DIR, run)
 
 
+def check_run_dir(root: str, run: str) -> str:
+    """``run`` if it is a run folder of the store root ``root``: ``<root>/runs/<run id>``.
+
+    A stage writes into its run folder and reads the shared folders of ``root``, so a run folder
+    outside ``root`` would split one run over two stores.
+
+    Raises:
+        UsageError: ``run`` is not ``<root>/runs/<run id>`` for a run id without ``/``.
+    """
+    from synk8s.errors import UsageError
+
+    parent, _, name = run.rstrip("/").rpartition("/")
+    runs = storage.join(root, RUNS_DIR)
+    if name in ("", ".", "..") or not _same_folder(parent, runs):
+        raise UsageError(
+            f"run folder {run} is not in store.root {root}: a run folder is {runs}/<run id>; "
+            "set store.root (--store) to the store that holds the run, or pass a run id without '/'"
+        )
+    return run
+
+
+def _same_folder(one: str, other: str) -> bool:
+    """Whether two folder URIs name the same folder (local paths compared once resolved)."""
+    if storage.is_remote(one) or storage.is_remote(other):
+        return one.rstrip("/") == other.rstrip("/")
+    return storage.to_path(one).expanduser().resolve() == storage.to_path(other).expanduser().resolve()
+
+
 def stage_folder(run: str, folder: str, cfg: ExperimentConfig, fields: Iterable[str], pinned: Iterable[str]) -> str:
     """The output folder URI of a stage inside the run folder ``run``.
 

@@ -5,8 +5,9 @@
     components                     adapters that call the core
     stages                         stage functions, one folder per study, and the table of their rows
     stagetable                     the stage engine: rows, layout, resume, execution; it knows no stage
-    the rest of synk8s             helpers of the stages: reports, realdata, zeroshot, optim, ...
-    storage, datasets, models, shards, seeds, errors, runs, config      the lower floor
+    the rest of synk8s             helpers of the stages: reports, realdata, zeroshot, optim, resolve, ...
+    storage, datasets, models, shards, seeds, errors, runs      the lower floor
+    config, flags                  the config's own: below the registries and the store
 
 A floor never imports a floor above it (kfp only from components up); the lower floor and the
 stages' helpers never import the stages nor the engine. No module imports itself back through others
@@ -26,9 +27,10 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[2]
-LOWER = tuple(
-    f"synk8s.{name}" for name in ("storage", "datasets", "models", "shards", "seeds", "errors", "runs", "config")
-)
+REGISTRIES = ("synk8s.storage", "synk8s.datasets", "synk8s.models")
+LOWER = (*REGISTRIES, *(f"synk8s.{name}" for name in ("shards", "seeds", "errors", "runs")))
+# config checks keys, types and ranges; the registry names and store roots are checked by synk8s.resolve
+CONFIG = tuple(f"synk8s.{name}" for name in ("config", "config_checks", "config_digest", "config_studies", "flags"))
 STAGES = ("synk8s.stages",)
 ENGINE = ("synk8s.stagetable",)
 COMPONENTS = ("synk8s.components", "components")
@@ -38,6 +40,7 @@ CLI = ("synk8s.cli", "synk8s.__main__")
 # Each module's floor (the first that contains it) and what it must not import, lazily or not.
 # "core" is the rest of synk8s: helpers the stages use (report, realdata, zeroshot, optim, ...).
 FLOORS = (
+    ("config", CONFIG, (*REGISTRIES, *ENGINE, *STAGES, *COMPONENTS, *PIPELINES, *CLI, "kfp")),
     ("lower", LOWER, (*ENGINE, *STAGES, *COMPONENTS, *PIPELINES, *CLI, "kfp")),
     ("engine", ENGINE, (*STAGES, *COMPONENTS, *PIPELINES, *CLI, "kfp")),
     ("stages", STAGES, (*COMPONENTS, *PIPELINES, *CLI, "kfp")),
@@ -192,6 +195,16 @@ def test_a_lower_floor_module_that_imports_the_stages_is_caught(tmp_path, body):
     offender.write_text('"""A shards module that reaches up a floor."""\n\n' + body)
     (found,) = violations(tmp_path)
     assert found.startswith("synk8s/shards.py: synk8s.shards imports synk8s.stages")
+
+
+@pytest.mark.parametrize("name", ["datasets", "models", "storage"])
+def test_a_config_module_that_looks_up_a_registry_is_caught(tmp_path, name):
+    offender = tmp_path / "synk8s" / "config_studies.py"
+    offender.parent.mkdir()
+    offender.write_text(f"def _known(value):\n    from synk8s import {name}\n\n    return {name}\n")
+    assert violations(tmp_path) == [
+        f"synk8s/config_studies.py: synk8s.config_studies imports synk8s.{name}"
+    ]
 
 
 def test_components_may_not_reach_the_pipelines_nor_the_core_the_cli(tmp_path):

@@ -12,8 +12,11 @@ from synk8s.pipelines import compile_pipeline
 pytestmark = pytest.mark.timeout(60)
 
 GPU_TASKS = {"prompts", "generate", "filter", "test-features", "features"}
-STORE_TASKS = {"prompts", "generate", "collect", "filter", "test-features", "features", "leakage", "tune", "evaluate"}
-ALL_TASKS = STORE_TASKS | {"plan", "generate-shards"}
+STORE_TASKS = {
+    "prompts", "generate-shards", "generate", "collect", "filter", "test-features", "features", "leakage", "tune",
+    "evaluate",
+}  # fmt: skip
+ALL_TASKS = STORE_TASKS | {"plan"}
 CREDENTIAL_LITERALS = ("AKIA", "secret_key", "minioadmin", "synk8s-test-key", "synk8s-test-secret")
 
 
@@ -114,7 +117,7 @@ def test_store_credentials_come_from_the_secret_and_settings_from_the_config_map
             {"configMapKey": "SYNK8S_STORE_ROOT", "envVar": "SYNK8S_STORE_ROOT"},
         ], name
         if name not in STORE_TASKS:
-            assert "secretAsEnv" not in ex, name  # plan and generate-shards never touch the store
+            assert "secretAsEnv" not in ex, name  # plan never touches the store
             continue
         (secret,) = ex["secretAsEnv"]
         assert secret["secretName"] == cfg.cluster.s3_secret

@@ -65,7 +65,7 @@ def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> li
     """The items of a sharded stage's ParallelFor: one per shard, ``[0, count)``.
 
     The config is stored once in the run folder (:func:`synk8s.runs.put_config`) and each item
-    carries its URI and SHA-256, so an item is a few hundred bytes however large the config and the
+    carries its SHA-256, so an item is a few hundred bytes however large the config and the
     list grows by that per shard (Argo keeps the list in its Workflow object, which etcd caps at about
     1.5 MiB). Each item also carries the run folder and input folders rather than the shard task
     reading upstream outputs itself: kfp.local (2.17) hands a task inside a ParallelFor the loop item
@@ -75,17 +75,17 @@ def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> li
     from synk8s.stages.table import TABLE
 
     count = TABLE.get(stage).shards.count(_config(config_json))
-    config_uri, config_sha256 = put_config(run_dir, config_json)
-    shared = {"config_uri": config_uri, "config_sha256": config_sha256, "run_dir": run_dir, **inputs}
+    shared = {"config_sha256": put_config(run_dir, config_json), "run_dir": run_dir, **inputs}
     return [{"shard": shard, **shared} for shard in range(count)]
 
 
-def run_shard(stage: str, config_uri: str, config_sha256: str, run_dir: str, metrics: Any, **arguments: Any) -> str:
+def run_shard(stage: str, config_sha256: str, run_dir: str, metrics: Any, **arguments: Any) -> str:
     """Run one shard of a sharded stage: :func:`run_stage` with the config the shard list stored.
 
     Args:
-        config_uri, config_sha256: where :func:`shard_items` stored the resolved config, and its
-            SHA-256; the config is read and checked against it before the shard runs.
+        config_sha256: the SHA-256 of the resolved config :func:`shard_items` stored in the run
+            folder (:func:`synk8s.runs.put_config`); the config is read and checked against it
+            before the shard runs.
         stage, run_dir, metrics, **arguments: as for :func:`run_stage` (``shard`` among the arguments).
 
     Raises:
@@ -94,7 +94,7 @@ def run_shard(stage: str, config_uri: str, config_sha256: str, run_dir: str, met
     """
     from synk8s.runs import read_config
 
-    return run_stage(stage, read_config(config_uri, config_sha256), run_dir, metrics, **arguments)
+    return run_stage(stage, read_config(run_dir, config_sha256), run_dir, metrics, **arguments)
 
 
 def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any, folder: Any = None) -> str:

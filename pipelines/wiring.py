@@ -259,7 +259,6 @@ class Wiring:
         with dsl.ParallelFor(shards.output, parallelism=self.parallelism or spec.shards.count(self.cfg)) as item:
             # Every argument from the loop item: see synk8s.components.run_stage.shard_items.
             shard = self.comps.stages[name](
-                config_uri=item.config_uri,
                 config_sha256=item.config_sha256,
                 run_dir=item.run_dir,
                 shard=item.shard,

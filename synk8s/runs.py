@@ -102,34 +102,39 @@ def read_manifest(out: str, stage: str) -> dict[str, Any]:
     return storage.get_json(uri)
 
 
-def put_config(run: str, config_json: str) -> tuple[str, str]:
+def config_uri(run: str, sha256: str) -> str:
+    """Where :func:`put_config` stores the config of SHA-256 ``sha256`` in the run folder ``run``."""
+    return storage.join(run, CONFIGS_DIR, f"{sha256}.json")
+
+
+def put_config(run: str, config_json: str) -> str:
     """Store a resolved config in the run folder once, named by its content: ``<run>/configs/<sha256>.json``.
 
-    A sharded stage's ParallelFor items then carry this URI and digest instead of the config itself,
-    so each item stays a few hundred bytes whatever the config holds. Equal configs give the same
-    object; writing it again replaces it with the same bytes.
+    A sharded stage's ParallelFor items then carry this digest instead of the config itself, so each
+    item stays a few hundred bytes whatever the config holds. Equal configs give the same object;
+    writing it again replaces it with the same bytes.
 
     Args:
         run: the run folder URI.
         config_json: the config as ``ExperimentConfig.model_dump_json`` gives it; stored byte for byte.
 
     Returns:
-        ``(uri, sha256)`` of the stored config.
+        The SHA-256 of the stored config (hex), which :func:`read_config` takes.
     """
     data = config_json.encode("utf-8")
     sha256 = hashlib.sha256(data).hexdigest()
-    uri = storage.join(run, CONFIGS_DIR, f"{sha256}.json")
-    storage.put_bytes(uri, data)
-    return uri, sha256
+    storage.put_bytes(config_uri(run, sha256), data)
+    return sha256
 
 
-def read_config(uri: str, sha256: str) -> str:
-    """The config JSON :func:`put_config` stored at ``uri``, checked against ``sha256`` and the store's record.
+def read_config(run: str, sha256: str) -> str:
+    """The config JSON :func:`put_config` stored in ``run``, checked against ``sha256`` and the store's record.
 
     Raises:
-        MissingDataError: no object at ``uri`` (the store was emptied after the shard list ran).
+        MissingDataError: no such config in the run folder (the store lost it after the shard list ran).
         IntegrityError: its bytes differ from ``sha256`` or from the hash recorded when it was written.
     """
+    uri = config_uri(run, sha256)
     if not storage.exists(uri):
         raise MissingDataError(
             f"no config at {uri}: the shard list task writes it; rerun the pipeline with caching off "

@@ -77,9 +77,9 @@ def test_plan_component_resolves_config_and_run_folder(tmp_path, monkeypatch):
     assert config.ExperimentConfig.model_validate_json(out.config_json) == cfg
     items = comps.shard_lists["generate"].python_func(config_json=out.config_json, run_dir=out.run_dir, prompts="p")
     assert [item["shard"] for item in items] == [0, 1, 2]
-    stored = f"{out.run_dir}/configs/{hashlib.sha256(out.config_json.encode()).hexdigest()}.json"
-    assert {(item["config_uri"], item["run_dir"], item["prompts"]) for item in items} == {(stored, out.run_dir, "p")}
-    assert read_config(stored, items[0]["config_sha256"]) == out.config_json
+    digest = hashlib.sha256(out.config_json.encode()).hexdigest()
+    assert {(item["config_sha256"], item["run_dir"], item["prompts"]) for item in items} == {(digest, out.run_dir, "p")}
+    assert read_config(out.run_dir, digest) == out.config_json
 
 
 @pytest.mark.parametrize("dataset", ["voc2007", "voc2012"])

@@ -8,6 +8,7 @@ import pytest
 from synk8s import config
 from synk8s.components.stages import make_components
 from synk8s.errors import IntegrityError
+from synk8s.runs import config_uri
 from synk8s.stages.table import TABLE, run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,14 +40,13 @@ def test_an_item_is_small_and_the_same_size_whatever_the_config_and_the_shard_co
     assert max(len(json.dumps(item)) for item in large) < 600 < len(small_cfg.model_dump_json())
     assert len(json.dumps(large)) < ETCD_OBJECT_BYTES // 2
     for cfg, items in ((small_cfg, small), (large_cfg, large)):
-        stored = Path(items[0]["config_uri"])
-        assert stored.read_text() == cfg.model_dump_json()
-        assert {item["config_uri"] for item in items} == {str(stored)}  # one object, not one per shard
+        (digest,) = {item["config_sha256"] for item in items}  # one object, not one per shard
+        assert Path(config_uri(run_dir(cfg), digest)).read_text() == cfg.model_dump_json()
 
 
 def test_a_shard_task_refuses_a_config_changed_after_the_list_was_made(tmp_path, artifact):
     cfg, items = _items(tmp_path, 2)
-    stored = Path(items[0]["config_uri"])
+    stored = Path(config_uri(run_dir(cfg), items[0]["config_sha256"]))
     stored.write_text(cfg.model_copy(update={"seed": 1}).model_dump_json())  # another program's write
     generate = make_components(cfg).stages["generate"].python_func
     with pytest.raises(IntegrityError, match="is damaged"):

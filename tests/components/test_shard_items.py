@@ -14,7 +14,7 @@ from synk8s.stages.table import TABLE, run_dir, stage_dir
 pytestmark = pytest.mark.timeout(60)
 
 ETCD_OBJECT_BYTES = 1_572_864  # 1.5 MiB: etcd's default request limit, which caps an Argo Workflow object
-# 200 node labels: the config more than doubles (4.3 KB -> 9 KB)
+# 200 node labels: the config more than doubles (3.7 KB -> 8.5 KB)
 LARGE_SELECTOR = "cluster.gpu_node_selector={" + ", ".join(f"label-{i:03d}: value-{i:03d}" for i in range(200)) + "}"
 
 

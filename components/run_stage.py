@@ -65,11 +65,11 @@ def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> li
     """The items of a sharded stage's ParallelFor: one per shard, ``[0, count)``.
 
     The config is stored once in the run folder (:func:`synk8s.runs.put_config`) and each item
-    carries its SHA-256, so an item is a few hundred bytes however large the config and the
-    list grows by that per shard (Argo keeps the list in its Workflow object, which etcd caps at about
-    1.5 MiB). Each item also carries the run folder and input folders rather than the shard task
-    reading upstream outputs itself: kfp.local (2.17) hands a task inside a ParallelFor the loop item
-    in place of every upstream task output it consumes.
+    carries its SHA-256, so an item is a few hundred bytes however large the config (KFP hands each
+    shard task its item through the Argo Workflow object, which etcd caps at about 1.5 MiB). Each
+    item also carries the run folder and input folders rather than the shard task reading upstream
+    outputs itself: kfp.local (2.17) hands a task inside a ParallelFor the loop item in place of
+    every upstream task output it consumes.
     """
     from synk8s.runs import put_config
     from synk8s.stages.table import TABLE

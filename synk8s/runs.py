@@ -135,9 +135,10 @@ def read_config(run: str, sha256: str) -> str:
         IntegrityError: its bytes differ from ``sha256`` or from the hash recorded when it was written.
     """
     uri = config_uri(run, sha256)
-    if not storage.exists(uri):
+    try:
+        return storage.get_bytes(uri, sha256=sha256).decode("utf-8")
+    except storage.ObjectNotFoundError:
         raise MissingDataError(
             f"no config at {uri}: the shard list task writes it; rerun the pipeline with caching off "
             "(the store lost it after the shard list ran)"
-        )
-    return storage.get_bytes(uri, sha256=sha256).decode("utf-8")
+        ) from None

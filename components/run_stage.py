@@ -77,14 +77,37 @@ def run_stage(
 def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> list:
     """The items of a sharded stage's ParallelFor: one per shard, ``[0, count)``.
 
-    Each item carries everything its shard task reads (shard index, config, run folder, input
-    folders) rather than the task reading upstream outputs itself: kfp.local (2.17) hands a task
-    inside a ParallelFor the loop item in place of every upstream task output it consumes.
+    The config is stored once in the run folder (:func:`synk8s.runs.put_config`) and each item
+    carries its SHA-256, so an item is a few hundred bytes however large the config (KFP hands each
+    shard task its item through the Argo Workflow object, which etcd caps at about 1.5 MiB). Each
+    item also carries the run folder and input folders rather than the shard task reading upstream
+    outputs itself: kfp.local (2.17) hands a task inside a ParallelFor the loop item in place of
+    every upstream task output it consumes.
     """
+    from synk8s.runs import put_config
     from synk8s.stages.table import TABLE
 
     count = TABLE.get(stage).shards.count(_config(config_json, run_dir))
-    return [{"shard": shard, "config_json": config_json, "run_dir": run_dir, **inputs} for shard in range(count)]
+    shared = {"config_sha256": put_config(run_dir, config_json), "run_dir": run_dir, **inputs}
+    return [{"shard": shard, **shared} for shard in range(count)]
+
+
+def run_shard(stage: str, config_sha256: str, run_dir: str, metrics: Any, **arguments: Any) -> str:
+    """Run one shard of a sharded stage: :func:`run_stage` with the config the shard list stored.
+
+    Args:
+        config_sha256: the SHA-256 of the resolved config :func:`shard_items` stored in the run
+            folder (:func:`synk8s.runs.put_config`); the config is read and checked against it
+            before the shard runs.
+        stage, run_dir, metrics, **arguments: as for :func:`run_stage` (``shard`` among the arguments).
+
+    Raises:
+        MissingDataError: the stored config is gone.
+        IntegrityError: the stored config differs from its SHA-256.
+    """
+    from synk8s.runs import read_config
+
+    return run_stage(stage, read_config(run_dir, config_sha256), run_dir, metrics, **arguments)
 
 
 def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any, folder: Any = None) -> str:

@@ -39,7 +39,7 @@ from synk8s.flags import PARAMETERS, STORE_ROOT_ENV
 from synk8s.stages.table import TABLE
 from synk8s.stagetable.spec import Resources
 
-# plan and a shard list only turn parameters into small strings.
+# plan and a shard list only turn parameters into small strings (the shard list also stores the config once).
 LIGHT = Resources("250m", "1", "512Mi", "1Gi")
 SHM_VOLUME = "dshm"  # the emptyDir mounted at /dev/shm (see Wiring.configure)
 
@@ -265,12 +265,12 @@ class Wiring:
         """Shard list -> one task per shard in a ParallelFor -> the collect task (returned)."""
         spec = TABLE.get(name)
         shards = self.comps.shard_lists[name](config_json=self.config_json, run_dir=self.run_dir, **inputs)
-        self.configure(shards, f"{name}_shards", LIGHT, store=False)
+        self.configure(shards, f"{name}_shards", LIGHT)  # it stores the config the shard tasks read
         # All shards of the compiled config run at once; shards added at submit time queue behind them.
         with dsl.ParallelFor(shards.output, parallelism=self.parallelism or spec.shards.count(self.cfg)) as item:
             # Every argument from the loop item: see synk8s.components.run_stage.shard_items.
             shard = self.comps.stages[name](
-                config_json=item.config_json,
+                config_sha256=item.config_sha256,
                 run_dir=item.run_dir,
                 shard=item.shard,
                 **{param: getattr(item, param) for param in spec.inputs},

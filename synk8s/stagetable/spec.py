@@ -25,8 +25,8 @@ from synk8s.preflight import ImageNetStart
 
 # Argument names the derived commands and components use themselves; a stage input or option may not take them.
 RESERVED = frozenset(
-    {"cfg", "out", "progress", "config_json", "run_dir", "metrics", "report", "markdown", "shards", "folder",
-     "attachments", "confusion"}
+    {"cfg", "out", "progress", "config_json", "config_sha256", "run_dir", "metrics", "report", "markdown",
+     "shards", "folder", "attachments", "confusion"}
 )
 
 

@@ -17,7 +17,7 @@ BRANCH = {
     "RG": {"split", "guided-shards", "guided", "collect-guided", "filter-guided", "features-guided", "fewshot-tune",
            "fewshot-evaluate"},
 }
-NO_STORE = {"plan", "generate-shards", "guided-shards", "shots-config"}  # turn parameters into small strings
+NO_STORE = {"plan", "shots-config"}  # turn parameters into small strings (a shard list stores the config)
 
 
 def _compile(tmp_path, name="fewshot", overrides=()):

@@ -1,5 +1,6 @@
 """Pipeline parameters <-> config: one mapping, exact round trip; the plan and shard components."""
 
+import hashlib
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from synk8s.components.stages import make_components
 from synk8s import config
 from synk8s.errors import UsageError
 from synk8s.resolve import config_from_arguments
+from synk8s.runs import read_config
 from synk8s.stages.table import TABLE, run_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,9 +78,9 @@ def test_plan_component_resolves_config_and_run_folder(tmp_path, monkeypatch):
     assert config.ExperimentConfig.model_validate_json(out.config_json) == cfg
     items = comps.shard_lists["generate"].python_func(config_json=out.config_json, run_dir=out.run_dir, prompts="p")
     assert [item["shard"] for item in items] == [0, 1, 2]
-    assert {(item["config_json"], item["run_dir"], item["prompts"]) for item in items} == {
-        (out.config_json, out.run_dir, "p")
-    }
+    digest = hashlib.sha256(out.config_json.encode()).hexdigest()
+    assert {(item["config_sha256"], item["run_dir"], item["prompts"]) for item in items} == {(digest, out.run_dir, "p")}
+    assert read_config(out.run_dir, digest) == out.config_json
 
 
 @pytest.mark.parametrize("dataset", ["voc2007", "voc2012"])

@@ -188,7 +188,8 @@ def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) 
     if named.get("label_space") in SOURCE_DATASETS:
         as_text.append(f"dataset.name={SOURCE_DATASETS[named['label_space']]}")
     cfg = config.load(profile, [*extra, *as_text])
-    datasets.require_classification(cfg.dataset.name)
+    if cfg.dataset.name != datasets.CUSTOM:  # a custom label space is a classification one
+        datasets.require_classification(cfg.dataset.name)
     return cfg
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from synk8s.config_checks import (
     Batch,
@@ -58,14 +58,41 @@ class DatasetConfig(Section):
     root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
     standin_per_class: PerClass = Field(ge=1, description="stand-in images per class and split")
+    # Your own classes and images (docs/custom-data.md): set by --classes / --images with dataset.name 'custom'.
+    # The label space's content enters digests through classes_sha256; where its copy lies does not.
+    classes: str | None = Field(
+        description="store URI of the label-space file (--classes copies it there); null: the registry's classes",
+        json_schema_extra={SPEED_ONLY: True},
+    )
+    classes_sha256: str | None = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the label-space file's bytes",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    images: str | None = Field(
+        description="your own images: an ImageFolder root or a CSV/JSONL manifest, a path or s3:// URI",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    skip_bad_images: bool = Field(
+        description="leave out unreadable or mislabelled images of dataset.images (listed) instead of failing",
+        json_schema_extra={DIGEST_UNLESS: False},
+    )
 
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
         from synk8s import datasets
 
-        datasets.get(value)
+        if value != datasets.CUSTOM:
+            datasets.get(value)
         return value
+
+    @model_validator(mode="after")
+    def _custom_fields(self) -> DatasetConfig:
+        from synk8s.datasets.custom import check_section
+
+        check_section(self)
+        return self
 
     def resolved_root(self) -> str:
         """The data folder with ``{name}`` filled in."""

@@ -48,6 +48,12 @@ LABEL_SPACE = typer.Option(
 )
 METHOD = typer.Option(None, "--method", help="pretrain.method: supervised or moco.")
 TRANSFER = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc.")
+CLASSES = typer.Option(
+    None, "--classes", help="Your own label space: a classes file, one name per line or YAML (docs/custom-data.md)."
+)
+IMAGES = typer.Option(
+    None, "--images", help="Your own images (dataset.images): ImageFolder root or CSV/JSONL manifest, path or s3://."
+)
 HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
 
 
@@ -61,12 +67,16 @@ def resolve_config(
     generator: Optional[str] = None,
     seed: Optional[int] = None,
     store: Optional[str] = None,
+    classes: Optional[str] = None,
+    images: Optional[str] = None,
+    upload_classes: bool = True,
     **typed: Any,
 ) -> ExperimentConfig:
     """The config of a submission: profile, then ``--set`` overrides, then the named flags.
 
     ``typed`` holds more typed pipeline parameters by name (``shots``, ``label_space``, ...; see
-    :data:`synk8s.components.params.PARAMETERS`).
+    :data:`synk8s.components.params.PARAMETERS`). ``classes`` and ``images`` (``--classes``,
+    ``--images``) copy the label space into the store and name it (:func:`synk8s.datasets.custom.overrides`).
 
     Resolved by :func:`synk8s.components.params.config_from_arguments`, the function the pipeline's
     ``plan`` task runs, so a classification dataset is required here as there.
@@ -83,7 +93,14 @@ def resolve_config(
         **typed,
     }
     named = {k: v for k, v in flags.items() if v is not None}
-    return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
+    cfg = config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
+    if classes is None and images is None:
+        return cfg
+    from synk8s.datasets.custom import overrides as custom_overrides
+
+    named.pop("dataset", None)  # --classes / --images name the dataset
+    extra = custom_overrides(classes, images, cfg.store.root, upload=upload_classes)
+    return config_from_arguments(profile=profile, overrides=json.dumps([*overrides, *extra]), **named)
 
 
 def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], **flags: Any) -> ExperimentConfig:

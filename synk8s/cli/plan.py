@@ -16,8 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from synk8s.cli.kfp_client import (
+    CLASSES,
     DATASET,
     GENERATOR,
+    IMAGES,
     IMAGES_PER_CLASS,
     LABEL_SPACE,
     METHOD,
@@ -95,6 +97,8 @@ def plan_cmd(
     label_space: Optional[str] = LABEL_SPACE,
     method: Optional[str] = METHOD,
     transfer: Optional[str] = TRANSFER,
+    classes: Optional[str] = CLASSES,
+    images: Optional[str] = IMAGES,
     gpu_type: str = GPU_TYPE,
     gpus: Optional[int] = GPU_COUNT,
     output: Format = OUTPUT,
@@ -112,6 +116,9 @@ def plan_cmd(
         images_per_class=images_per_class,
         num_shards=num_shards,
         generator=generator,
+        classes=classes,
+        images=images,
+        upload_classes=False,
         **{name: value for name, value in typed.items() if value is not None},
     )
     print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)

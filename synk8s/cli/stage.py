@@ -30,7 +30,8 @@ from typing import Any, Optional
 import typer
 
 from synk8s import config, datasets
-from synk8s.cli.kfp_client import PROFILE, STORE_ENV
+from synk8s.cli.kfp_client import CLASSES, IMAGES, PROFILE, STORE_ENV
+from synk8s.datasets import custom
 from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ _COMMON = (
         typer.Option(None, "--store", envvar=STORE_ENV, help="Store root (store.root): a folder or s3://..."),
     ),
     ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<digest>.")),
+    ("classes", Optional[str], CLASSES),
+    ("images", Optional[str], IMAGES),
 )
 
 
@@ -68,11 +71,14 @@ def _command(stage: str, options: tuple, collect: bool) -> Callable[..., None]:
     """A command function running ``stage`` (or its collect step) whose signature typer reads for its options."""
 
     def command(**values: Any) -> None:
-        profile, overrides, dataset, store, run_id = (values[name] for name, _, _ in _COMMON)
+        profile, overrides, dataset, store, run_id, classes, images = (values[name] for name, _, _ in _COMMON)
         extra = [f"dataset.name={dataset}"] if dataset else []
         extra += [f"store.root={store}"] if store else []
         cfg = config.load(profile, [*overrides, *extra])
-        datasets.require_classification(cfg.dataset.name)
+        if classes is not None or images is not None:
+            cfg = config.load(profile, [*overrides, *extra, *custom.overrides(classes, images, cfg.store.root)])
+        if cfg.dataset.name != datasets.CUSTOM:
+            datasets.require_classification(cfg.dataset.name)
         run = TABLE.run_dir(cfg, run_id)
         done = TABLE.execute(stage, cfg, run, collect=collect, **{o.name: values[o.name] for o in options})
         typer.echo(json.dumps(_rounded(done.result.model_dump(mode="json")), indent=2))

@@ -26,10 +26,12 @@ from rich.table import Table
 
 from synk8s import storage
 from synk8s.cli.kfp_client import (
+    CLASSES,
     DATASET,
     ENDPOINT_ENV,
     GENERATOR,
     HOST,
+    IMAGES,
     IMAGES_PER_CLASS,
     LABEL_SPACE,
     METHOD,
@@ -118,6 +120,8 @@ def submit(
     label_space: Optional[str] = LABEL_SPACE,
     method: Optional[str] = METHOD,
     transfer: Optional[str] = TRANSFER,
+    classes: Optional[str] = CLASSES,
+    images: Optional[str] = IMAGES,
     dry_run: bool = DRY_RUN,
     preflight: bool = PREFLIGHT,
     gpu_type: str = GPU_TYPE,
@@ -143,6 +147,8 @@ def submit(
         generator=generator,
         seed=seed,
         store=store,
+        classes=classes,
+        images=images,
         **{name: value for name, value in typed.items() if value is not None},
     )
     endpoint, schedule = check_options(
@@ -301,6 +307,11 @@ def check_options(
     if not storage.is_remote(cfg.store.root):
         raise UsageError(
             f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
+        )
+    if cfg.dataset.images is not None and not storage.is_remote(cfg.dataset.images):
+        raise UsageError(
+            f"dataset.images {cfg.dataset.images} is on this machine, which pods cannot read; upload it with "
+            "`synk8s store cp DIR s3://bucket/prefix` and pass --images s3://bucket/prefix"
         )
     if recurring and wait:
         raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")

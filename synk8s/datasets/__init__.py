@@ -10,6 +10,7 @@ Examples::
     datasets.write_voc_standin("/tmp/voc", images=64)          # learnable VOC07+12 shapes stand-in
 """
 
+from synk8s.datasets.custom import CUSTOM, info
 from synk8s.datasets.detection import DetectionData, load_detection
 from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
@@ -25,6 +26,7 @@ from synk8s.datasets.standin import (
 from synk8s.datasets.voc_standin import voc_standin_settings, write_voc_standin
 
 __all__ = [
+    "CUSTOM",
     "MARKER",
     "ClassificationData",
     "DatasetInfo",
@@ -32,6 +34,7 @@ __all__ = [
     "all",
     "download",
     "get",
+    "info",
     "is_standin",
     "load",
     "load_detection",

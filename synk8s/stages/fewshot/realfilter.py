@@ -165,7 +165,7 @@ def run(
     from synk8s.stages.zeroshot.tune import load_feature_set
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     shots = load_split(split)
     feats, labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
     sel = load_selection(selection)

@@ -76,7 +76,7 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> TestFeatur
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     bundle = load_clip_for(cfg)
     data_root = ensure_dataset(cfg)
     test = real_features(cfg, info.test_split, bundle=bundle, root=data_root, progress=progress)

@@ -265,7 +265,7 @@ def run(
         MissingDataError: an upstream output is missing.
     """
     started = time.perf_counter()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     inputs = _inputs(cfg, len(info.classes), features=features, head=head, selection=selection)
     metrics = _metrics(cfg, list(info.classes), inputs, features=features)
     logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])

@@ -68,8 +68,8 @@ class LeakageResult(BaseModel):
 def _test_images(cfg: ExperimentConfig) -> list[Image.Image]:
     from synk8s.realdata import ensure_dataset
 
-    info = datasets.get(cfg.dataset.name)
-    return [image for image, _ in datasets.load(cfg.dataset.name, info.test_split, ensure_dataset(cfg))]
+    info = datasets.info(cfg.dataset)
+    return [image for image, _ in datasets.load(datasets.info(cfg.dataset), info.test_split, ensure_dataset(cfg))]
 
 
 def _grid_png(pairs: list[tuple[int, int, float]], syn: dict[int, Image.Image], test: list[Image.Image],
@@ -145,7 +145,7 @@ def run(cfg: ExperimentConfig, *, images: str, features: str, out: str, progress
     )
     clip_rows, hash_rows = {i for i, _, _ in clip}, {i for i, _, _ in hashed}
     flagged = sorted(clip_rows | hash_rows)
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(datasets.info(cfg.dataset).classes)
 
     storage.put_json(storage.join(out, "flagged.json"), {"rows": flagged})
     storage.put_json(

@@ -11,6 +11,7 @@ from synk8s import config, datasets
 from synk8s.cli.main import app
 from synk8s.datasets import custom
 from synk8s.datasets.drawing import draw, save_jpeg
+from synk8s.datasets.sample_folder import write_sample_folder
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.realdata import ensure_dataset
 from synk8s.stages.table import TABLE, default_run_id
@@ -26,11 +27,7 @@ CLASSES_YAML = (
 
 def sample_folder(root: Path, per_class: int = 4, names=NAMES) -> Path:
     """``root/<class>/<i>.jpg``: stand-in drawings, class ``i`` painted as the stand-in's label ``i``."""
-    for label, name in enumerate(names):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            save_jpeg(root / name / f"{i}.jpg", draw(label, np.random.default_rng((label, i)), 32))
-    return root
+    return write_sample_folder(root, names, per_class)
 
 
 def custom_config(tmp_path, classes: Path | None, images: Path | None, *more: str):

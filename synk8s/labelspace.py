@@ -96,6 +96,18 @@ def class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     return tuple(space[i] for i in evenly_spaced(len(space), k))
 
 
+def descriptions(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """Per class of :func:`class_names`, its description in your own label space's file, else ``""``."""
+    found = () if is_pretraining(cfg) else datasets.info(cfg.dataset).descriptions
+    return found or ("",) * len(class_names(cfg))
+
+
+def aliases(cfg: ExperimentConfig) -> tuple[tuple[str, ...], ...]:
+    """Per class of :func:`class_names`, the other names your own label space's file gives it, else none."""
+    found = () if is_pretraining(cfg) else datasets.info(cfg.dataset).aliases
+    return found or ((),) * len(class_names(cfg))
+
+
 def templates(cfg: ExperimentConfig) -> tuple[str, ...]:
     """Prompt templates for mode B: the label space's source dataset's, else the run's dataset's."""
     if is_pretraining(cfg):

@@ -275,6 +275,25 @@ def info(section: Any) -> DatasetInfo:
     return dataset_info(load_stored(section.classes, section.classes_sha256), section.classes)
 
 
+def has_test_set(section: Any) -> bool:
+    """Whether the run has real test images: a registry dataset, or your own label space with ``dataset.images``.
+
+    Without them a zero-shot run still generates and tunes, and reports top-1 on held-out synthetic
+    images only (:data:`NO_TEST_NOTICE`).
+
+    Args:
+        section: the run's ``dataset`` config section (``cfg.dataset``).
+    """
+    return section.name != CUSTOM or section.images is not None
+
+
+NO_TEST_NOTICE = (
+    "no real test set: this label space has no real images (pass --images to measure test accuracy), so test "
+    "top-1 is not measured; the synthetic_val numbers are top-1 on the held-out synthetic images tune chose "
+    "its epoch on, which says how well the head separates generated images, not how it does on real ones"
+)
+
+
 def check_section(section: Any) -> None:
     """The custom fields of a ``dataset`` section agree: ``custom`` has a label space, images need one.
 

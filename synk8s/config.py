@@ -312,6 +312,14 @@ class ExperimentConfig(Section):
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(profiles())}")
         return value
 
+    @model_validator(mode="after")
+    def _finetune_on_own_images(self) -> ExperimentConfig:
+        if self.pretrain.finetune.dataset == "custom" and self.dataset.images is None:
+            raise ValueError(
+                "pretrain.finetune.dataset=custom fine-tunes on your own images: pass --images FOLDER_OR_MANIFEST"
+            )
+        return self
+
     def digest(self, *fields: str) -> str:
         """Short sha256 of the given fields (dotted paths such as ``tune`` or ``models.clip``).
 

@@ -104,3 +104,18 @@ def test_summary_and_results_take_a_report_without_test_accuracy():
     assert "no real test set" in shown
     rows = aggregate([_report(0, None), _report(1, 0.5)])
     assert [row.seeds for row in rows] == [(1,)]  # the run without a test set is left out
+
+
+def test_finetune_trains_on_the_own_train_split_and_tests_on_its_test_split(tmp_path):
+    from synk8s.errors import UsageError
+    from synk8s.stages.pretraining import finetune
+
+    images = write_sample_folder(tmp_path / "imgs", NAMES, per_class=4)
+    settings = ["pretrain.finetune.dataset=custom", "pretrain.finetune.init=scratch", "pretrain.finetune.epochs=1",
+                "pretrain.finetune.batch_size=3"]
+    done = finetune.run(_config(tmp_path, str(images), *settings), out=str(tmp_path / "ft"))
+    saved = json.loads((images / "synk8s-split.json").read_text())
+    assert (done.train, done.test) == (4 * len(NAMES) - len(saved["test"]), len(saved["test"]))
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["dataset"] == "custom"
+    with pytest.raises(UsageError, match="pretrain.finetune.dataset=custom fine-tunes on your own images"):
+        _config(tmp_path, None, *settings)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from synk8s.config_checks import (
     Batch,
@@ -43,6 +43,7 @@ from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, S
 from synk8s.errors import UsageError
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+CUSTOM_DATASET = "custom"  # dataset.name of a run over your own label space (--classes, --images)
 
 
 class DatasetConfig(Section):
@@ -52,6 +53,37 @@ class DatasetConfig(Section):
     root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
     standin_per_class: PerClass = Field(ge=1, description="stand-in images per class and split")
+    # Your own classes and images (docs/custom-data.md): set by --classes / --images with dataset.name 'custom'.
+    # The label space's content enters digests through classes_sha256; where its copy lies does not.
+    classes: str | None = Field(
+        description="store URI of the label-space file (--classes copies it there); null: the registry's classes",
+        json_schema_extra={SPEED_ONLY: True},
+    )
+    classes_sha256: str | None = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the label-space file's bytes",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    images: str | None = Field(
+        description="your own images: an ImageFolder root or a CSV/JSONL manifest, a path or s3:// URI",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    skip_bad_images: bool = Field(
+        description="leave out unreadable or mislabelled images of dataset.images (listed) instead of failing",
+        json_schema_extra={DIGEST_UNLESS: False},
+    )
+
+    @model_validator(mode="after")
+    def _custom_fields(self) -> DatasetConfig:
+        """The custom fields agree: ``custom`` has a label space, a label space or images go with ``custom``."""
+        custom = self.name == CUSTOM_DATASET
+        if (self.classes is None) != (self.classes_sha256 is None):
+            raise ValueError("dataset.classes and dataset.classes_sha256 go together; pass --classes FILE")
+        if custom and self.classes is None:
+            raise ValueError("dataset.name 'custom' needs a label space: pass --classes FILE or --images FOLDER")
+        if not custom and (self.classes is not None or self.images is not None):
+            raise ValueError("dataset.classes and dataset.images go with dataset.name 'custom'; pass --classes or --images")
+        return self
 
     def resolved_root(self) -> str:
         """The data folder with ``{name}`` filled in."""
@@ -246,6 +278,14 @@ class ExperimentConfig(Section):
         if value not in profiles():
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(profiles())}")
         return value
+
+    @model_validator(mode="after")
+    def _finetune_on_own_images(self) -> ExperimentConfig:
+        if self.pretrain.finetune.dataset == "custom" and self.dataset.images is None:
+            raise ValueError(
+                "pretrain.finetune.dataset=custom fine-tunes on your own images: pass --images FOLDER_OR_MANIFEST"
+            )
+        return self
 
     def digest(self, *fields: str) -> str:
         """Short sha256 of the given fields (dotted paths such as ``tune`` or ``models.clip``).

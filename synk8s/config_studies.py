@@ -90,7 +90,9 @@ class MocoConfig(Section):
 class FinetuneConfig(Section):
     """Supervised training of a whole backbone on real images: transfer (Table 8) and from scratch (Table 4)."""
 
-    dataset: str = Field(description="registry name of the downstream classification dataset")
+    dataset: str = Field(
+        description="registry name of the downstream classification dataset; custom: your own images (--images)"
+    )
     init: Literal["pretrained", "scratch", "imagenet"] = Field(
         description="start from the pretrain stage's trunk, random weights, or ImageNet-1K weights (model cache)"
     )

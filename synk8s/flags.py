@@ -86,8 +86,16 @@ FLAGS: tuple[Flag, ...] = (
          "(pretrain.images), spread evenly over the classes."),
     Flag("pretrain_epochs", "pretrain.epochs", int, "Supervised pre-training epochs (pretrain.epochs; MoCo: "
          "pretrain.moco.epochs in overrides)."),
+    Flag("classes", "dataset.classes", str, "Your own label space: a classes file, one name per line or YAML "
+         "(docs/custom-data.md); stored in the store as dataset.classes, and dataset.name becomes custom.", option="--classes",
+         parameter=False),
+    Flag("images", "dataset.images", str, "Your own images (dataset.images): an ImageFolder root or a CSV/JSONL "
+         "manifest, a path or s3://; without --classes their class names are the label space.", option="--images",
+         parameter=False),
 )
 
+#: flags that name files the resolve edge reads and stores (a label space, an image set) rather than a value
+FILE_FLAGS = ("classes", "images")
 #: every flag by name
 BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
 #: the typed pipeline parameters (besides ``profile`` and ``overrides``) by name; each pipeline shows

@@ -267,6 +267,8 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> str:
     """
     from synk8s import datasets
 
+    if cfg.dataset.name == datasets.CUSTOM:
+        return f"your images at {cfg.dataset.images}" if cfg.dataset.images else "no real images (custom label space)"
     if cfg.dataset.standin:
         return f"{cfg.dataset.name} stand-in data (drawn)"
     name, root = cfg.dataset.name, cfg.dataset.resolved_root()

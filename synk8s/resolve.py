@@ -29,11 +29,11 @@ from typing import Any
 from synk8s import config, datasets, models, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.flags import PARAMETERS, as_overrides
+from synk8s.flags import FILE_FLAGS, PARAMETERS, as_overrides
 from synk8s.labelspace import SOURCE_DATASETS
 
 
-def resolve(profile: str, overrides: Sequence[str] = (), **flags: Any) -> ExperimentConfig:
+def resolve(profile: str, overrides: Sequence[str] = (), *, upload: bool = True, **flags: Any) -> ExperimentConfig:
     """The checked config of a profile, ``key.path=value`` overrides and run flags.
 
     Args:
@@ -41,16 +41,27 @@ def resolve(profile: str, overrides: Sequence[str] = (), **flags: Any) -> Experi
         overrides: ``key.path=value`` strings, applied in order.
         **flags: values of :data:`synk8s.flags.FLAGS` by name (None: not given), applied after
             ``overrides``, so a flag wins over the same key there. ``label_space`` also sets
-            ``dataset.name`` to the dataset its class names come from.
+            ``dataset.name`` to the dataset its class names come from. ``classes`` and ``images``
+            (``--classes``, ``--images``) name your own label space and images: the classes file is
+            checked and copied into the store, and ``dataset.name`` becomes ``custom``
+            (:func:`synk8s.datasets.custom.overrides`).
+        upload: copy the classes file into the store; False only names where it would go (``plan``).
 
     Raises:
         UsageError: a bad profile, override or value, or a name no registry knows (see :func:`check`).
     """
+    files = {name: flags.pop(name, None) for name in FILE_FLAGS}
     named = as_overrides(flags)
     space = flags.get("label_space")
     if space in SOURCE_DATASETS:
         named.append(f"dataset.name={json.dumps(SOURCE_DATASETS[space])}")
-    return check(config.load(profile, [*overrides, *named]))
+    cfg = config.load(profile, [*overrides, *named])
+    if any(value is not None for value in files.values()):
+        from synk8s.datasets.custom import overrides as custom_overrides
+
+        found = custom_overrides(files["classes"], files["images"], cfg.store.root, upload=upload)
+        cfg = config.load(profile, [*overrides, *named, *found])
+    return check(cfg)
 
 
 def config_from_arguments(*, profile: str, overrides: str = "[]", **named: Any) -> ExperimentConfig:
@@ -85,13 +96,15 @@ def check(cfg: ExperimentConfig) -> ExperimentConfig:
         UsageError: one line naming the first bad value: an unknown or detection dataset, an
             unknown model, or a store root or model cache that is no folder or ``s3://`` URI.
     """
-    datasets.require_classification(cfg.dataset.name)
+    if cfg.dataset.name != datasets.CUSTOM:  # a custom label space is checked where its file is read
+        datasets.require_classification(cfg.dataset.name)
     models.get_generator_info(cfg.models.generator)  # also takes any diffusers model id
     models.get_clip_info(cfg.models.clip)
     models.get_le_info(cfg.models.le)  # also takes any hub id of the form owner/name
     models.get_backbone_info(cfg.models.backbone)
     cache = None if cfg.models.cache is None else _checked_root("models.cache", cfg.models.cache)
-    datasets.require_classification(cfg.pretrain.finetune.dataset)
+    if cfg.pretrain.finetune.dataset != datasets.CUSTOM:
+        datasets.require_classification(cfg.pretrain.finetune.dataset)
     root = _checked_root("store.root", cfg.store.root)
     if (root, cache) == (cfg.store.root, cfg.models.cache):
         return cfg

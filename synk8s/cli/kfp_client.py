@@ -79,7 +79,9 @@ def with_run_flags(*names: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return decorate
 
 
-def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], **flags: Any) -> ExperimentConfig:
+def resolve_pipeline_config(
+    pipeline: str, profile: str, overrides: list[str], *, upload: bool = True, **flags: Any
+) -> ExperimentConfig:
     """The config a run of ``pipeline`` uses: :func:`synk8s.resolve.resolve`, then the pipeline's own fields.
 
     ``synk8s submit`` (with or without ``--dry-run``), ``synk8s plan`` and ``synk8s compile`` resolve
@@ -89,6 +91,7 @@ def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], *
         pipeline: a pipeline name (:data:`synk8s.pipelines.PIPELINES`).
         profile: a shipped profile or a profile file.
         overrides: ``key.path=value`` strings.
+        upload: copy a ``--classes`` file into the store (False: ``plan``, which writes nothing).
         **flags: run flags by name (:data:`synk8s.flags.FLAGS`); None: not given.
 
     Raises:
@@ -99,7 +102,7 @@ def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], *
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
-    return prepare(pipeline, resolve(profile, overrides, **flags))
+    return prepare(pipeline, resolve(profile, overrides, upload=upload, **flags))
 
 
 def resolve_host(host: Optional[str], cfg: ExperimentConfig) -> Optional[str]:

@@ -70,7 +70,10 @@ def print_estimate(pipeline: str, cfg: ExperimentConfig, *, gpu_type: str, gpus:
         console.print(f"note: {note}", markup=False)
 
 
-@with_run_flags("dataset", "images_per_class", "num_shards", "generator", "shots", "label_space", "method", "transfer")
+@with_run_flags(
+    "dataset", "images_per_class", "num_shards", "generator", "shots", "label_space", "method", "transfer",
+    "classes", "images",
+)
 def plan_cmd(
     pipeline: str = PIPELINE,
     profile: str = PROFILE,
@@ -85,5 +88,5 @@ def plan_cmd(
 
     Nothing starts and nothing is contacted; the config is resolved and checked as ``submit`` does.
     """
-    cfg = resolve_pipeline_config(pipeline, profile, overrides, **flags)
+    cfg = resolve_pipeline_config(pipeline, profile, overrides, upload=False, **flags)
     print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)

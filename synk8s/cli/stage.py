@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True)
 
 # The run flags every stage command takes (synk8s.flags.FLAGS).
-_RUN_FLAGS = ("dataset", "store_root")
+_RUN_FLAGS = ("dataset", "store_root", "classes", "images")
 _COMMON = (
     ("profile", str, PROFILE),
     ("overrides", list[str], SET),

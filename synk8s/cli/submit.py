@@ -86,7 +86,7 @@ PREFLIGHT = typer.Option(
 # The run flags of a submission: each sets one config field (synk8s.flags.FLAGS).
 RUN_FLAGS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "shots", "store_root",
-    "label_space", "method", "transfer",
+    "label_space", "method", "transfer", "classes", "images",
 )
 
 
@@ -278,6 +278,11 @@ def check_options(
     if not storage.is_remote(cfg.store.root):
         raise UsageError(
             f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
+        )
+    if cfg.dataset.images is not None and not storage.is_remote(cfg.dataset.images):
+        raise UsageError(
+            f"dataset.images {cfg.dataset.images} is on this machine, which pods cannot read; upload it with "
+            "`synk8s store cp DIR s3://bucket/prefix` and pass --images s3://bucket/prefix"
         )
     if recurring and wait:
         raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")

@@ -10,7 +10,8 @@ config field but the seed, store and cluster), so a row's numbers carry the seed
 and the sample standard deviation (n - 1 in the denominator; none for a single seed). The paper's
 values are ``datasets/data/paper_tables.json`` (Tables 1-10, percent). A run on the drawn stand-in
 data is marked ``stand-in``: its accuracies say nothing about the method. Every table names the
-generator substitution (the paper used GLIDE).
+generator substitution (the paper used GLIDE). A run without a real test set (your own label space
+and no images) has no test accuracy: :func:`aggregate` leaves it out and logs how many it left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,8 @@ from typing import Any
 from synk8s import storage
 from synk8s.errors import MissingDataError
 from synk8s.runs import RUNS_DIR
+
+logger = logging.getLogger(__name__)
 
 PAPER_FILE = "paper_tables.json"
 REPORT_FILE = "report.json"
@@ -159,10 +163,15 @@ def aggregate(reports: Iterable[dict[str, Any]]) -> list[Row]:
     """Fold the reports of one setting (same dataset and ``setting_digest``, any seed) into one row each.
 
     Rows are sorted by dataset, then Table 2 column order. A seed reported twice counts once (the
-    first report read).
+    first report read). A report without test accuracies (no real test set) is left out.
     """
+    reports = list(reports)
+    measured = [report for report in reports if report.get("tuned_top1") is not None]
+    if len(measured) < len(reports):
+        logger.warning("left out %d run(s) without a real test set: they measured no test accuracy",
+                       len(reports) - len(measured))
     groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for report in reports:
+    for report in measured:
         key = (report["dataset"], report.get("setting_digest", report["config_digest"]))
         groups.setdefault(key, {}).setdefault(int(report.get("seed", 0)), report)
     rows = []

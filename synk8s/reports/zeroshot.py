@@ -11,6 +11,10 @@ pipeline run, a local run and ``synk8s stage evaluate`` all leave one::
      "estimate": {"basis": "estimate", "gpu_type": "h100", "total": {"gpu_hours": ...}, ...},
      "notice": "stand-in data: ..."}        # only when the test set is the drawn stand-in
 
+A run over your own label space without real images has ``zeroshot_top1`` and ``tuned_top1`` null,
+``synthetic_val_images``, ``synthetic_val_zeroshot_top1`` and ``synthetic_val_tuned_top1`` (both heads
+on the synthetic images tune held out) and the notice ``"no real test set: ..."``.
+
 It reads the stage manifests only; the folders come from the stage table's caller. ``estimate`` is
 :func:`synk8s.estimate.estimate` of the run's config (H100s, one per shard), beside the measured ``cost``.
 """
@@ -37,6 +41,7 @@ GENERATOR_NOTE = (
     "the paper generated with GLIDE (64 px base + 256 px upsampler, guidance 3, 100 steps); this run used "
     "the generator named beside this note instead"
 )
+SYNTHETIC_VAL_FIELDS = ("synthetic_val_images", "synthetic_val_zeroshot_top1", "synthetic_val_tuned_top1")
 _PNG_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")
 
 
@@ -76,13 +81,17 @@ def run_report(cfg: ExperimentConfig, run: str, folders: Mapping[str, str]) -> d
     }
     if "templates" in manifests["features"]:
         report["templates"] = manifests["features"]["templates"]
+    report.update({key: evaluate[key] for key in SYNTHETIC_VAL_FIELDS if key in evaluate})
     records = cost.read_records(run, folders)
     if records:
-        gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"])
+        measured = evaluate["tuned_top1"] is not None
+        gain = float(evaluate["tuned_top1"]) - float(evaluate["zeroshot_top1"]) if measured else None
         report["cost"] = cost.run_cost(records, generated=report["counts"]["generated"], gain=gain)
     report["estimate"] = estimate(cfg, "zeroshot").to_dict()
     if evaluate["standin"]:
         report["notice"] = STANDIN_NOTICE
+    elif "notice" in evaluate:
+        report["notice"] = evaluate["notice"]
     return report
 
 

@@ -72,8 +72,8 @@ def _tuned_test_features(cfg: ExperimentConfig, state: dict[str, torch.Tensor], 
 
     bundle = load_clip_for(cfg)
     load_encoder_state(bundle.model.visual, state)
-    info = datasets.get(cfg.dataset.name)
-    test = datasets.load(info.name, info.test_split, ensure_dataset(cfg))
+    info = datasets.info(cfg.dataset)
+    test = datasets.load(info, info.test_split, ensure_dataset(cfg))
     return encode_images(
         bundle,
         (image for image, _label in test),
@@ -104,7 +104,7 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
     from synk8s.stages.zeroshot.tune import load_feature_set, load_text_head, top1
 
     start = time.monotonic()
-    num_classes = datasets.get(cfg.dataset.name).num_classes
+    num_classes = datasets.info(cfg.dataset).num_classes
     test_x, test_y = load_feature_set(features, "test")  # (T, D), (T,)
     weight, bias = load_text_head(features)  # (K, D), (K,)
     logits = {"zeroshot": test_x @ weight.T + bias}  # (T, K)

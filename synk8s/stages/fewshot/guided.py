@@ -119,7 +119,7 @@ def rg_prompts(cfg: ExperimentConfig, prompts: str, classes: Sequence[str]) -> l
     from synk8s.stages.synth.prompts import read_prompts, template_prompts
 
     if cfg.fewshot.rg_prompts == "template":
-        records, _stats = template_prompts(classes, datasets.get(cfg.dataset.name).templates[:1])
+        records, _stats = template_prompts(classes, datasets.info(cfg.dataset).templates[:1])
         return records
     read_manifest(prompts, "prompts")
     return read_prompts(prompts)
@@ -231,7 +231,7 @@ def run(
     num_shards = cfg.generate.num_shards if num_shards is None else num_shards
     shots = load_split(split)
     strength = strength_for(cfg, shots.shots)
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(datasets.info(cfg.dataset).classes)
     items = generate.shard_items(work_items(cfg, shots, rg_prompts(cfg, prompts, classes), classes), shard, num_shards)
     device = resolve_device(cfg.device)
     sampler = generate.sampler_settings(cfg, device)

@@ -183,7 +183,7 @@ def run(
     from synk8s.stages.fewshot.split import load_split, shot_features
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     shots = load_split(split)
     feats, labels, (scores, cf_kept, teacher) = _synthetic(features, selection)
     real = shot_features(cfg, shots, progress=progress)  # (R, D) in split order

@@ -265,7 +265,7 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
     from synk8s.realdata import ensure_dataset
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     shots, seed = cfg.fewshot.shots_per_class, cfg.fewshot.split_seed
     val = val_per_class(shots) if cfg.fewshot.select == "real-val" else 0
     split_uri = storage.join(out, SPLIT_FILE)
@@ -282,7 +282,7 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> SplitResul
         return _result(split_uri, storage.join(out, "manifest.json"), saved, info, True, start)
 
     train_split = train_split_of(info)
-    data = datasets.load(info.name, train_split, ensure_dataset(cfg))
+    data = datasets.load(info, train_split, ensure_dataset(cfg))
     ids = [data.sample_id(i) for i in range(len(data))]
     picked = draw(data.labels, ids, shots=shots, num_classes=info.num_classes, seed=seed)
     held = draw(data.labels, ids, shots=val, num_classes=info.num_classes, seed=seed, skip=shots) if val else []
@@ -364,7 +364,7 @@ def _load_data(cfg: ExperimentConfig, split: FewShotSplit, root: str | None) -> 
         raise UsageError(
             f"the split is of {split.dataset}, the config names {cfg.dataset.name}; set dataset.name={split.dataset}"
         )
-    data = datasets.load(split.dataset, split.train_split, root or ensure_dataset(cfg))
+    data = datasets.load(datasets.info(cfg.dataset), split.train_split, root or ensure_dataset(cfg))
     if data.ident != split.data_ident:
         raise MissingDataError(
             f"the {split.dataset} {split.train_split} files changed since the split was drawn; "

@@ -213,7 +213,7 @@ def training_set(
     if images:
         samples = [s for t in shards.manifest_tars(images) for s in stream.raw_samples(t)]
         return _Encoded(samples), [s.label for s in samples], "synthetic"
-    data = datasets.load(cfg.dataset.name, "train", root)
+    data = datasets.load(datasets.info(cfg.dataset), "train", root)
     keep = list(range(len(data))) if not real_per_class else draw_per_class(data.labels, int(real_per_class), cfg.seed)
     return _Subset(data, keep), [data.labels[i] for i in keep], "real"
 
@@ -274,10 +274,10 @@ def _train(
     start = time.monotonic()
     ft = cfg.pretrain.finetune
     _check_schedule(ft.batch_size, ctx.world_size)
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     root = realdata.ensure_dataset(cfg)  # prepared by fit() before the processes start
     image, labels, source = training_set(cfg, root, images, real_per_class)
-    test = datasets.load(cfg.dataset.name, info.test_split, root)
+    test = datasets.load(datasets.info(cfg.dataset), info.test_split, root)
     dataset, sampler, loader = _loader(cfg, ctx, image, labels)
     steps_per_epoch = len(loader)  # each rank's share, in whole local batches
     if steps_per_epoch < 1:

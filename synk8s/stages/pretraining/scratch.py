@@ -51,7 +51,7 @@ def run(
         raise UsageError(f"real_per_class must be >= 1, got {real_per_class}")
     if images is not None:
         classes = len(read_manifest(images, "generate")["per_class"])
-        wanted = datasets.get(cfg.pretrain.finetune.dataset).num_classes
+        wanted = datasets.info(downstream(cfg).dataset).num_classes
         if classes != wanted:
             raise UsageError(
                 f"the images in {images} have {classes} classes, {cfg.pretrain.finetune.dataset} has {wanted}; "

@@ -74,19 +74,23 @@ class ClassNameMatcher:
     ``tree`` in "a maple tree" is not the class ``tree``, but in "a maple tree beside a tree" the
     second ``tree`` is, and "an oak tree" names ``oak tree`` only. Conversely, for the class ``tree``,
     "a maple tree" names the class ``maple tree``. Classes that share a name never flag each other.
+    An alias names its class like the class name does ("a pump truck" names ``pallet jack`` when
+    ``pump truck`` is its alias), and the own class's aliases are the own name.
 
     Args:
         classes: class names of the dataset, in class-index order.
+        aliases: per class, other names it goes by (your own label space); empty: none.
     """
 
-    def __init__(self, classes: Sequence[str]) -> None:
+    def __init__(self, classes: Sequence[str], aliases: Sequence[Sequence[str]] = ()) -> None:
         self.classes = list(classes)
-        self._patterns = [_name_pattern(name) for name in self.classes]
-        # Candidate classes by the first word of their name, so each sentence runs only a few patterns.
+        # Candidate (class, pattern) by the first word of a name or alias, so each sentence runs only a few patterns.
         self._by_first_word: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
-        for index, (name, pattern) in enumerate(zip(self.classes, self._patterns, strict=True)):
-            if pattern is not None:
-                self._by_first_word.setdefault(_first_word(name), []).append((index, pattern))
+        for index, name in enumerate(self.classes):
+            for spelling in (name, *(aliases[index] if index < len(aliases) else ())):
+                pattern = _name_pattern(spelling)
+                if pattern is not None:
+                    self._by_first_word.setdefault(_first_word(spelling), []).append((index, pattern))
 
     def other_classes(self, sentence: str, class_index: int) -> list[str]:
         """Names of the other classes ``sentence`` mentions (sorted, each once).
@@ -124,7 +128,7 @@ class ClassNameMatcher:
         for word in sorted(lookup):
             for index, pattern in self._by_first_word.get(word, ()):
                 name = self.classes[index]
-                is_own = concept_words(name).casefold() == own_name
+                is_own = index == class_index or concept_words(name).casefold() == own_name
                 matches.extend((m.start(), m.end(), is_own, name) for m in pattern.finditer(sentence))
         found = []
         for start, end, is_own, name in matches:

@@ -5,7 +5,8 @@ Two modes (``prompts.mode``):
 * **B** (basic): the class name in the dataset's first template, one prompt per class
   (``prompts.b_templates: first``, the paper's label-name input), e.g. ``"a photo of a {}."`` ->
   ``"a photo of a maple tree."``; ``all`` fills every template (an ablation). ``prompt_index`` is
-  the template's index.
+  the template's index. A class of your own label space with a ``description`` fills ``{}`` with
+  ``"<name>, <description>"`` (docs/custom-data.md).
 * **LE** (language enhancement): a word-to-sentence T5 model (CommonGen style: the concept words in,
   one sentence out) samples sentences from ``prompts.le_prefix`` + the class name (official code:
   ``"a maple tree"``). With ``prompts.dataset_prefix`` the official code's dataset-specific LE text
@@ -19,11 +20,13 @@ Two modes (``prompts.mode``):
   spent; the rows of many classes share each T5 ``generate`` call without changing what any row
   draws (:mod:`synk8s.stages.synth.le_sampling`). A sentence is
   dropped when it is empty, repeats an earlier one (whitespace and case ignored), or (with
-  ``prompts.drop_other_classes``) shows another class of the dataset (its name heads a noun phrase
+  ``prompts.drop_other_classes``) shows another class of the dataset (its name, or an alias of your own
+  label space, heads a noun phrase
   that is not the setting: :mod:`synk8s.stages.synth.noun_phrases`), which the paper names as
   LE's source of label noise (off in the ``paper`` profile: the paper leaves that noise to the
   CLIP filter). A class that ends short keeps what it has; ``stats.json`` records the
-  shortfall.
+  shortfall. The LE input is the class name alone, never its description: the word-to-sentence
+  model writes one sentence holding every input word, so a description's words would become concepts.
 
 The fine-tuned T5 was trained to write sentences that contain the input words; the random-weight
 ``tiny-t5`` writes arbitrary characters. Sentences are kept as sampled (no class name is added), so
@@ -121,12 +124,18 @@ class ClassStats:
 # ----------------------------------------------------------------------------- prompt builders
 
 
-def template_prompts(classes: Sequence[str], templates: Sequence[str]) -> tuple[list[dict[str, Any]], list[ClassStats]]:
-    """Mode B: every template filled with every class name.
+def template_prompts(
+    classes: Sequence[str], templates: Sequence[str], descriptions: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[ClassStats]]:
+    """Mode B: every template filled with every class name (and its description, where it has one).
+
+    A class with a description fills ``{}`` with ``"<name>, <description>"``: ``"a photo of a {}."`` ->
+    ``"a photo of a pallet jack, a hand-pushed truck with two forks."``.
 
     Args:
         classes: class names in class-index order.
         templates: format strings with one ``{}`` for the class name, in prompt-index order.
+        descriptions: per class, a description or ``""`` (your own label space); empty: none.
 
     Returns:
         Prompt records sorted by (class_index, prompt_index), and per-class stats.
@@ -135,6 +144,8 @@ def template_prompts(classes: Sequence[str], templates: Sequence[str]) -> tuple[
     stats = []
     for c, name in enumerate(classes):
         words = concept_words(name)
+        if c < len(descriptions) and descriptions[c]:
+            words = f"{words}, {descriptions[c]}"
         for p, template in enumerate(templates):
             records.append(_record(c, name, p, template.format(words), "B"))
         stats.append(ClassStats(c, name, drawn=len(templates), kept=len(templates)))
@@ -241,7 +252,7 @@ def enhanced_prompts(
     official = cfg.prompts.dataset_prefix  # the official code's dataset-specific LE text: names and prefix
     prefix = generation_prefix(cfg.dataset.name) if official else ""
     names = le_names(cfg.dataset.name, classes) if official else list(classes)
-    matcher = ClassNameMatcher(classes)
+    matcher = ClassNameMatcher(classes, labelspace.aliases(cfg))
     texts = [le_input(name, cfg.prompts.le_prefix) for name in names]
     pickers = [
         SentencePicker(c, matcher, cfg.prompts.sentences_per_class, cfg.prompts.drop_other_classes)
@@ -303,7 +314,8 @@ def run(cfg: ExperimentConfig, *, out: str) -> PromptsResult:
     extra: dict[str, Any] = labelspace.manifest_fields(cfg)
     if cfg.prompts.mode == "B":
         templates = labelspace.templates(cfg)
-        records, stats = template_prompts(classes, templates[:1] if cfg.prompts.b_templates == "first" else templates)
+        chosen = templates[:1] if cfg.prompts.b_templates == "first" else templates
+        records, stats = template_prompts(classes, chosen, labelspace.descriptions(cfg))
     else:
         from synk8s.models import get_le_info, load_le, resolve_device
 

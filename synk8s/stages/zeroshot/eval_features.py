@@ -12,6 +12,8 @@ output complete and do not run the stage again. The features stage of each run r
 Outputs under ``out``: ``features.json`` (``{"test": <feature cache URI>}``),
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
 ``manifest.json`` (counts, the CLIP identity, the template set, whether the data was the drawn stand-in).
+A custom label space without real images (:func:`synk8s.datasets.has_test_set`) lists no feature set
+(``features.json`` is ``{}``, ``counts.test`` 0) and writes the text head only.
 """
 
 from __future__ import annotations
@@ -76,12 +78,17 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> TestFeatur
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     bundle = load_clip_for(cfg)
-    data_root = ensure_dataset(cfg)
-    test = real_features(cfg, info.test_split, bundle=bundle, root=data_root, progress=progress)
+    if datasets.has_test_set(cfg.dataset):
+        data_root = ensure_dataset(cfg)
+        test = real_features(cfg, info.test_split, bundle=bundle, root=data_root, progress=progress)
+        sets, labels, from_cache = {"test": {"uri": test.uri, "key": test.key}}, len(test.labels), test.from_cache
+    else:  # your own label space without images: an empty listing, the text head only
+        logger.warning(datasets.NO_TEST_NOTICE)
+        data_root, sets, labels, from_cache = "", {}, 0, False
     listing = storage.join(out, LISTING_FILE)
-    storage.put_json(listing, {"test": test.uri})
+    storage.put_json(listing, {name: entry["uri"] for name, entry in sets.items()})
 
     templates, template_source = head_templates(cfg)
     weight = bundle.logit_scale * text_head(bundle, info.classes, templates)  # (K, D)
@@ -94,22 +101,22 @@ def run(cfg: ExperimentConfig, *, out: str, progress: bool = True) -> TestFeatur
         out,
         "test_features",
         cfg,
-        counts={"test": len(test.labels), "cache_hits": int(test.from_cache)},
+        counts={"test": labels, "cache_hits": int(from_cache)},
         clip=bundle.identity,
         templates={"source": template_source, "count": len(templates)},
-        feature_sets={"test": {"uri": test.uri, "key": test.key}},
-        standin=datasets.is_standin(data_root),
+        feature_sets=sets,
+        standin=bool(data_root) and datasets.is_standin(data_root),
         seconds=seconds,
     )
-    logger.info("test features: %d images (%s), text head from %d templates", len(test.labels),
-                "cached" if test.from_cache else "encoded", len(templates))
+    logger.info("test features: %d images (%s), text head from %d templates", labels,
+                "cached" if from_cache else "encoded", len(templates))
     return TestFeaturesResult(
         features=listing,
         text_head=head_uri,
         manifest=manifest,
-        test=len(test.labels),
+        test=labels,
         dim=int(weight.shape[1]),
-        cache_hits=int(test.from_cache),
+        cache_hits=int(from_cache),
         seconds=seconds,
     )
 

@@ -10,6 +10,8 @@ of kept and dropped synthetic images for the first classes.
 
 Outputs under ``out``: ``metrics.json`` (accuracies in [0, 1]), ``report.md`` (starts with a
 "stand-in data" notice when the test images are a drawn stand-in), ``grid.png``, ``manifest.json``.
+Without a real test set (your own label space, no images) the test accuracies are null and both
+heads are scored on the held-out synthetic images instead (:mod:`.synthetic_val`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from synk8s.reports.zeroshot import GENERATOR_NOTE, write_run_report
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stages.zeroshot.feature_sets import load_feature_set, load_text_head
 from synk8s.stages.zeroshot.filter import load_selection
+from synk8s.stages.zeroshot.synthetic_val import FIELDS, report_lines, synthetic_val_fields
 from synk8s.stages.zeroshot.tune import load_head, top1
 from synk8s.stagetable.spec import Resources, StageSpec
 
@@ -59,8 +62,8 @@ class EvaluateResult(BaseModel):
         dataset: dataset name.
         standin: True when the test images are a drawn stand-in.
         test: real test images evaluated.
-        zeroshot_top1: top-1 of the zero-shot text head, in [0, 1].
-        tuned_top1: top-1 of the tuned head, in [0, 1].
+        zeroshot_top1: top-1 of the zero-shot text head, in [0, 1]; None without a real test set.
+        tuned_top1: top-1 of the tuned head, in [0, 1]; None without a real test set.
         seconds: wall-clock time of the stage.
     """
 
@@ -73,8 +76,8 @@ class EvaluateResult(BaseModel):
     dataset: str
     standin: bool
     test: int
-    zeroshot_top1: float
-    tuned_top1: float
+    zeroshot_top1: float | None
+    tuned_top1: float | None
     seconds: float
 
 
@@ -197,13 +200,15 @@ def render_report(metrics: dict[str, Any]) -> str:
     lines = [f"# synk8s evaluation: {metrics['dataset']}", ""]
     if metrics["standin"]:
         lines += [STANDIN_NOTICE, ""]
-    gain = 100 * (metrics["tuned_top1"] - metrics["zeroshot_top1"])
+    if metrics["tuned_top1"] is None:
+        lines += report_lines(metrics)
+    gain = "" if metrics["tuned_top1"] is None else f" ({100 * (metrics['tuned_top1'] - metrics['zeroshot_top1']):+.2f})"
     lines += [
         "| head | top-1 (%) |",
         "|---|---|",
         f"| zero-shot CLIP text head | {_percent(metrics['zeroshot_top1'])} |",
         f"| classifier tuning on synthetic images ({metrics['loss']}) "
-        f"| {_percent(metrics['tuned_top1'])} ({gain:+.2f}) |",
+        f"| {_percent(metrics['tuned_top1'])}{gain} |",
         "",
         f"Real test images: {metrics['test']}. Synthetic images: {metrics['generated']} generated, "
         f"{metrics['kept']} kept by the filter. The head of epoch {metrics['best_epoch']} was chosen on the "
@@ -244,6 +249,7 @@ class _Inputs:
     tuned: dict[str, torch.Tensor]  # weight (K, D), bias (K,)
     about: dict[str, Any]  # the tuned head's metadata
     sel: dict[str, torch.Tensor]  # the filter's selection (kept rows)
+    synth_feats: torch.Tensor  # (N, D)
     synth_labels: torch.Tensor  # (N,)
 
 
@@ -265,10 +271,17 @@ def run(
         MissingDataError: an upstream output is missing.
     """
     started = time.perf_counter()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     inputs = _inputs(cfg, len(info.classes), features=features, head=head, selection=selection)
     metrics = _metrics(cfg, list(info.classes), inputs, features=features)
-    logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
+    if datasets.has_test_set(cfg.dataset):
+        logger.info("top-1 zero-shot %.4f, tuned %.4f", metrics["zeroshot_top1"], metrics["tuned_top1"])
+    else:
+        metrics.update(zeroshot_top1=None, tuned_top1=None, **synthetic_val_fields(
+            head=head, feats=inputs.synth_feats, labels=inputs.synth_labels, tuned=inputs.tuned,
+            text=(inputs.text_w, inputs.text_b)))
+        logger.warning("%s; held-out synthetic top-1: zero-shot %.4f, tuned %.4f", metrics["notice"],
+                       metrics["synthetic_val_zeroshot_top1"], metrics["synthetic_val_tuned_top1"])
 
     # The grid's tars are read and checked before anything is written.
     grid = _grid_png(images, inputs.synth_labels, inputs.sel["kept"].long(), list(info.classes), progress)
@@ -285,6 +298,7 @@ def run(
         tuned_top1=metrics["tuned_top1"],
         standin=metrics["standin"],
         seconds=seconds,
+        **{key: metrics[key] for key in FIELDS if key in metrics},
     )
     return EvaluateResult(
         metrics=metrics_uri,
@@ -302,18 +316,21 @@ def run(
 
 def _inputs(cfg: ExperimentConfig, num_classes: int, *, features: str, head: str, selection: str) -> _Inputs:
     """Read the test features, both heads, the selection and the synthetic labels; fail when the heads do not fit."""
-    test_feats, test_labels = load_feature_set(features, "test")  # (T, D), (T,)
+    synth_feats, synth_labels = load_feature_set(features, "synthetic")  # (N, D), (N,): whole entry, SHA-256 checked
+    if datasets.has_test_set(cfg.dataset):
+        test_feats, test_labels = load_feature_set(features, "test")  # (T, D), (T,)
+    else:  # no real test set: no test rows, and the held-out synthetic rows are scored instead
+        test_feats, test_labels = synth_feats[:0], synth_labels[:0]
     text_w, text_b = load_text_head(features)  # (K, D), (K,)
     tuned, about = load_head(head)
     sel = load_selection(selection)
-    synth_labels = _synthetic_labels(features)  # (N,)
     expected = (num_classes, test_feats.shape[1])
     if tuple(text_w.shape) != expected or tuple(tuned["weight"].shape) != expected:
         raise MissingDataError(
             f"heads in {features} {tuple(text_w.shape)} and {head} {tuple(tuned['weight'].shape)} do not fit "
             f"{cfg.dataset.name} test features {tuple(test_feats.shape)}; rerun `synk8s stage features` and `tune`"
         )
-    return _Inputs(test_feats, test_labels, text_w, text_b, tuned, about, sel, synth_labels)
+    return _Inputs(test_feats, test_labels, text_w, text_b, tuned, about, sel, synth_feats, synth_labels)
 
 
 def _metrics(cfg: ExperimentConfig, classes: list[str], inputs: _Inputs, *, features: str) -> dict[str, Any]:
@@ -370,11 +387,6 @@ def _write_outputs(out: str, metrics: dict[str, Any], grid: bytes) -> tuple[str,
     report_uri = storage.join(out, "report.md")
     storage.put_bytes(report_uri, render_report(metrics).encode())
     return metrics_uri, grid_uri, report_uri
-
-
-def _synthetic_labels(features: str) -> torch.Tensor:
-    """(N,) int64 labels of the synthetic feature set (the whole entry is read, to check its SHA-256)."""
-    return load_feature_set(features, "synthetic")[1]
 
 
 def load_confusion(evaluate_out: str) -> tuple[list[str], list[list[int]]]:

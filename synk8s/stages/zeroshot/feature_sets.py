@@ -63,7 +63,7 @@ def real_features(
     from synk8s.realdata import ensure_dataset
 
     root = root or ensure_dataset(cfg)
-    data_set = datasets.load(cfg.dataset.name, split, root)
+    data_set = datasets.load(datasets.info(cfg.dataset), split, root)
     data = {"kind": "real", "dataset": cfg.dataset.name, "split": split, "ident": data_set.ident}
 
     samples = dataset_sources(data_set)  # by index: decoding workers read only their own items

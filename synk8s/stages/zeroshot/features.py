@@ -16,7 +16,8 @@ image was encoded, so a damaged tar never leaves a short feature set in the cach
     cfg = config.load("tiny")
     result = features.run(cfg, images="runs/x/images", test="shared/cifar10/test-features-...", out="runs/x/features")
 
-Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <cache URI>}``),
+Outputs under ``out``: ``features.json`` (``{"synthetic": <cache URI>, "test": <cache URI>}``; no ``test``
+for a custom label space without real images),
 ``text_head.safetensors`` (``weight`` (K, D) = logit_scale x text head, ``bias`` (K,) zeros) and
 ``manifest.json``.
 
@@ -135,8 +136,9 @@ def run(
         test_features.run(cfg, out=test, progress=progress)
     shared = read_manifest(test, "test_features")
 
-    # 1. Feature sets: this run's synthetic set, and the test set of the test_features stage.
-    sets = {"synthetic": synthetic.uri, "test": feature_set_uri(test, "test")}
+    # 1. Feature sets: this run's synthetic set, and the test set of the test_features stage (none without real images).
+    shared_sets = shared["feature_sets"]
+    sets = {"synthetic": synthetic.uri, **({"test": feature_set_uri(test, "test")} if "test" in shared_sets else {})}
     listing_uri = storage.join(out, "features.json")
     storage.put_json(listing_uri, sets)
 
@@ -155,10 +157,7 @@ def run(
         inputs={"images": images, "test": test},
         clip=bundle.identity,
         templates=shared["templates"],
-        feature_sets={
-            "synthetic": {"uri": synthetic.uri, "key": synthetic.key},
-            "test": shared["feature_sets"]["test"],
-        },
+        feature_sets={"synthetic": {"uri": synthetic.uri, "key": synthetic.key}, **shared_sets},
         standin=shared["standin"],
         seconds=seconds,
     )

@@ -249,7 +249,7 @@ def run(cfg: ExperimentConfig, *, images: str, out: str, progress: bool = True) 
     from synk8s.zeroshot import text_head
 
     start = time.monotonic()
-    info = datasets.get(cfg.dataset.name)
+    info = datasets.info(cfg.dataset)
     num_classes = len(info.classes)
 
     # 1. Features (through the cache) and the zero-shot head.

@@ -32,4 +32,4 @@ def head_templates(cfg: ExperimentConfig) -> tuple[tuple[str, ...], str]:
     name = cfg.dataset.name
     if cfg.features.templates == "paper" and name in paper_templates():
         return paper_templates()[name], "paper"
-    return datasets.get(name).templates, "clip"
+    return datasets.info(cfg.dataset).templates, "clip"

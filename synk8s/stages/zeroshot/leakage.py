@@ -15,6 +15,8 @@ Outputs under ``out``: ``flagged.json`` (``rows``: flagged synthetic rows, ascen
 bits]; at most :data:`MAX_PAIRS` each, with the totals), ``stats.json`` (per class of the
 synthetic image: flagged by CLIP, by hash, either), ``grid.png`` (the ``leakage.grid_pairs``
 closest pairs by cosine, synthetic left, test right, flagged ones framed red) and ``manifest.json``.
+Without a real test set (your own label space and no images) there is nothing to compare: the same
+files list nothing, and the manifest carries a ``notice`` saying so.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class LeakageResult(BaseModel):
 def _test_images(cfg: ExperimentConfig) -> list[Image.Image]:
     from synk8s.realdata import ensure_dataset
 
-    info = datasets.get(cfg.dataset.name)
-    return [image for image, _ in datasets.load(cfg.dataset.name, info.test_split, ensure_dataset(cfg))]
+    info = datasets.info(cfg.dataset)
+    return [image for image, _ in datasets.load(datasets.info(cfg.dataset), info.test_split, ensure_dataset(cfg))]
 
 
 def _grid_png(pairs: list[tuple[int, int, float]], syn: dict[int, Image.Image], test: list[Image.Image],
@@ -126,6 +128,8 @@ def run(cfg: ExperimentConfig, *, images: str, features: str, out: str, progress
     start = time.perf_counter()
     read_manifest(images, "generate")
     syn_feats, syn_labels = load_feature_set(features, "synthetic")  # (N, D), (N,)
+    if not datasets.has_test_set(cfg.dataset):
+        return _nothing_to_compare(cfg, syn_labels, images=images, features=features, out=out, start=start)
     test_feats, _ = load_feature_set(features, "test")  # (M, D)
     settings = cfg.leakage
     clip = neardup.cosine_pairs(syn_feats, test_feats, threshold=settings.clip_threshold)
@@ -145,7 +149,7 @@ def run(cfg: ExperimentConfig, *, images: str, features: str, out: str, progress
     )
     clip_rows, hash_rows = {i for i, _, _ in clip}, {i for i, _, _ in hashed}
     flagged = sorted(clip_rows | hash_rows)
-    classes = list(datasets.get(cfg.dataset.name).classes)
+    classes = list(datasets.info(cfg.dataset).classes)
 
     storage.put_json(storage.join(out, "flagged.json"), {"rows": flagged})
     storage.put_json(
@@ -169,6 +173,30 @@ def run(cfg: ExperimentConfig, *, images: str, features: str, out: str, progress
                    "stats": "stats.json", "grid": "grid.png"})
     log.info("leakage: %d of %d synthetic images near a test image (%d CLIP pairs, %d hash pairs)",
              len(flagged), len(syn_labels), len(clip), len(hashed))
+    return LeakageResult(**counts, out=out, seconds=seconds)
+
+
+def _nothing_to_compare(
+    cfg: ExperimentConfig, syn_labels: torch.Tensor, *, images: str, features: str, out: str, start: float
+) -> LeakageResult:
+    """The outputs of a run without real test images: nothing flagged, no pairs, a blank grid, and the notice."""
+    classes = list(datasets.info(cfg.dataset).classes)
+    notice = "no real test set: nothing to compare the synthetic images with, so none is flagged"
+    log.warning("leakage: %s", notice)
+    settings = cfg.leakage
+    storage.put_json(storage.join(out, "flagged.json"), {"rows": []})
+    storage.put_json(
+        storage.join(out, "pairs.json"),
+        {"clip_threshold": settings.clip_threshold, "hash_distance": settings.hash_distance,
+         "clip_total": 0, "hash_total": 0, "clip": [], "hash": []},
+    )
+    storage.put_json(storage.join(out, "stats.json"), per_class(syn_labels, classes, set(), set()))
+    storage.put_bytes(storage.join(out, "grid.png"), _grid_png([], {}, [], set()))
+    seconds = time.perf_counter() - start
+    counts = {"synthetic": len(syn_labels), "test": 0, "clip_pairs": 0, "hash_pairs": 0, "flagged": 0}
+    write_manifest(out, "leakage", cfg, counts=counts, seconds=round(seconds, 3), notice=notice,
+                   inputs={"images": images, "features": features}, outputs={"flagged": "flagged.json",
+                   "pairs": "pairs.json", "stats": "stats.json", "grid": "grid.png"})
     return LeakageResult(**counts, out=out, seconds=seconds)
 
 

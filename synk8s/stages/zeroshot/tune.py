@@ -123,6 +123,12 @@ def load_head(head: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, json.loads(metadata[HEAD_METADATA_KEY])
 
 
+def load_val_rows(head: str) -> list[int]:
+    """The synthetic rows (features order) a tune output folder held out for validation (``split.json``)."""
+    read_manifest(head, "tune")
+    return [int(row) for row in storage.get_json(storage.join(head, "split.json"))["val"]]
+
+
 # ----------------------------------------------------------------------------- split and training
 
 

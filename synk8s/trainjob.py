@@ -105,7 +105,7 @@ def trainjob_object(
     # DataLoader workers pass batches through /dev/shm, 64 MiB in a container unless a memory volume backs it.
     pod: dict[str, Any] = {
         "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": c.shm_size}}],
-        "containers": [{"name": RUNTIME_JOB, "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]}],  # nosec B108
+        "containers": [{"name": RUNTIME_JOB, "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]}],
     }
     if gpus:
         trainer["resourcesPerNode"] = {"limits": {c.accelerator: str(gpus)}, "requests": {c.accelerator: str(gpus)}}

@@ -103,7 +103,8 @@ def trainjob_object(
         "trainer": trainer,
     }
     # DataLoader workers pass batches through /dev/shm, 64 MiB in a container unless a memory volume backs it.
-    shm_path = "/dev/shm"  # nosec B108 - a mount point for a memory volume, not a temp file
+    # The pod's shared-memory mount point for data-loader workers, not a temporary file path.
+    shm_path = "/dev/shm"  # nosec B108
     pod: dict[str, Any] = {
         "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": c.shm_size}}],
         "containers": [{"name": RUNTIME_JOB, "volumeMounts": [{"name": SHM_VOLUME, "mountPath": shm_path}]}],

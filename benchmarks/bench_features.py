@@ -1,7 +1,7 @@
 """CLIP feature extraction: decoding on DataLoader workers and bfloat16 encoding, each on vs off.
 
-Mirrors the feature cache's encoding loop (:func:`synk8s.stages.feature_workers.preprocessed_batches`
-feeding :func:`synk8s.stages.feature_cache.encode_batch`) over drawn PNG images streamed from
+Mirrors the feature cache's encoding loop (:func:`synk8s.stages.zeroshot.feature_workers.preprocessed_batches`
+feeding :func:`synk8s.stages.zeroshot.feature_cache.encode_batch`) over drawn PNG images streamed from
 WebDataset tars (checked against their SHA-256 as they stream, as the stage does). Settings take
 turns within each of ``--repeats`` rounds and the fastest round of each counts; a worker setting's
 time includes starting its workers, as each stage call does. The line also gives the two halves
@@ -24,12 +24,12 @@ import tempfile
 import time
 
 import torch
+from timing import environment  # benchmarks/timing.py, beside this script
 
 from synk8s.datasets.drawn_images import write_drawn_images
 from synk8s.shards import iter_samples
-from synk8s.stages.feature_cache import encode_batch
-from synk8s.stages.feature_workers import preprocessed_batches
-from timing import environment  # benchmarks/timing.py, beside this script
+from synk8s.stages.zeroshot.feature_cache import encode_batch
+from synk8s.stages.zeroshot.feature_workers import preprocessed_batches
 
 
 def _clip(name: str, seed: int):

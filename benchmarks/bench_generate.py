@@ -3,7 +3,7 @@
 Default mode (``--synthetic-data``): the generate stage's own code (``_samples``: render in batches,
 then PNG-encode every image and its JSON) on the ``tiny-sd`` generator (random weights, 32 px,
 2 DDIM steps, guidance 3.0) on CPU. One pipeline per setting, switched with the stage's
-:func:`~synk8s.stages.generate_speed.apply_switches`; the settings take turns within each of
+:func:`~synk8s.stages.synth.generate_speed.apply_switches`; the settings take turns within each of
 ``--repeats`` rounds (so a burst of other load hits them alike) and the fastest round of each
 counts. The result line gives each switch's images/s ratio on vs off (above 1: the switch helps)
 and whether it left the tar bytes identical, the batch-size rates, the batch autotune's pick, and
@@ -31,11 +31,11 @@ import resource
 import time
 
 import torch
+from timing import environment  # benchmarks/timing.py, beside this script
 
 from synk8s import config, shards
-from synk8s.stages.generate import _samples, sampler_settings, work_items
-from synk8s.stages.generate_speed import apply_switches, autotune_batch
-from timing import environment  # benchmarks/timing.py, beside this script
+from synk8s.stages.synth.generate import _samples, sampler_settings, work_items
+from synk8s.stages.synth.generate_speed import apply_switches, autotune_batch
 
 BASE = ["dataset.name=cifar10", "generate.writer_threads=0", "generate.batch_size=16"]
 # switch name -> overrides that turn it on (off is BASE: today's behaviour)
@@ -149,8 +149,8 @@ def bench_switches(args: argparse.Namespace) -> dict:
 def bench_few_step(args: argparse.Namespace) -> dict:
     """Images/s and CF keep rate of tiny-sd at 1, 2 and 4 steps without guidance, and at its default."""
     from synk8s.models import load_clip
-    from synk8s.stages.feature_cache import encode_images
-    from synk8s.stages.filter import class_probabilities, confidences, resolve_threshold
+    from synk8s.stages.zeroshot.feature_cache import encode_images
+    from synk8s.stages.zeroshot.filter import class_probabilities, confidences, resolve_threshold
     from synk8s.zeroshot import text_head
 
     clip = load_clip("tiny-clip", seed=args.seed)

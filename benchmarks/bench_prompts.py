@@ -1,10 +1,10 @@
 """LE prompts: one class per T5 ``generate`` call vs many classes per call.
 
 The prompts stage samples ``classes x ceil(sentences_per_class x oversample)`` sentences. Each
-sentence depends only on its own seed (:mod:`synk8s.stages.le_sampling`), so the rows per call
+sentence depends only on its own seed (:mod:`synk8s.stages.synth.le_sampling`), so the rows per call
 change the speed and nothing else: this runs the same label space once with one class's round per
 call (``batch_rows`` = the round's rows, what a per-class loop does) and once with the stage's
-default (:data:`synk8s.stages.prompts.LE_BATCH` rows per call), alternating, checks that both wrote
+default (:data:`synk8s.stages.synth.prompts.LE_BATCH` rows per call), alternating, checks that both wrote
 the same prompts, and prints the ratio of the fastest runs. Prints one JSON line.
 
     python benchmarks/bench_prompts.py --synthetic-data                       # tiny T5, CIFAR-100 names, CPU
@@ -18,10 +18,11 @@ import json
 import math
 import time
 
-from synk8s import config, labelspace
-from synk8s.models import load_le
-from synk8s.stages import prompts
 from timing import environment  # benchmarks/timing.py, beside this script
+
+from synk8s import labelspace, resolve
+from synk8s.models import load_le
+from synk8s.stages.synth import prompts
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     overrides = [f"pretrain.label_space={args.label_space}", "pretrain.classes=null", f"models.le={args.le}"]
     if args.cache:
         overrides.append(f"models.cache={args.cache}")
-    cfg = config.load(args.profile, overrides)
+    cfg = resolve.resolve(args.profile, overrides)
     classes = list(labelspace.class_names(cfg))
     model, tokenizer = load_le(cfg.models.le, device=args.device, cache=cfg.models.cache, seed=cfg.seed)
     per_class = math.ceil(cfg.prompts.sentences_per_class * cfg.prompts.oversample)

@@ -4,11 +4,13 @@ Each subcommand prints one JSON line whose ratios compare sizes measured in the 
 
 * ``compile``: every pipeline compiled with ``generate.num_shards`` 10, 100 and 1000 (the config
   allows at most 1024): seconds and spec bytes, the spec's growth per 10x shards (1.0: constant),
-  and the bytes that grow at run time instead (the shard list the ParallelFor iterates, the fan-in).
+  and the bytes that grow at run time instead (the shard list the ParallelFor iterates, with the
+  paper config and a config twice its size, against etcd's 1.5 MiB; the fan-in).
 * ``collect``: the generate stage's collect step over N tiny real shards (the tiny profile's painter,
   one image per shard) for N = 100 and 1000: seconds per shard at 10x the shards.
-* ``store``: tiny objects put through :mod:`synk8s.storage` into a local S3 server (moto), then one
-  listing of the prefix and 1000 reads, at 10k and 100k objects (``--counts``): cost per object.
+* ``store``: tiny objects put through :mod:`synk8s.storage` into a local S3 server (moto's
+  standalone server, in a process of its own), then one listing of the prefix and 1000 reads, at
+  10k and 100k objects (``--counts``): cost per object and its ratio at 10x the objects.
 * ``loader``: the pre-training shard stream (:class:`synk8s.stream.ShardStream`) over the same drawn
   images split into 10 and 100 tars, with 0 and 2 DataLoader workers: images/s.
 
@@ -21,12 +23,16 @@ Each subcommand prints one JSON line whose ratios compare sizes measured in the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import math
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from timing import environment  # benchmarks/timing.py, beside this script
@@ -34,6 +40,9 @@ from timing import environment  # benchmarks/timing.py, beside this script
 from synk8s import config, storage
 
 PIPELINE_NAMES = ("zeroshot", "fewshot", "fewshot_sweep", "pretrain")
+ETCD_OBJECT_BYTES = 1_572_864  # 1.5 MiB: etcd's default request limit, which caps an Argo Workflow object
+# 200 GPU node labels: the paper config more than doubles (3.7 KB -> 8.5 KB) while the shard items stay as they are
+GROWN_CONFIG = ("cluster.gpu_node_selector={" + ", ".join(f"label-{i:03d}: value-{i:03d}" for i in range(200)) + "}",)
 
 
 def _ratio(large: float, small: float) -> float:
@@ -62,23 +71,33 @@ def bench_compile(args: argparse.Namespace) -> dict:
                 "bytes": {str(c): r["bytes"] for c, r in rows.items()},
                 "bytes_ratio_per_10x_shards": round(per_10x, 4),
             }
-    return {"benchmark": "scale_compile", "shards": counts, "pipelines": found, "runtime_bytes": _runtime_bytes(counts)}
+        runtime = _runtime_bytes(counts, f"{folder}/store")
+    return {"benchmark": "scale_compile", "shards": counts, "pipelines": found, "runtime_bytes": runtime}
 
 
-def _runtime_bytes(counts: list[int]) -> dict[str, dict[str, int]]:
-    """What grows at run time instead: the generate shard list (every item carries the config) and
-    the fan-in of the shard tasks' outputs (one folder URI each) that ``dsl.Collected`` hands to collect."""
+def _runtime_bytes(counts: list[int], root: str) -> dict:
+    """What grows at run time instead: the generate shard list (one item per shard, each carrying the
+    digest of the config its shard list stored under ``root``), with the paper config and with one
+    grown by :data:`GROWN_CONFIG`, and the fan-in of the shard tasks' outputs (one folder URI each)
+    that ``dsl.Collected`` hands to collect. Against etcd's 1.5 MiB cap on an Argo Workflow object."""
     from synk8s.components.run_stage import shard_items
+
     from synk8s.stages.table import TABLE
 
-    found: dict[str, dict[str, int]] = {"shard_list": {}, "collected": {}}
-    for count in counts:
-        cfg = config.load("paper", [f"generate.num_shards={count}", "store.root=s3://synk8s/store"])
-        run, images = TABLE.run_dir(cfg), TABLE.stage_dir(TABLE.run_dir(cfg), "generate", cfg)
-        prompts = TABLE.stage_dir(run, "prompts", cfg)
-        items = shard_items("generate", cfg.model_dump_json(), run, prompts=prompts)
-        found["shard_list"][str(count)] = len(json.dumps(items))
-        found["collected"][str(count)] = len(json.dumps([images] * count))
+    found: dict = {"store_root_chars": len(root), "config_bytes": {}, "shard_list": {}, "item_max": {}, "collected": {}}
+    for grown in (False, True):
+        name = "grown" if grown else "paper"
+        for count in counts:
+            cfg = config.load("paper", [f"generate.num_shards={count}", f"store.root={root}", *(GROWN_CONFIG * grown)])
+            run = TABLE.run_dir(cfg)
+            items = shard_items("generate", cfg.model_dump_json(), run, prompts=TABLE.stage_dir(run, "prompts", cfg))
+            found["config_bytes"][name] = len(cfg.model_dump_json())
+            found["shard_list"].setdefault(name, {})[str(count)] = len(json.dumps(items))
+            found["item_max"].setdefault(name, {})[str(count)] = max(len(json.dumps(item)) for item in items)
+            if not grown:
+                found["collected"][str(count)] = len(json.dumps([TABLE.stage_dir(run, "generate", cfg)] * count))
+    largest = max(found["shard_list"]["grown"].values())
+    found["largest_shard_list_over_etcd_limit"] = round(largest / ETCD_OBJECT_BYTES, 4)
     return found
 
 
@@ -125,38 +144,60 @@ def _put_many(prefix: str, count: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def bench_store(args: argparse.Namespace) -> dict:
-    """Put, list and read tiny objects on a local S3 server; cost per object at each count."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(
-        SYNK8S_S3_ENDPOINT=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret"
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    """Moto's S3 server in a process of its own (as MinIO runs apart from its clients); yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    storage.clear_cache()
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"moto did not listen on 127.0.0.1:{port} within 20 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _store_row(prefix: str, count: int, args: argparse.Namespace) -> dict:
+    """Put ``count`` objects under ``prefix``, list it once and read ``args.reads`` of them spread over it."""
+    put = _put_many(prefix, count, args.threads)
+    start = time.perf_counter()
+    listed = storage.list(prefix)
+    list_s = time.perf_counter() - start
+    if len(listed) != count:
+        raise RuntimeError(f"listed {len(listed)} objects under {prefix}, put {count}")
+    step = max(1, count // args.reads)
+    start = time.perf_counter()
+    for i in range(0, step * args.reads, step):
+        storage.get_bytes(f"{prefix}/{i:07d}.json")
+    read_s = time.perf_counter() - start
+    return {"put_s": round(put, 2), "list_s": round(list_s, 3), "read_s": round(read_s, 3)}
+
+
+def bench_store(args: argparse.Namespace) -> dict:
+    """Put, list and read tiny objects on a local S3 server through :mod:`synk8s.storage`; cost per object.
+
+    ``storage.list`` pages through the prefix's names and reads each object's recorded SHA-256 with
+    a HEAD request (8 at once), as every listing in synk8s does; a read is one verified GET.
+    """
     counts = [int(c) for c in args.counts.split(",")]
     rows = {}
-    try:
+    with _moto_server() as url:
+        os.environ.update(SYNK8S_S3_ENDPOINT=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret")
+        storage.clear_cache()
         storage.ensure_bucket("s3://bench-scale")
         for count in counts:
-            prefix = f"s3://bench-scale/n{count}"
-            put = _put_many(prefix, count, args.threads)
-            start = time.perf_counter()
-            listed = storage.list(prefix)
-            list_s = time.perf_counter() - start
-            step = max(1, count // args.reads)
-            start = time.perf_counter()
-            for i in range(0, step * args.reads, step):
-                storage.get_bytes(f"{prefix}/{i:07d}.json")
-            read_s = time.perf_counter() - start
-            if len(listed) != count:
-                raise RuntimeError(f"listed {len(listed)} objects under {prefix}, put {count}")
-            rows[count] = {"put_s": round(put, 2), "list_s": round(list_s, 3), "read_s": round(read_s, 3)}
-    finally:
-        server.stop()
+            rows[count] = _store_row(f"s3://bench-scale/n{count}", count, args)
     small, large = counts[0], counts[-1]
 
     def per_object(key: str, count: int) -> float:
@@ -164,10 +205,13 @@ def bench_store(args: argparse.Namespace) -> dict:
 
     return {
         "benchmark": "scale_store",
-        "server": "moto ThreadedMotoServer (in-memory)",
+        "server": "moto standalone server, own process (in-memory)",
         "put_threads": args.threads,
         "reads": args.reads,
         "objects": {str(c): r for c, r in rows.items()},
+        "ms_per_object": {
+            key: {str(c): round(1000 * per_object(key, c), 3) for c in counts} for key in ("put_s", "list_s", "read_s")
+        },
         "per_object_ratio": {
             key: _ratio(per_object(key, large), per_object(key, small)) for key in ("put_s", "list_s", "read_s")
         },

@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import torch
 from PIL import Image
+from timing import best_of, environment  # benchmarks/timing.py, beside this script
 
 from synk8s import optim
 from synk8s.models import load_clip
 from synk8s.seeds import derive_seed
-from synk8s.stages.feature_cache import encode_images
-from timing import best_of, environment  # benchmarks/timing.py, beside this script
+from synk8s.stages.zeroshot.feature_cache import encode_images
 
 
 def synthetic_images(count: int, classes: int, size: int, seed: int) -> tuple[list[Image.Image], torch.Tensor]:

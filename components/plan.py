@@ -1,6 +1,6 @@
 """The ``plan`` component: pipeline parameters -> the run's config and its run folder.
 
-Each pipeline has its own typed parameters (see :mod:`synk8s.components.params`), and KFP reads a
+Each pipeline has its own typed parameters (see :data:`synk8s.flags.PARAMETERS`), and KFP reads a
 component's inputs from its function's signature, so the ``plan`` function is rendered for the
 pipeline's parameter names, in the manner of the stage components (:mod:`synk8s.components.stages`);
 its body calls :func:`plan_run`::
@@ -22,6 +22,8 @@ PLAN_RETURNS = 'NamedTuple("PlanOutputs", [("config_json", str), ("run_dir", str
 def plan_run(*, profile: str, overrides: str, store_root: str | None = None, **named: Any) -> Any:
     """Resolve the pipeline parameters into the run's config (JSON) and its run folder URI.
 
+    The parameters may have been edited in the Kubeflow UI, so they are checked here, at the edge
+    (:func:`synk8s.resolve.config_from_arguments`); the tasks after ``plan`` trust its ``config_json``.
     In a pod a local ``store_root`` (the profile default) becomes ``$SYNK8S_STORE_ROOT`` from the
     ConfigMap; without it the task fails with a one-line error asking for ``store_root=s3://...``.
 
@@ -30,7 +32,9 @@ def plan_run(*, profile: str, overrides: str, store_root: str | None = None, **n
     """
     from collections import namedtuple
 
-    from synk8s.components.params import config_from_arguments, pod_store_root
+    from synk8s.components.params import pod_store_root
+
+    from synk8s.resolve import config_from_arguments
     from synk8s.stages.table import run_dir as table_run_dir
 
     if store_root is not None:
@@ -42,7 +46,7 @@ def plan_run(*, profile: str, overrides: str, store_root: str | None = None, **n
 
 def plan_source(names: Sequence[str]) -> str:
     """The source of the ``plan`` function of a pipeline whose typed parameters are ``names``."""
-    from synk8s.components.params import PARAMETERS
+    from synk8s.flags import PARAMETERS
 
     params = ["profile: str", *(f"{name}: {PARAMETERS[name].type.__name__}" for name in names), "overrides: str"]
     arguments = ["profile=profile", "overrides=overrides", *(f"{name}={name}" for name in names)]

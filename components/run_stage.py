@@ -1,12 +1,21 @@
-"""The bodies the generated stage components share: run a table stage into its folder and report it."""
+"""The bodies the generated stage components share: run a table stage into its folder and report it.
+
+Their ``config_json`` is the ``plan`` task's output, a config resolved and checked there
+(:func:`synk8s.resolve.config_from_arguments`); they read it back without looking its names up again
+(:func:`synk8s.resolve.read_resolved`), and refuse a ``run_dir`` outside its ``store.root``.
+"""
 
 from typing import Any
 
 
-def _config(config_json: str) -> Any:
-    from synk8s.config import ExperimentConfig
+def _config(config_json: str, run_dir: str) -> Any:
+    """The run's config, once ``run_dir`` is known to be a run folder of its ``store.root``."""
+    from synk8s.resolve import read_resolved
+    from synk8s.runs import check_run_dir
 
-    return ExperimentConfig.model_validate_json(config_json)
+    cfg = read_resolved(config_json)
+    check_run_dir(cfg.store.root, run_dir)
+    return cfg
 
 
 def run_stage(
@@ -28,7 +37,7 @@ def run_stage(
         run_dir: the run folder URI.
         metrics: a ``dsl.Metrics`` output; gets the numbers of the stage's result.
         markdown: a ``dsl.Markdown`` output, for a stage that declares a Markdown report; its
-            images are the stage's attachments (see :func:`synk8s.report.report_markdown`).
+            images are the stage's attachments (see :func:`synk8s.reports.zeroshot.report_markdown`).
         folder: a ``dsl.Dataset`` or ``dsl.Model`` output for a row with ``artifact``: gets the
             folder's listing (see :func:`synk8s.components.artifacts.describe_folder`).
         attachments: file name -> ``dsl.Artifact`` output, for a row's ``attachments``.
@@ -38,15 +47,19 @@ def run_stage(
 
     Returns:
         The stage's output folder URI, or its ``finish`` hook's URI (the run report).
+
+    Raises:
+        UsageError: ``run_dir`` is not a run folder of the config's ``store.root``.
     """
     from synk8s.components.artifacts import attach, describe_folder
     from synk8s.components.metrics import log_result
-    from synk8s.report import report_markdown
+
+    from synk8s.reports.zeroshot import report_markdown
     from synk8s.stages.table import TABLE
 
     spec = TABLE.get(stage)
     options = {"shard": int(arguments.pop("shard"))} if "shard" in arguments else {}  # a float under kfp.local
-    done = TABLE.execute(stage, _config(config_json), run_dir, inputs=arguments, **options)
+    done = TABLE.execute(stage, _config(config_json, run_dir), run_dir, inputs=arguments, **options)
     log_result(metrics, done.result)
     if markdown is not None:
         with open(markdown.path, "w", encoding="utf-8") as handle:
@@ -64,14 +77,37 @@ def run_stage(
 def shard_items(stage: str, config_json: str, run_dir: str, **inputs: str) -> list:
     """The items of a sharded stage's ParallelFor: one per shard, ``[0, count)``.
 
-    Each item carries everything its shard task reads (shard index, config, run folder, input
-    folders) rather than the task reading upstream outputs itself: kfp.local (2.17) hands a task
-    inside a ParallelFor the loop item in place of every upstream task output it consumes.
+    The config is stored once in the run folder (:func:`synk8s.runs.put_config`) and each item
+    carries its SHA-256, so an item is a few hundred bytes however large the config (KFP hands each
+    shard task its item through the Argo Workflow object, which etcd caps at about 1.5 MiB). Each
+    item also carries the run folder and input folders rather than the shard task reading upstream
+    outputs itself: kfp.local (2.17) hands a task inside a ParallelFor the loop item in place of
+    every upstream task output it consumes.
     """
+    from synk8s.runs import put_config
     from synk8s.stages.table import TABLE
 
-    count = TABLE.get(stage).shards.count(_config(config_json))
-    return [{"shard": shard, "config_json": config_json, "run_dir": run_dir, **inputs} for shard in range(count)]
+    count = TABLE.get(stage).shards.count(_config(config_json, run_dir))
+    shared = {"config_sha256": put_config(run_dir, config_json), "run_dir": run_dir, **inputs}
+    return [{"shard": shard, **shared} for shard in range(count)]
+
+
+def run_shard(stage: str, config_sha256: str, run_dir: str, metrics: Any, **arguments: Any) -> str:
+    """Run one shard of a sharded stage: :func:`run_stage` with the config the shard list stored.
+
+    Args:
+        config_sha256: the SHA-256 of the resolved config :func:`shard_items` stored in the run
+            folder (:func:`synk8s.runs.put_config`); the config is read and checked against it
+            before the shard runs.
+        stage, run_dir, metrics, **arguments: as for :func:`run_stage` (``shard`` among the arguments).
+
+    Raises:
+        MissingDataError: the stored config is gone.
+        IntegrityError: the stored config differs from its SHA-256.
+    """
+    from synk8s.runs import read_config
+
+    return run_stage(stage, read_config(run_dir, config_sha256), run_dir, metrics, **arguments)
 
 
 def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, metrics: Any, folder: Any = None) -> str:
@@ -83,12 +119,14 @@ def collect_shards(stage: str, config_json: str, run_dir: str, shards: list, met
 
     Raises:
         MissingDataError: fewer or more shard tasks ran than the config's shard count.
+        UsageError: ``run_dir`` is not a run folder of the config's ``store.root``.
     """
     from synk8s.components.metrics import log_result
+
     from synk8s.errors import MissingDataError
     from synk8s.stages.table import TABLE
 
-    cfg = _config(config_json)
+    cfg = _config(config_json, run_dir)
     expected = TABLE.get(stage).shards.count(cfg)
     if len(shards) != expected:
         raise MissingDataError(f"got {len(shards)} finished {stage} shards, expected {expected}")

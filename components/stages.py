@@ -12,8 +12,12 @@ a stage with a Markdown report, a ``Markdown`` output. The body calls the shared
 
         return run_stage("filter", config_json, run_dir, metrics, images=images)
 
-A sharded row also gets ``<name>_shards`` (the ParallelFor items) and its collect component. Each
-rendered source is written to a real module file, ``<name>_<sha256 prefix>.py`` in a private
+A sharded row's component takes ``config_sha256`` in place of ``config_json`` and calls
+:func:`~synk8s.components.run_stage.run_shard`: its ``<name>_shards`` component stores the config
+once in the run folder, and the ParallelFor items carry only its digest. The row also gets its
+collect component.
+
+Each rendered source is written to a real module file, ``<name>_<sha256 prefix>.py`` in a private
 folder of the process (removed when it exits), and imported from there, so ``inspect.getsource``
 (and so KFP) and tracebacks read the function from its file. The module top imports only the
 standard library and kfp; a pipeline compiles without torch::
@@ -37,7 +41,7 @@ from kfp import dsl
 
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig
-    from synk8s.stages.spec import StageSpec
+    from synk8s.stagetable.spec import StageSpec
 
 _METRICS = "metrics: dsl.Output[dsl.Metrics]"
 _REPORT = "report: dsl.Output[dsl.Markdown]"
@@ -101,8 +105,9 @@ def _attachment_param(name: str) -> str:
 def stage_source(spec: StageSpec, cfg: ExperimentConfig) -> str:
     """The adapter source of a stage's component: one folder parameter per input ``cfg`` reads."""
     inputs = spec.active_inputs(cfg)
-    params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in inputs)]
-    arguments = [f'"{spec.name}"', "config_json", "run_dir", "metrics"]
+    config = "config_sha256" if spec.shards else "config_json"  # a shard reads the config the shard list stored
+    params = [f"{config}: str", "run_dir: str", *(f"{name}: str" for name in inputs)]
+    arguments = [f'"{spec.name}"', config, "run_dir", "metrics"]
     if spec.markdown:
         arguments.append("markdown=report")
     arguments += [f"{name}={name}" for name in inputs]
@@ -113,14 +118,15 @@ def stage_source(spec: StageSpec, cfg: ExperimentConfig) -> str:
     if spec.markdown:
         params.append(_REPORT)
     ui_params, ui_arguments = _ui_outputs(spec, folder=not spec.shards)
-    return _function(spec.name, params + ui_params, "str", spec.help, "run_stage", arguments + ui_arguments)
+    helper = "run_shard" if spec.shards else "run_stage"
+    return _function(spec.name, params + ui_params, "str", spec.help, helper, arguments + ui_arguments)
 
 
 def shard_list_source(spec: StageSpec) -> str:
     """The source of a sharded stage's ``<name>_shards`` component (one ParallelFor item per shard)."""
     params = ["config_json: str", "run_dir: str", *(f"{name}: str" for name in spec.inputs)]
     arguments = [f'"{spec.name}"', "config_json", "run_dir", *(f"{name}={name}" for name in spec.inputs)]
-    doc = f"The items of the {spec.name} ParallelFor: one per shard, each with what its task reads."
+    doc = f"The items of the {spec.name} ParallelFor: one per shard, each with the digest of the stored config."
     return _function(f"{spec.name}_shards", params, "list[dict]", doc, "shard_items", arguments)
 
 
@@ -177,6 +183,7 @@ def make_components(cfg: "ExperimentConfig") -> Components:
     installs nothing when it starts.
     """
     from synk8s.components.params import BASE_PARAMETERS
+
     from synk8s.stages.table import TABLE
 
     stages, shard_lists, collects = {}, {}, {}

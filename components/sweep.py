@@ -8,16 +8,18 @@ functions, made into components by :mod:`synk8s.pipelines.fewshot`; their bodies
 
 def shots_config(config_json: str, shots: int) -> str:
     """The run's config (JSON) with ``fewshot.shots_per_class`` set to ``shots``."""
-    from synk8s.config import ExperimentConfig
+    from synk8s.resolve import read_resolved
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
+    cfg = read_resolved(config_json)
     fewshot = cfg.fewshot.model_copy(update={"shots_per_class": int(shots)})
     return cfg.model_copy(update={"fewshot": fewshot}).model_dump_json()
 
 
 def sweep_report(config_json: str, run_dir: str) -> str:
     """Gather every shot count's few-shot report of the run into ``sweep.json``; returns its URI."""
-    from synk8s.config import ExperimentConfig
-    from synk8s.stages.fewshot_evaluate import write_sweep
+    from synk8s.resolve import read_resolved
+    from synk8s.runs import check_run_dir
+    from synk8s.stages.fewshot.sweep import write_sweep
 
-    return write_sweep(ExperimentConfig.model_validate_json(config_json), run_dir)
+    cfg = read_resolved(config_json)
+    return write_sweep(cfg, check_run_dir(cfg.store.root, run_dir))

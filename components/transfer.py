@@ -3,7 +3,7 @@
 ``variant`` turns the run's config into one with a few fields set (the transfer from random weights
 is the same stage with ``pretrain.finetune.init=scratch`` or ``detect.init=scratch``); the stage's
 folder digest then tells the two runs apart. ``transfer_report`` writes the run's ``report.json``
-(:mod:`synk8s.transfer_report`) and returns its URI, the pipeline's output. Both run in the CPU image.
+(:mod:`synk8s.reports.transfer`) and returns its URI, the pipeline's output. Both run in the CPU image.
 """
 
 from dataclasses import dataclass
@@ -19,18 +19,21 @@ def variant(config_json: str, overrides: str) -> str:
     """The run's config with ``overrides`` (a JSON list of ``key.path=value``) applied, as JSON."""
     import json
 
-    from synk8s.config import ExperimentConfig, with_overrides
+    from synk8s.config import with_overrides
+    from synk8s.resolve import read_resolved
 
-    cfg = with_overrides(ExperimentConfig.model_validate_json(config_json), json.loads(overrides))
+    cfg = with_overrides(read_resolved(config_json), json.loads(overrides))  # set by the pipeline (init=scratch)
     return cfg.model_dump_json()
 
 
 def transfer_report(config_json: str, run_dir: str, transfer: str, pretrain: str, pretrained: str, scratch: str) -> str:
     """Write the pre-training run's report (its transfer from the trunk beside the one from scratch); its URI."""
-    from synk8s.config import ExperimentConfig
-    from synk8s.transfer_report import write_transfer_report
+    from synk8s.reports.transfer import write_transfer_report
+    from synk8s.resolve import read_resolved
+    from synk8s.runs import check_run_dir
 
-    cfg = ExperimentConfig.model_validate_json(config_json)
+    cfg = read_resolved(config_json)
+    check_run_dir(cfg.store.root, run_dir)
     return write_transfer_report(
         cfg, run_dir, transfer=transfer, pretrain=pretrain, pretrained=pretrained, scratch=scratch
     )

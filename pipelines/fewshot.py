@@ -32,14 +32,15 @@ pipeline (:mod:`synk8s.pipelines.wiring`).
 from typing import Any
 
 from kfp import dsl
-
 from synk8s.components.sweep import shots_config, sweep_report
-from synk8s.config import ExperimentConfig
 from synk8s.pipelines.wiring import Wiring, planned_pipeline
+
+from synk8s.config import ExperimentConfig
+from synk8s.stages.table import TABLE
 
 PIPELINE_NAME = "synk8s-fewshot"
 SWEEP_PIPELINE_NAME = "synk8s-fewshot-sweep"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the strategy is fixed at compile time
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS); the strategy is fixed at compile time
 PARAMETERS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
     "shots", "fewshot_schedule", "fewshot_epochs",
@@ -47,23 +48,15 @@ PARAMETERS = (
 #: a sweep's: the shot counts are its branches, fixed at compile time (fewshot.shots)
 SWEEP_PARAMETERS = tuple(name for name in PARAMETERS if name != "shots")
 
-# Per strategy: the stages that do not depend on M, then those of one M, in pipeline order.
-STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "B": (
-        ("prompts", "generate", "filter", "test_features", "features"),
-        ("split", "fewshot_tune", "fewshot_evaluate"),
-    ),
-    "RF": (
-        ("prompts", "generate", "filter", "test_features", "features"),
-        ("split", "realfilter", "fewshot_tune", "fewshot_evaluate"),
-    ),
-    "RG": (
-        ("prompts", "test_features"),
-        ("split", "guided", "filter_guided", "features_guided", "fewshot_tune", "fewshot_evaluate"),
-    ),
-}
-# The features stages run after the filter over the same images: it has filled the feature cache.
-AFTER = {"features": ("filter",), "features_guided": ("filter_guided",)}
+SHOTS = "fewshot.shots_per_class"  # the stages whose folders depend on it run once per M
+
+
+def stages_of(cfg: ExperimentConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The stages ``fewshot_evaluate`` needs under ``cfg``'s strategy, in table order: those that do not
+    depend on M (run once), then those of one M (a branch each in a sweep)."""
+    stages = TABLE.closure(("fewshot_evaluate",), cfg)
+    per_shot = tuple(name for name in stages if SHOTS in TABLE.fields(name, cfg))
+    return tuple(name for name in stages if name not in per_shot), per_shot
 
 
 def with_shots(cfg: ExperimentConfig, shots: int) -> ExperimentConfig:
@@ -94,7 +87,7 @@ def build_pipeline(
         A ``@dsl.pipeline`` function whose output is the URI of the run's ``report.json`` (a sweep:
         of its ``sweep.json``).
     """
-    shared, per_shot = STAGES[cfg.fewshot.strategy]
+    shared, per_shot = stages_of(cfg)
     shot_counts = tuple(cfg.fewshot.shots) if sweep else (cfg.fewshot.shots_per_class,)
     light = {"base_image": cfg.cluster.cpu_image, "install_kfp_package": False}
     shots_component = dsl.component(shots_config, **light)
@@ -112,7 +105,7 @@ def build_pipeline(
     )
     def fewshot(wire: Wiring) -> Any:
         for stage in shared:
-            wire.add(stage, after=AFTER.get(stage, ()))
+            wire.add(stage)
         evaluations = []
         for shots in shot_counts:
             branch = wire
@@ -122,7 +115,7 @@ def build_pipeline(
                 )
                 branch = wire.branch(with_shots(cfg, shots), task.output, f"M={shots}")
             for stage in per_shot:
-                branch.add(stage, after=AFTER.get(stage, ()))
+                branch.add(stage)
             evaluations.append(branch.tasks["fewshot_evaluate"])
         if not sweep:
             return evaluations[0].outputs["Output"]  # the run report's URI

@@ -9,7 +9,7 @@ CIFAR-100 (Table 8, the ``finetune`` stage with ``pretrain.finetune.init`` pretr
 scratch). The training tasks (pretrain, finetune, detect) only launch: on a cluster each creates a
 Kubeflow Trainer TrainJob and follows it (:mod:`synk8s.launch`); under kfp.local they train in the
 task's process, or under torchrun with ``pretrain.nproc`` > 1. The pipeline's output is the URI of
-the run's ``report.json`` (:mod:`synk8s.transfer_report`).
+the run's ``report.json`` (:mod:`synk8s.reports.transfer`).
 
     synk8s compile pretrain --profile paper -o pretrain.yaml
     synk8s submit pretrain --label-space cifar100 --method moco --transfer cifar100 --local --profile tiny
@@ -17,13 +17,14 @@ the run's ``report.json`` (:mod:`synk8s.transfer_report`).
 
 from typing import Any
 
+from synk8s.pipelines.wiring import Wiring, planned_pipeline
+
 from synk8s import config
 from synk8s.config import ExperimentConfig
 from synk8s.labelspace import SOURCE_DATASETS
-from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
 PIPELINE_NAME = "synk8s-pretrain"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS); the label space sets dataset.name,
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS); the label space sets dataset.name,
 #: and the transfer is fixed at compile time
 PARAMETERS = (
     "label_space", "method", "pretrain_images", "pretrain_epochs", "num_shards", "generator", "seed", "store_root",
@@ -71,8 +72,7 @@ def build_pipeline(
         threads=threads,
     )
     def pretrain(wire: Wiring) -> Any:
-        for name in ("prompts", "generate", "pretrain"):
-            wire.add(name)
+        wire.add_through("pretrain")
         sides = {
             side: wire.add(stage, overrides=(f"{init_field}={side}",), label=f"{stage}_{side}").outputs["Output"]
             for side in ("pretrained", "scratch")

@@ -12,7 +12,7 @@ sharded one by its collect step), and the tasks that write a report from the sta
 
 1. the config tasks are called (plan, config variants, a sweep's shot counts), so every stage gets
    the config its task would get;
-2. every stage is checked with the test its resume uses (:meth:`synk8s.stages.table.StageTable.complete`:
+2. every stage is checked with the test its resume uses (:meth:`synk8s.stagetable.StageTable.complete`:
    stage digest, recorded output hashes, readers); the first one that is not complete ends the
    replay with None, before anything is written;
 3. only then the stages hand on what their tasks would (the ``finish`` hook's URI, e.g. the run
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synk8s.config import ExperimentConfig
+from synk8s.resolve import read_resolved
 from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _walk(
     outputs: dict[tuple[str | None, str], Any] = {(None, name): value for name, value in arguments.items()}
     for step in recording.steps:
         if step.stage is not None:
-            cfg = ExperimentConfig.model_validate_json(_value(step.arguments["config_json"], outputs))
+            cfg = read_resolved(_value(step.arguments["config_json"], outputs))
             result: Any = on_stage(step.stage, cfg, _value(step.arguments["run_dir"], outputs))
         elif step.store and not store:
             continue

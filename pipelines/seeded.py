@@ -3,7 +3,7 @@
     uri = run_local_seeds("zeroshot", cfg, "0,1,2")   # what ``synk8s submit ... --seeds 0,1,2 --local`` does
 
 Each seed is a whole run (``seed=<s>`` on the config, so its own run folder); the aggregate
-(:func:`synk8s.results.write_aggregate`) lands in ``<store>/results/`` and gives every number as
+(:func:`synk8s.reports.results.write_aggregate`) lands in ``<store>/results/`` and gives every number as
 the seed count, mean and standard deviation.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from synk8s import config, results
+from synk8s import config
+from synk8s.reports import results
 
 if TYPE_CHECKING:
     from synk8s.config import ExperimentConfig

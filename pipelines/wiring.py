@@ -28,17 +28,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import dsl, kubernetes
-
-from synk8s.components.params import PARAMETERS, STORE_ROOT_ENV, pipeline_arguments
+from synk8s.components.params import pipeline_arguments
 from synk8s.components.stages import make_components, make_plan
 from synk8s.components.transfer import make_transfer_components
+from synk8s.pipelines.replay import Recording, Step
+
 from synk8s.config import ExperimentConfig
 from synk8s.errors import UsageError
-from synk8s.pipelines.replay import Recording, Step
-from synk8s.stages.spec import Resources
+from synk8s.flags import PARAMETERS, STORE_ROOT_ENV
 from synk8s.stages.table import TABLE
+from synk8s.stagetable.spec import Resources
 
-# plan and a shard list only turn parameters into small strings.
+# plan and a shard list only turn parameters into small strings (the shard list also stores the config once).
 LIGHT = Resources("250m", "1", "512Mi", "1Gi")
 SHM_VOLUME = "dshm"  # the emptyDir mounted at /dev/shm (see Wiring.configure)
 
@@ -120,7 +121,7 @@ class Wiring:
         stays its own.
 
         Args:
-            cfg: the variant's compile-time config (it picks the branch's :class:`~synk8s.stages.spec.Choice` inputs).
+            cfg: the variant's compile-time config (it picks the branch's :class:`~synk8s.stagetable.spec.Choice` inputs).
             config_json: the variant's resolved config at run time.
             label: appended to the display names of the branch's tasks, e.g. ``M=4``.
         """
@@ -205,7 +206,7 @@ class Wiring:
 
         Args:
             name: a stage of the table.
-            after: stages (or labels) it must also wait for without reading them (e.g. to reuse a cache they fill).
+            after: stages (or labels) it must also wait for without reading them, beyond its row's ``after``.
             overrides: ``key.path=value`` strings this task's config sets on top of the run's (a ``variant``
                 task makes that config); the stage's folder digest tells the variant apart.
             label: the task's display name and its key for ``after``; default ``name``. A variant needs
@@ -217,6 +218,7 @@ class Wiring:
         """
         spec = TABLE.get(name)
         key = label or name
+        after = (*spec.after, *after)
         if self.config_json is None:
             raise UsageError(f"plan the run before adding stage {name}")
         if key in self.tasks:
@@ -250,16 +252,25 @@ class Wiring:
         self.tasks[key] = task
         return task
 
+    def add_through(self, *targets: str) -> dict[str, dsl.PipelineTask]:
+        """Add ``targets`` and every stage they need that is not added yet, in table order (see
+        :meth:`synk8s.stagetable.StageTable.closure`); returns the tasks added, by stage name."""
+        added = {}
+        for name in TABLE.closure(targets, self.cfg):
+            if name not in self.tasks:
+                added[name] = self.add(name)
+        return added
+
     def _sharded(self, name: str, inputs: dict[str, Any]) -> dsl.PipelineTask:
         """Shard list -> one task per shard in a ParallelFor -> the collect task (returned)."""
         spec = TABLE.get(name)
         shards = self.comps.shard_lists[name](config_json=self.config_json, run_dir=self.run_dir, **inputs)
-        self.configure(shards, f"{name}_shards", LIGHT, store=False)
+        self.configure(shards, f"{name}_shards", LIGHT)  # it stores the config the shard tasks read
         # All shards of the compiled config run at once; shards added at submit time queue behind them.
         with dsl.ParallelFor(shards.output, parallelism=self.parallelism or spec.shards.count(self.cfg)) as item:
             # Every argument from the loop item: see synk8s.components.run_stage.shard_items.
             shard = self.comps.stages[name](
-                config_json=item.config_json,
+                config_sha256=item.config_sha256,
                 run_dir=item.run_dir,
                 shard=item.shard,
                 **{param: getattr(item, param) for param in spec.inputs},
@@ -277,7 +288,7 @@ class Wiring:
 def pipeline_parameters(cfg: ExperimentConfig, names: Sequence[str]) -> list[inspect.Parameter]:
     """The parameters of a pipeline function with the typed parameters ``names``, their defaults from ``cfg``.
 
-    ``profile``, ``names`` (typed as :data:`~synk8s.components.params.PARAMETERS` says) and
+    ``profile``, ``names`` (typed as :data:`~synk8s.flags.PARAMETERS` says) and
     ``overrides`` go to the plan; ``gpu_node_selector`` and ``gpu_tolerations`` to the GPU tasks.
     """
     values = {
@@ -314,7 +325,7 @@ def planned_pipeline(
     Args:
         cfg: the compile-time config.
         parameters: the pipeline's typed parameters (names of
-            :data:`~synk8s.components.params.PARAMETERS`); every other config field is in ``overrides``.
+            :data:`~synk8s.flags.PARAMETERS`); every other config field is in ``overrides``.
         name: the pipeline's name in Kubeflow Pipelines.
         description: the pipeline's description.
         retry, parallelism, threads: see :meth:`Wiring.__init__`.

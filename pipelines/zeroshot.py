@@ -7,7 +7,7 @@
 
 The leakage task flags synthetic images that nearly duplicate a test image; tune reads its flags
 and leaves those images out when the compile-time config has ``leakage.drop`` on (see
-:class:`synk8s.stages.spec.When`).
+:class:`synk8s.stagetable.spec.When`).
 
 Compile it with ``synk8s compile zeroshot -o zeroshot.yaml --profile paper``, or run it with
 ``synk8s submit zeroshot --dataset cifar100``. The config chosen at compile time gives every
@@ -18,11 +18,12 @@ each stage reads, needs and writes comes from the stage table (see :mod:`synk8s.
 
 from typing import Any
 
-from synk8s.config import ExperimentConfig
 from synk8s.pipelines.wiring import Wiring, planned_pipeline
 
+from synk8s.config import ExperimentConfig
+
 PIPELINE_NAME = "synk8s-zeroshot"
-#: typed pipeline parameters (see synk8s.components.params.PARAMETERS): Table 2's switches among them
+#: typed pipeline parameters (see synk8s.flags.PARAMETERS): Table 2's switches among them
 PARAMETERS = (
     "dataset", "images_per_class", "num_shards", "generator", "seed", "store_root",
     "prompts_mode", "filter_enabled", "tune_loss", "tune_epochs",
@@ -61,12 +62,9 @@ def build_pipeline(
         threads=threads,
     )
     def zeroshot(wire: Wiring) -> Any:
-        for stage in ("prompts", "generate", "filter", "test_features"):
-            wire.add(stage)
-        wire.add("features", after=("filter",))  # the filter has already encoded the synthetic images into the cache
-        wire.add("leakage")
-        wire.add("tune")  # reads the leakage flags while leakage.drop is on
-        wire.add("export")  # the tuned classifier as a folder, shown as a Model artifact
-        return wire.add("evaluate").outputs["Output"]  # the run report's URI
+        # leakage's flags are reported whether or not tune reads them (leakage.drop); the rest is what evaluate needs;
+        # export writes the tuned classifier as a folder, shown as a Model artifact
+        tasks = wire.add_through("leakage", "evaluate", "export")
+        return tasks["evaluate"].outputs["Output"]  # the run report's URI
 
     return zeroshot

@@ -1,14 +1,16 @@
 """Verified training checkpoints in the store, and the content names a checkpoint gives its inputs.
 
-A checkpoint folder holds at most :data:`KEEP` checkpoint files, ``<prefix><step>.pt`` (step in seven
-digits), and one record, a JSON file listing them newest first with each file's size and SHA-256. A
-save writes the new file and checks the hash the store computed of the bytes it committed, then
-writes the record naming it and the newest file of the old record, then deletes every other
-checkpoint file; each write is atomic, so a run killed at any point leaves a record whose files are
-whole. A load hashes each listed file while reading it and returns the newest one whose size and
-hash match and which unpickles. A file that does not (truncated, altered, garbage) or that no record
-lists is set aside as ``<file>.damaged`` (never deleted) with a warning, and the load falls back to
-the previous checkpoint, or to none (training from the start).
+The one checkpoint format of every training stage, which the stages write and read through
+:func:`synk8s.training.save_checkpoint` and :func:`synk8s.training.load_checkpoint`. A checkpoint
+folder holds at most :data:`KEEP` checkpoint files, ``checkpoint.NNNNNNN.pt`` (the step in seven
+digits), and one record, ``checkpoint.json``, listing them newest first with each file's size and
+SHA-256. A save writes the new file and checks the hash the store computed of the bytes it
+committed, then writes the record naming it and the newest file of the old record, then deletes
+every other checkpoint file; each write is atomic, so a run killed at any point leaves a record
+whose files are whole. A load hashes each listed file while reading it and returns the newest one
+whose size and hash match and which unpickles. A file that does not (truncated, altered, garbage)
+or that no record lists is set aside as ``<file>.damaged`` (never deleted) with a warning, and the
+load falls back to the previous checkpoint, or to none (training from the start).
 
 A checkpoint names its inputs by content (:func:`digest`, :func:`object_digest`), never by URI, so a
 store copied or moved elsewhere resumes from its checkpoints.
@@ -20,7 +22,6 @@ import hashlib
 import io
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from synk8s import storage
@@ -30,29 +31,20 @@ from synk8s.storage import ObjectNotFoundError
 log = logging.getLogger(__name__)
 
 KEEP = 2  # the newest checkpoint and the one before it
+PREFIX = "checkpoint."  # checkpoint.0000008.pt
+RECORD = "checkpoint.json"
 DAMAGED = ".damaged"
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How one kind of checkpoint folder names its files.
+def _file_name(step: int) -> str:
+    """The name of the checkpoint file of ``step``."""
+    return f"{PREFIX}{step:07d}.pt"
 
-    Attributes:
-        prefix: start of each checkpoint file's name (``checkpoint.`` gives ``checkpoint.0000008.pt``).
-        record: name of the JSON record listing the kept files.
-    """
 
-    prefix: str
-    record: str
-
-    def file(self, step: int) -> str:
-        """The name of the checkpoint file of ``step``."""
-        return f"{self.prefix}{step:07d}.pt"
-
-    def holds(self, name: str) -> bool:
-        """True for the name of a checkpoint file of this layout (kept or not)."""
-        return name.startswith(self.prefix) and name.endswith(".pt")
+def _is_checkpoint(name: str) -> bool:
+    """True for the name of a checkpoint file (kept or not)."""
+    return name.startswith(PREFIX) and name.endswith(".pt")
 
 
 def digest(parts: Iterable[str]) -> str:
@@ -68,7 +60,7 @@ def object_digest(uri: str) -> str:
     return _read(uri)[1]
 
 
-def save(folder: str, layout: Layout, step: int, state: dict[str, Any]) -> str:
+def save(folder: str, step: int, state: dict[str, Any]) -> str:
     """Write ``state`` as the checkpoint of ``step`` in ``folder``, keep the one before it; return its URI.
 
     Raises:
@@ -79,32 +71,31 @@ def save(folder: str, layout: Layout, step: int, state: dict[str, Any]) -> str:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    name = layout.file(step)
+    name = _file_name(step)
     uri = storage.join(folder, name)
     sha256 = hashlib.sha256(data).hexdigest()
     written = storage.put_bytes(uri, data).sha256
     if written is not None and written != sha256:
         raise StoreError(f"checkpoint {uri} was stored with SHA-256 {written}, expected {sha256}")
-    older = [e for e in _entries(storage.join(folder, layout.record)) or [] if e["file"] != name]
+    older = [e for e in _entries(storage.join(folder, RECORD)) or [] if e["file"] != name]
     kept = [{"file": name, "step": step, "size": len(data), "sha256": sha256}, *older[: KEEP - 1]]
-    storage.put_json(storage.join(folder, layout.record), {"checkpoints": kept})
+    storage.put_json(storage.join(folder, RECORD), {"checkpoints": kept})
     names = {e["file"] for e in kept}
     for info in storage.list(folder, recursive=False):
-        if layout.holds(_name(info.uri)) and _name(info.uri) not in names:
+        if _is_checkpoint(_name(info.uri)) and _name(info.uri) not in names:
             storage.delete(info.uri)
     return uri
 
 
-def load(folder: str, layout: Layout, *, writer: bool = True) -> dict[str, Any] | None:
+def load(folder: str, *, writer: bool = True) -> dict[str, Any] | None:
     """The newest checkpoint in ``folder`` that verifies, or None when there is none.
 
     Args:
         folder: the checkpoint folder URI.
-        layout: how the folder names its files.
         writer: this process sets damaged files aside, warns and rewrites the record (rank 0); the
             other processes of a run only skip what does not verify.
     """
-    record = storage.join(folder, layout.record)
+    record = storage.join(folder, RECORD)
     entries = _entries(record)
     if entries is None:
         if writer:
@@ -113,8 +104,8 @@ def load(folder: str, layout: Layout, *, writer: bool = True) -> dict[str, Any] 
     if writer:
         listed = {e["file"] for e in entries}
         for info in storage.list(folder, recursive=False):
-            if layout.holds(_name(info.uri)) and _name(info.uri) not in listed:
-                _set_aside(info.uri, storage.get_bytes(info.uri), f"is not listed in {layout.record}")
+            if _is_checkpoint(_name(info.uri)) and _name(info.uri) not in listed:
+                _set_aside(info.uri, storage.get_bytes(info.uri), f"is not listed in {RECORD}")
     for index, entry in enumerate(entries):
         state = _verified(storage.join(folder, entry["file"]), entry, writer)
         if state is not None:

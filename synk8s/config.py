@@ -6,9 +6,13 @@ There are no defaults in code, so a value has one source: the profile file.
 
     cfg = load("tiny", ["tune.epochs=3", "dataset.name=eurosat"])
     cfg.tune.epochs          # 3
-    cfg.model_dump_json()    # passes between pipeline tasks; ExperimentConfig.model_validate_json reads it back
+    cfg.model_dump_json()    # passes between pipeline tasks; synk8s.resolve.read_resolved reads it back
 
 Config objects are frozen; derive a changed copy with ``with_overrides(cfg, [...])``.
+
+This module checks what a config says on its own: keys, types and ranges. Whether its dataset and
+model names are registered and its store roots sound is checked where a run's config is made, by
+:mod:`synk8s.resolve`; config sits below the registries and the store and imports neither.
 """
 
 from __future__ import annotations
@@ -20,43 +24,75 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from synk8s.config_checks import (
-    Batch, Images, PerClass, Pixels, Seed, Steps, Width, Workers, describe, read_profile_file,
+    Batch,
+    DType,
+    Images,
+    PerClass,
+    Pixels,
+    Seed,
+    Steps,
+    Width,
+    Workers,
+    describe,
+    read_profile_file,
 )
 from synk8s.config_digest import DIGEST_UNLESS, LEFT_OUT, SPEED_ONLY, digest_view
-from synk8s.config_studies import DetectConfig, FewShotConfig, PretrainConfig, Section
+from synk8s.config_studies import (
+    DetectConfig,
+    FeaturesConfig,
+    FewShotConfig,
+    FilterConfig,
+    LeakageConfig,
+    PretrainConfig,
+    Section,
+    TuneConfig,
+)
 from synk8s.errors import UsageError
 
-DType = Literal["auto", "float32", "float16", "bfloat16"]
-
-
-def _checked_root(key: str, uri: str) -> str:
-    """``uri`` if it is a folder or ``s3://bucket[/prefix]``; otherwise a one-line UsageError naming ``key``."""
-    from synk8s.storage import check_root
-
-    try:
-        return check_root(uri)
-    except UsageError as err:
-        raise UsageError(f"{key}: {err}") from None
+CUSTOM_DATASET = "custom"  # dataset.name of a run over your own label space (--classes, --images)
 
 
 class DatasetConfig(Section):
     """Which dataset, and where its files are."""
 
-    name: str = Field(description="registry name, see `synk8s datasets list`")
+    name: str = Field(description="registry name, see `synk8s datasets list` (checked by synk8s.resolve)")
     root: str = Field(description="data folder; '{name}' is replaced by the dataset name")
     standin: bool = Field(description="write and use a small drawn stand-in when the real data is absent")
     standin_per_class: PerClass = Field(ge=1, description="stand-in images per class and split")
+    # Your own classes and images (docs/custom-data.md): set by --classes / --images with dataset.name 'custom'.
+    # The label space's content enters digests through classes_sha256; where its copy lies does not.
+    classes: str | None = Field(
+        description="store URI of the label-space file (--classes copies it there); null: the registry's classes",
+        json_schema_extra={SPEED_ONLY: True},
+    )
+    classes_sha256: str | None = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the label-space file's bytes",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    images: str | None = Field(
+        description="your own images: an ImageFolder root or a CSV/JSONL manifest, a path or s3:// URI",
+        json_schema_extra={DIGEST_UNLESS: None},
+    )
+    skip_bad_images: bool = Field(
+        description="leave out unreadable or mislabelled images of dataset.images (listed) instead of failing",
+        json_schema_extra={DIGEST_UNLESS: False},
+    )
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from synk8s import datasets
-
-        datasets.get(value)
-        return value
+    @model_validator(mode="after")
+    def _custom_fields(self) -> DatasetConfig:
+        """The custom fields agree: ``custom`` has a label space, a label space or images go with ``custom``."""
+        custom = self.name == CUSTOM_DATASET
+        if (self.classes is None) != (self.classes_sha256 is None):
+            raise ValueError("dataset.classes and dataset.classes_sha256 go together; pass --classes FILE")
+        if custom and self.classes is None:
+            raise ValueError("dataset.name 'custom' needs a label space: pass --classes FILE or --images FOLDER")
+        if not custom and (self.classes is not None or self.images is not None):
+            raise ValueError("dataset.classes and dataset.images go with dataset.name 'custom'; pass --classes or --images")
+        return self
 
     def resolved_root(self) -> str:
         """The data folder with ``{name}`` filled in."""
@@ -64,7 +100,7 @@ class DatasetConfig(Section):
 
 
 class ModelsConfig(Section):
-    """Registry names (see synk8s.models) or raw hub ids for each model."""
+    """Registry names (see synk8s.models) or raw hub ids for each model; synk8s.resolve looks them up."""
 
     generator: str
     generator_revision: str | None
@@ -78,25 +114,6 @@ class ModelsConfig(Section):
     )
     backbone: str
     cache: str | None = Field(description="model cache folder or s3:// prefix for air-gapped clusters")
-
-    @field_validator("cache")
-    @classmethod
-    def _cache_uri(cls, value: str | None) -> str | None:
-        return None if value is None else _checked_root("models.cache", value)
-
-    @field_validator("generator", "clip", "le", "backbone")
-    @classmethod
-    def _registered(cls, value: str, info) -> str:
-        from synk8s import models
-
-        lookup = {
-            "generator": models.get_generator_info,  # also takes any diffusers model id
-            "clip": models.get_clip_info,
-            "le": models.get_le_info,  # also takes any hub id of the form owner/name
-            "backbone": models.get_backbone_info,
-        }
-        lookup[info.field_name](value)
-        return value
 
 
 class PromptsConfig(Section):
@@ -163,69 +180,10 @@ class GenerateConfig(Section):
     )
 
 
-class FilterConfig(Section):
-    """CLIP filter (CF) on the generated images."""
-
-    enabled: bool
-    threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
-    keep_per_class: PerClass | None = Field(ge=1, description="keep at most N per class after thresholding")
-    keep_mode: Literal["random", "top", "fill"] = Field(
-        description="random or top N of those passing; fill: random N if N pass, else the top N (official code)"
-    )
-    strict: bool = Field(description="pass when confidence > threshold (official code); false: >=")
-
-
-class FeaturesConfig(Section):
-    """CLIP image feature extraction."""
-
-    batch_size: Batch = Field(ge=1)
-    dtype: DType
-    templates: Literal["paper", "clip"] = Field(
-        description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
-    )
-    workers: Workers = Field(
-        ge=0,
-        description="DataLoader processes decoding and preprocessing images; 0: inline (same features)",
-        json_schema_extra={SPEED_ONLY: True},
-    )
-
-
-class TuneConfig(Section):
-    """Classifier tuning (CT): a linear head on frozen CLIP features."""
-
-    loss: Literal["ce", "sce"]
-    soft_weight: float = Field(ge=0.0, le=1.0, description="sl: loss = sl*SCE + (1-sl)*CE")
-    temperature: float = Field(gt=0.0, description="T: soft target = softmax(teacher / T)")
-    epochs: Steps = Field(ge=1)
-    lr: float = Field(gt=0.0)
-    weight_decay: float = Field(ge=0.0)
-    batch_size: Batch = Field(ge=1)
-    warmup_epochs: Steps = Field(ge=0)
-    grad_clip: float | None = Field(gt=0.0)
-    val_fraction: float = Field(gt=0.0, lt=1.0, description="synthetic data held out for model selection")
-    trainable: Literal["head", "proj", "last-block", "last-stage", "all"] = Field(
-        description="what trains besides the head (few-shot tuning; see synk8s.trainable); head = frozen encoder"
-    )
-
-
-class LeakageConfig(Section):
-    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.leakage)."""
-
-    clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
-    hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
-    grid_pairs: Images = Field(ge=0, description="closest pairs drawn in grid.png")
-    drop: bool = Field(description="tune leaves out the synthetic images the leakage check flags")
-
-
 class StoreConfig(Section):
     """Where artifacts go: a local folder or s3://bucket/prefix."""
 
     root: str = Field(min_length=1)
-
-    @field_validator("root")
-    @classmethod
-    def _root_uri(cls, value: str) -> str:
-        return _checked_root("store.root", value)
 
 
 class ClusterConfig(Section):
@@ -250,7 +208,7 @@ class ClusterConfig(Section):
 
 
 class ExperimentConfig(Section):
-    """Everything one run needs. Built by :func:`load`; never mutated."""
+    """Everything one run needs. Built by :func:`load` and checked by :func:`synk8s.resolve.check`; never mutated."""
 
     profile: str
     seed: Seed
@@ -275,6 +233,14 @@ class ExperimentConfig(Section):
         if value not in profiles():
             raise ValueError(f"unknown profile {value!r}; choose one of: {', '.join(profiles())}")
         return value
+
+    @model_validator(mode="after")
+    def _finetune_on_own_images(self) -> ExperimentConfig:
+        if self.pretrain.finetune.dataset == "custom" and self.dataset.images is None:
+            raise ValueError(
+                "pretrain.finetune.dataset=custom fine-tunes on your own images: pass --images FOLDER_OR_MANIFEST"
+            )
+        return self
 
     def digest(self, *fields: str) -> str:
         """Short sha256 of the given fields (dotted paths such as ``tune`` or ``models.clip``).

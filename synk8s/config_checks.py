@@ -25,12 +25,14 @@ refused in one line, e.g. "generate.images_per_class must be at most 100000, got
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
 
 from synk8s.errors import UsageError
+
+DType = Literal["auto", "float32", "float16", "bfloat16"]  # a model's compute precision
 
 SEED_MAX = 2**63 - 1
 PER_CLASS_MAX = 100_000

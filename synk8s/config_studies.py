@@ -1,4 +1,5 @@
-"""Config sections of the few-shot, pre-training and detection studies (paper sections 3.2 and 3.3).
+"""Config sections of the studies: zero-shot (filter, features, tune, leakage), few-shot, pre-training and
+detection (paper sections 3.1-3.3).
 
 They are fields of :class:`synk8s.config.ExperimentConfig`, loaded from the same profile files.
 :class:`Section` is the frozen, strict base of every config section; the value bounds it
@@ -11,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from synk8s.config_checks import Batch, Images, PerClass, Pixels, Seed, Steps, Width, Workers
-from synk8s.config_digest import DIGEST_UNLESS
+from synk8s.config_checks import Batch, DType, Images, PerClass, Pixels, Seed, Steps, Width, Workers
+from synk8s.config_digest import DIGEST_UNLESS, SPEED_ONLY
 
 
 class Section(BaseModel):
@@ -22,6 +23,60 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class FilterConfig(Section):
+    """CLIP filter (CF) on the generated images."""
+
+    enabled: bool
+    threshold: float | None = Field(ge=0.0, le=1.0, description="min confidence; null means 1/K")
+    keep_per_class: PerClass | None = Field(ge=1, description="keep at most N per class after thresholding")
+    keep_mode: Literal["random", "top", "fill"] = Field(
+        description="random or top N of those passing; fill: random N if N pass, else the top N (official code)"
+    )
+    strict: bool = Field(description="pass when confidence > threshold (official code); false: >=")
+
+
+class FeaturesConfig(Section):
+    """CLIP image feature extraction."""
+
+    batch_size: Batch = Field(ge=1)
+    dtype: DType
+    templates: Literal["paper", "clip"] = Field(
+        description="text-head templates: the official code's set where it has one, else CLIP's; or CLIP's"
+    )
+    workers: Workers = Field(
+        ge=0,
+        description="DataLoader processes decoding and preprocessing images; 0: inline (same features)",
+        json_schema_extra={SPEED_ONLY: True},
+    )
+
+
+class TuneConfig(Section):
+    """Classifier tuning (CT): a linear head on frozen CLIP features."""
+
+    loss: Literal["ce", "sce"]
+    soft_weight: float = Field(ge=0.0, le=1.0, description="sl: loss = sl*SCE + (1-sl)*CE")
+    temperature: float = Field(gt=0.0, description="T: soft target = softmax(teacher / T)")
+    epochs: Steps = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)
+    batch_size: Batch = Field(ge=1)
+    warmup_epochs: Steps = Field(ge=0)
+    grad_clip: float | None = Field(gt=0.0)
+    val_fraction: float = Field(gt=0.0, lt=1.0, description="synthetic data held out for model selection")
+    trainable: Literal["head", "proj", "last-block", "last-stage", "all"] = Field(
+        description="what trains besides the head (few-shot tuning; see synk8s.trainable); head = frozen encoder"
+    )
+
+
+class LeakageConfig(Section):
+    """Near-duplicate check of synthetic images against the real test set (synk8s.stages.zeroshot.leakage)."""
+
+    clip_threshold: float = Field(ge=-1.0, le=1.0, description="flag a pair whose CLIP cosine is above this")
+    hash_distance: int = Field(ge=0, le=64, description="flag a pair whose 64-bit dHashes differ in at most this")
+    grid_pairs: Images = Field(ge=0, description="closest pairs drawn in grid.png")
+    drop: bool = Field(description="tune leaves out the synthetic images the leakage check flags")
 
 
 class FewShotConfig(Section):
@@ -90,7 +145,9 @@ class MocoConfig(Section):
 class FinetuneConfig(Section):
     """Supervised training of a whole backbone on real images: transfer (Table 8) and from scratch (Table 4)."""
 
-    dataset: str = Field(description="registry name of the downstream classification dataset")
+    dataset: str = Field(
+        description="registry name of the downstream classification dataset; custom: your own images (--images)"
+    )
     init: Literal["pretrained", "scratch", "imagenet"] = Field(
         description="start from the pretrain stage's trunk, random weights, or ImageNet-1K weights (model cache)"
     )
@@ -101,14 +158,6 @@ class FinetuneConfig(Section):
     weight_decay: float = Field(ge=0.0)
     resolution: Pixels = Field(ge=8, description="training and test image side in pixels")
     real_per_class: tuple[PerClass, ...] = Field(description="Table 4: real training images per class to compare")
-
-    @field_validator("dataset")
-    @classmethod
-    def _classification(cls, value: str) -> str:
-        from synk8s import datasets
-
-        datasets.require_classification(value)
-        return value
 
 
 class PretrainConfig(Section):

@@ -102,13 +102,14 @@ def read_records(run: str, folders: Mapping[str, str]) -> list[dict[str, Any]]:
     return found
 
 
-def run_cost(records: list[dict[str, Any]], *, generated: int, gain: float) -> dict[str, Any]:
+def run_cost(records: list[dict[str, Any]], *, generated: int, gain: float | None) -> dict[str, Any]:
     """A run's cost summary from its records.
 
     Args:
         records: the run's stage records (:func:`read_records`).
         generated: synthetic images the run generated.
-        gain: top-1 gained over CLIP zero-shot, as a fraction (0.05 is 5 points).
+        gain: top-1 gained over CLIP zero-shot, as a fraction (0.05 is 5 points); None when not measured
+            (no real test set).
 
     Returns:
         ``devices`` (names seen), ``device_hours`` (all stages), ``generate_device_hours``,
@@ -127,5 +128,5 @@ def run_cost(records: list[dict[str, Any]], *, generated: int, gain: float) -> d
         "device_hours": round(total, 6),
         "generate_device_hours": round(gen, 6),
         "device_hours_per_1000_images": round(gen / (generated / 1000.0), 6) if generated else None,
-        "points_per_device_hour": round(100.0 * gain / total, 4) if total > 0 else None,
+        "points_per_device_hour": round(100.0 * gain / total, 4) if total > 0 and gain is not None else None,
     }

@@ -6,7 +6,7 @@ paths stay the same); with more, ``torchrun`` starts them (``--standalone``: one
 port, gloo on CPU, nccl on CUDA). Under a Kubeflow Trainer TrainJob the pod's command is
 :func:`torchrun_command` and the runtime's ``PET_*`` variables give torchrun the nodes and ranks.
 
-    distributed.call("synk8s.stages.pretrain:train", cfg, nproc=2, images="runs/r/images", out="runs/r/pretrain")
+    distributed.call("synk8s.stages.pretraining.pretrain:train", cfg, nproc=2, images="runs/r/images", out="runs/r/pretrain")
 
 Inside ``train``::
 
@@ -14,6 +14,9 @@ Inside ``train``::
         ...
         if ctx.is_main:                        # only rank 0 writes to the store
             storage.put_json(...)
+
+Code that may also run without a process group (the detect stage's ``run`` works in a plain process)
+reads its place with :func:`current`: the same :class:`Context`, rank 0 of 1 when there is no group.
 
 The worker entry point is ``python -m synk8s.distributed MODULE:FUNCTION --config URI [--kw NAME=URI ...]``;
 the config travels as a JSON file (a local path or a store URI). A :class:`~synk8s.errors.Synk8sError` in a
@@ -40,6 +43,7 @@ from typing import Any
 
 from synk8s import errors, storage
 from synk8s.config import ExperimentConfig
+from synk8s.resolve import read_resolved
 
 log = logging.getLogger(__name__)
 
@@ -49,31 +53,57 @@ TAIL_LINES = 40  # lines of a failed launch's output kept for the error message
 
 @dataclass(frozen=True)
 class Context:
-    """This process's place in the process group.
+    """This process's place in the run: the one description every training stage uses.
 
     Attributes:
         rank: global rank in ``[0, world_size)``.
-        world_size: processes in the group.
+        world_size: processes in the group (1 without one).
         local_rank: rank on this machine (the CUDA device index).
         device: ``cpu`` or ``cuda:<local_rank>``.
-        backend: ``gloo`` or ``nccl``.
+        backend: ``gloo`` or ``nccl`` inside a process group; None for a process alone (no group).
     """
 
     rank: int
     world_size: int
     local_rank: int
     device: str
-    backend: str
+    backend: str | None
 
     @property
     def is_main(self) -> bool:
         """True on rank 0, the only rank that writes outputs."""
         return self.rank == 0
 
+    @property
+    def in_group(self) -> bool:
+        """True inside an initialised process group (collectives and DDP apply)."""
+        return self.backend is not None
+
+    @property
+    def cuda(self) -> bool:
+        """True when this process computes on a GPU."""
+        return self.device.startswith("cuda")
+
 
 def under_torchrun() -> bool:
     """True when torchrun (or a TrainJob runtime) started this process: RANK and WORLD_SIZE are set."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def current(device: str) -> Context:
+    """This process as it stands: its place in the default process group, or rank 0 of 1 without one.
+
+    Args:
+        device: ``cpu`` or ``cuda``; a CUDA process takes GPU ``LOCAL_RANK``.
+    """
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda")
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    if not (dist.is_available() and dist.is_initialized()):
+        return Context(0, 1, local_rank, device, None)
+    return Context(dist.get_rank(), dist.get_world_size(), local_rank, device, "nccl" if cuda else "gloo")
 
 
 def init(device: str) -> Context:
@@ -88,18 +118,16 @@ def init(device: str) -> Context:
     import torch
     import torch.distributed as dist
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "gloo"
     if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device, backend = f"cuda:{local_rank}", "nccl"
-    else:
-        device, backend = "cpu", "gloo"
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "nccl"
     if not dist.is_initialized():
         if under_torchrun():
             dist.init_process_group(backend)
         else:
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    return Context(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
+    return current(device)
 
 
 def cleanup() -> None:
@@ -269,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or not name:
                 raise errors.UsageError(f"--kw takes NAME=VALUE, got {item!r}")
             kwargs[name] = value
-        cfg = ExperimentConfig.model_validate_json(storage.get_bytes(args.config))
+        cfg = read_resolved(storage.get_bytes(args.config))  # written by the launching stage from its checked config
         resolve(args.target)(cfg, **kwargs)
     except errors.Synk8sError as error:
         _write_line(f"{ERROR_MARK} {type(error).__name__} {error}"[:3000])

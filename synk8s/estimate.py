@@ -273,7 +273,7 @@ def _prompts(cfg: ExperimentConfig, build: _Builder, classes: int) -> StageEstim
 
 
 def _zeroshot(cfg: ExperimentConfig, build: _Builder) -> list[StageEstimate]:
-    classes = datasets.get(cfg.dataset.name).num_classes
+    classes = datasets.info(cfg.dataset).num_classes
     made = classes * cfg.generate.images_per_class
     return [
         _prompts(cfg, build, classes),
@@ -289,7 +289,7 @@ def _zeroshot(cfg: ExperimentConfig, build: _Builder) -> list[StageEstimate]:
 
 
 def _fewshot(cfg: ExperimentConfig, build: _Builder, shots: tuple[int, ...]) -> list[StageEstimate]:
-    classes = datasets.get(cfg.dataset.name).num_classes
+    classes = datasets.info(cfg.dataset).num_classes
     rows = [_prompts(cfg, build, classes), build.clip("test_features", TEST_IMAGES)]
     if cfg.fewshot.strategy != "RG":
         made = classes * cfg.generate.images_per_class

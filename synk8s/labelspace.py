@@ -83,7 +83,7 @@ def class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
         UsageError: ``pretrain.classes`` exceeds the label space.
     """
     if not is_pretraining(cfg):
-        return datasets.get(cfg.dataset.name).classes
+        return datasets.info(cfg.dataset).classes
     space = names(cfg.pretrain.label_space)
     k = cfg.pretrain.classes
     if k is None:
@@ -96,12 +96,24 @@ def class_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     return tuple(space[i] for i in evenly_spaced(len(space), k))
 
 
+def descriptions(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """Per class of :func:`class_names`, its description in your own label space's file, else ``""``."""
+    found = () if is_pretraining(cfg) else datasets.info(cfg.dataset).descriptions
+    return found or ("",) * len(class_names(cfg))
+
+
+def aliases(cfg: ExperimentConfig) -> tuple[tuple[str, ...], ...]:
+    """Per class of :func:`class_names`, the other names your own label space's file gives it, else none."""
+    found = () if is_pretraining(cfg) else datasets.info(cfg.dataset).aliases
+    return found or ((),) * len(class_names(cfg))
+
+
 def templates(cfg: ExperimentConfig) -> tuple[str, ...]:
     """Prompt templates for mode B: the label space's source dataset's, else the run's dataset's."""
     if is_pretraining(cfg):
         source = "cifar100" if cfg.pretrain.label_space == "cifar100" else "imagenet"
         return datasets.get(source).templates
-    return datasets.get(cfg.dataset.name).templates
+    return datasets.info(cfg.dataset).templates
 
 
 def images_per_class(cfg: ExperimentConfig) -> int:
@@ -125,12 +137,13 @@ def images_per_class(cfg: ExperimentConfig) -> int:
 def digest_fields(cfg: ExperimentConfig) -> tuple[str, ...]:
     """Config fields that prompts and images depend on beyond the zero-shot ones.
 
-    Empty for a zero-shot run, so its folder digests stay what they were; a pre-training run adds
+    Empty for a zero-shot run over a registry dataset, so its folder digests stay what they were; a run over
+    your own label space adds its file's SHA-256 (``dataset.classes_sha256``); a pre-training run adds
     the label space and the image total, and ``pretrain.classes`` when it slices the label space
     (a run over the whole space keeps the folder names it had before the field existed).
     """
     if not is_pretraining(cfg):
-        return ()
+        return ("dataset.classes_sha256",) if cfg.dataset.classes_sha256 is not None else ()
     sliced = ("pretrain.classes",) if cfg.pretrain.classes is not None else ()
     return ("pretrain.label_space", "pretrain.images", *sliced)
 

@@ -11,7 +11,7 @@ target, to :func:`train`:
   this process with ``pretrain.nproc=1``, or on ``pretrain.nproc`` local processes under torchrun
   (:func:`synk8s.distributed.call`).
 
-    launch.train(cfg, stage="pretrain", target="synk8s.stages.pretrain:train", out=out, images=images)
+    launch.train(cfg, stage="pretrain", target="synk8s.stages.pretraining.pretrain:train", out=out, images=images)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ data, no ImageNet backbone weights) stops at once with one line naming the comma
 and otherwise says what it checked::
 
     checked = check(cfg, ("models.clip", "models.generator", "dataset", ...), local=True,
-                    stages=[("pretrain", cfg), ("finetune", cfg_scratch), ...])
+                    stages=[("pretrain", cfg, ImageNetStart("pretrain.init")), ("finetune", cfg_scratch, ...), ...])
 
 A model is reachable when it is a tiny model (built from config), when ``models.cache`` holds its
 entry (see :mod:`synk8s.models.cache`; a set cache is the only place a run reads), or, without a
@@ -168,20 +168,40 @@ class BackboneNeed:
     cache_only: bool
 
 
-def backbone_needs(stages: Iterable[tuple[str, ExperimentConfig]]) -> list[BackboneNeed]:
-    """The ImageNet backbone weights the ``(stage, config of its task)`` pairs of a pipeline start from."""
-    from synk8s.models.cache import backbone_entry, detection_entry
+@dataclass(frozen=True)
+class ImageNetStart:
+    """How a stage's row asks for ImageNet-1K weights (its ``imagenet``): the config field set to ``imagenet``.
 
-    needs = []
-    for stage, cfg in stages:
+    Attributes:
+        field: the dotted config field, e.g. ``pretrain.init``.
+        detection: torchvision's detection trunk file (downloadable without a model cache) rather than
+            ``models.backbone``'s classification weights (from the model cache only).
+    """
+
+    field: str
+    detection: bool = False
+
+    def need(self, stage: str, cfg: ExperimentConfig) -> BackboneNeed | None:
+        """What ``stage`` reads under ``cfg``: the weights while the field is ``imagenet``; else None."""
+        from synk8s.models.cache import backbone_entry, detection_entry
+
+        value: object = cfg
+        for part in self.field.split("."):
+            value = getattr(value, part)
+        if value != "imagenet":
+            return None
         name = cfg.models.backbone
-        if stage == "pretrain" and cfg.pretrain.init == "imagenet":
-            needs.append(BackboneNeed(stage, "pretrain.init", name, backbone_entry(name), True))
-        elif stage == "finetune" and cfg.pretrain.finetune.init == "imagenet":
-            needs.append(BackboneNeed(stage, "pretrain.finetune.init", name, backbone_entry(name), True))
-        elif stage == "detect" and cfg.detect.init == "imagenet":
-            needs.append(BackboneNeed(stage, "detect.init", name, detection_entry(), False))
-    return list(dict.fromkeys(needs))
+        entry = detection_entry() if self.detection else backbone_entry(name)
+        return BackboneNeed(stage, self.field, name, entry, not self.detection)
+
+
+StageStart = tuple[str, ExperimentConfig, "ImageNetStart | None"]  # a stage, its task's config, its row's start
+
+
+def backbone_needs(stages: Iterable[StageStart]) -> list[BackboneNeed]:
+    """The ImageNet backbone weights the stages of a pipeline start from, each under the config of its task."""
+    needs = [start.need(stage, cfg) for stage, cfg, start in stages if start is not None]
+    return list(dict.fromkeys(need for need in needs if need is not None))
 
 
 def _in_torch_cache(entry: str) -> bool:
@@ -190,12 +210,12 @@ def _in_torch_cache(entry: str) -> bool:
     return (home.expanduser() / "hub" / "checkpoints" / entry.rsplit("/", 1)[-1]).is_file()
 
 
-def check_backbones(cfg: ExperimentConfig, stages: Sequence[tuple[str, ExperimentConfig]], *, local: bool) -> list[str]:
+def check_backbones(cfg: ExperimentConfig, stages: Sequence[StageStart], *, local: bool) -> list[str]:
     """Raise one line for ImageNet backbone weights a stage needs and cannot read; else say where they are.
 
     Args:
         cfg: the run's config (``models.cache``).
-        stages: each table stage of the pipeline with the config its task runs with.
+        stages: each table stage of the pipeline, the config its task runs with and its row's ``imagenet``.
         local: the run happens on this machine (a cluster's pods download torchvision's file themselves).
 
     Raises:
@@ -247,6 +267,8 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> str:
     """
     from synk8s import datasets
 
+    if cfg.dataset.name == datasets.CUSTOM:
+        return f"your images at {cfg.dataset.images}" if cfg.dataset.images else "no real images (custom label space)"
     if cfg.dataset.standin:
         return f"{cfg.dataset.name} stand-in data (drawn)"
     name, root = cfg.dataset.name, cfg.dataset.resolved_root()
@@ -277,7 +299,7 @@ def check(
     fields: Iterable[str],
     *,
     local: bool,
-    stages: Sequence[tuple[str, ExperimentConfig]] = (),
+    stages: Sequence[StageStart] = (),
 ) -> list[str]:
     """Check the models named by ``fields``, the ImageNet backbone weights of ``stages`` and (when
     ``fields`` reads the dataset) the data; see the module.

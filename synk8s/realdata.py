@@ -66,6 +66,8 @@ def ensure_dataset(cfg: ExperimentConfig) -> str:
        other settings is refused.
     4. Otherwise the dataset is downloaded under the root where that can be done automatically.
 
+    A ``custom`` dataset reads ``dataset.images`` instead (:mod:`synk8s.realdata_custom`).
+
     Args:
         cfg: the run's config (``dataset`` section).
 
@@ -79,6 +81,10 @@ def ensure_dataset(cfg: ExperimentConfig) -> str:
         UsageError: the store holds a stand-in drawn with other settings.
         StoreError: the store cannot be read (endpoint, credentials).
     """
+    if cfg.dataset.name == datasets.CUSTOM:
+        from synk8s.realdata_custom import prepare_images
+
+        return prepare_images(cfg, local_root(cfg.dataset.images or ""))
     info = datasets.get(cfg.dataset.name)
     root = cfg.dataset.resolved_root()
     if storage.is_remote(root):

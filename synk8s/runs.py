@@ -3,6 +3,7 @@
     <store.root>/runs/<run id>/               run id: <dataset>-<digest of the fields that name the run>
         <folder>/                             a stage whose fields the run id already pins
         <folder>-<digest of its fields>/      any other stage: one folder per setting of what it depends on
+        configs/<sha256>.json                 a resolved config the shard tasks read (see put_config)
     <store.root>/shared/<dataset>/
         <folder>-<digest of its fields>/      a stage whose output does not depend on the seed, for every run
 
@@ -12,14 +13,17 @@ depends on come from the stage table (:mod:`synk8s.stages.table`), which calls i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 from synk8s import __version__, storage
 from synk8s.config import ExperimentConfig
+from synk8s.errors import MissingDataError
 
 RUNS_DIR = "runs"
 SHARED_DIR = "shared"
+CONFIGS_DIR = "configs"
 
 
 def run_id(cfg: ExperimentConfig, key_fields: Iterable[str]) -> str:
@@ -30,6 +34,34 @@ def run_id(cfg: ExperimentConfig, key_fields: Iterable[str]) -> str:
 def run_dir(root: str, run: str) -> str:
     """The folder URI of run ``run`` under the store root ``root``: ``<root>/runs/<run>``."""
     return storage.join(root, RUNS_DIR, run)
+
+
+def check_run_dir(root: str, run: str) -> str:
+    """``run`` if it is a run folder of the store root ``root``: ``<root>/runs/<run id>``.
+
+    A stage writes into its run folder and reads the shared folders of ``root``, so a run folder
+    outside ``root`` would split one run over two stores.
+
+    Raises:
+        UsageError: ``run`` is not ``<root>/runs/<run id>`` for a run id without ``/``.
+    """
+    from synk8s.errors import UsageError
+
+    parent, _, name = run.rstrip("/").rpartition("/")
+    runs = storage.join(root, RUNS_DIR)
+    if name in ("", ".", "..") or not _same_folder(parent, runs):
+        raise UsageError(
+            f"run folder {run} is not in store.root {root}: a run folder is {runs}/<run id>; "
+            "set store.root (--store) to the store that holds the run, or pass a run id without '/'"
+        )
+    return run
+
+
+def _same_folder(one: str, other: str) -> bool:
+    """Whether two folder URIs name the same folder (local paths compared once resolved)."""
+    if storage.is_remote(one) or storage.is_remote(other):
+        return one.rstrip("/") == other.rstrip("/")
+    return storage.to_path(one).expanduser().resolve() == storage.to_path(other).expanduser().resolve()
 
 
 def stage_folder(run: str, folder: str, cfg: ExperimentConfig, fields: Iterable[str], pinned: Iterable[str]) -> str:
@@ -89,8 +121,6 @@ def write_manifest(out: str, stage: str, cfg: ExperimentConfig, *, counts: dict[
 
 def read_manifest(out: str, stage: str) -> dict[str, Any]:
     """Read ``<out>/manifest.json``; a missing one names the stage that should have written it."""
-    from synk8s.errors import MissingDataError
-
     uri = storage.join(out, "manifest.json")
     if not storage.exists(uri):
         raise MissingDataError(
@@ -98,3 +128,45 @@ def read_manifest(out: str, stage: str) -> dict[str, Any]:
             f"options (the run folder is named by their digest), or pass --run-id (missing {uri})"
         )
     return storage.get_json(uri)
+
+
+def config_uri(run: str, sha256: str) -> str:
+    """Where :func:`put_config` stores the config of SHA-256 ``sha256`` in the run folder ``run``."""
+    return storage.join(run, CONFIGS_DIR, f"{sha256}.json")
+
+
+def put_config(run: str, config_json: str) -> str:
+    """Store a resolved config in the run folder once, named by its content: ``<run>/configs/<sha256>.json``.
+
+    A sharded stage's ParallelFor items then carry this digest instead of the config itself, so each
+    item stays a few hundred bytes whatever the config holds. Equal configs give the same object;
+    writing it again replaces it with the same bytes.
+
+    Args:
+        run: the run folder URI.
+        config_json: the config as ``ExperimentConfig.model_dump_json`` gives it; stored byte for byte.
+
+    Returns:
+        The SHA-256 of the stored config (hex), which :func:`read_config` takes.
+    """
+    data = config_json.encode("utf-8")
+    sha256 = hashlib.sha256(data).hexdigest()
+    storage.put_bytes(config_uri(run, sha256), data)
+    return sha256
+
+
+def read_config(run: str, sha256: str) -> str:
+    """The config JSON :func:`put_config` stored in ``run``, checked against ``sha256`` and the store's record.
+
+    Raises:
+        MissingDataError: no such config in the run folder (the store lost it after the shard list ran).
+        IntegrityError: its bytes differ from ``sha256`` or from the hash recorded when it was written.
+    """
+    uri = config_uri(run, sha256)
+    try:
+        return storage.get_bytes(uri, sha256=sha256).decode("utf-8")
+    except storage.ObjectNotFoundError:
+        raise MissingDataError(
+            f"no config at {uri}: the shard list task writes it; rerun the pipeline with caching off "
+            "(the store lost it after the shard list ran)"
+        ) from None

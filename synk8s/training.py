@@ -1,11 +1,15 @@
 """Pieces the training stages share: determinism, SGD with a per-step cosine rate, the training step, pooled
 features, and atomic training-state checkpoints in the store.
 
-A checkpoint (``<out>/checkpoint.NNNNNNN.pt``, listed with its SHA-256 in ``<out>/checkpoint.json``)
-holds everything a killed run needs to go on as if it had never stopped: step, model, optimiser and
-the stage's own records. Rank 0 writes it through :mod:`synk8s.checkpoint_files`: the previous one is
-kept until the new one is written and verified, and a damaged one is set aside on load (the run goes
-on from the previous one, or from the start).
+Every training stage (pre-training, fine-tuning and its scratch rows, detection) checkpoints through
+:func:`save_checkpoint` and resumes through :func:`load_checkpoint`: ``checkpoint.NNNNNNN.pt`` files
+listed with their SHA-256 in ``checkpoint.json`` (see :mod:`synk8s.checkpoint_files`). A checkpoint
+holds everything a killed run needs to go on as if it had never stopped: ``step`` (the step training
+resumes at: an optimiser step, a detection iteration or a fine-tuning epoch), ``plan`` (what run it
+belongs to; a stage refuses another one's), the ``model`` and ``optimizer`` state dicts, ``rng``
+(every process's random state, :func:`rng_states`) where the stage restores it, and the stage's own
+records. Rank 0 writes it: the previous one is kept until the new one is written and verified, and a
+damaged one is set aside on load (the run goes on from the previous one, or from the start).
 
 Setting ``SYNK8S_EXIT_AFTER_CHECKPOINT=<step>`` makes the process exit hard (``os._exit(75)``, no clean-up)
 right after writing the checkpoint of that step: the kill-and-resume tests use it.
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,7 +29,9 @@ from torch.nn import functional as F
 from synk8s import checkpoint_files
 from synk8s.optim import cosine_factor
 
-CHECKPOINTS = checkpoint_files.Layout(prefix="checkpoint.", record="checkpoint.json")
+if TYPE_CHECKING:
+    from synk8s.distributed import Context
+
 EXIT_ENV = "SYNK8S_EXIT_AFTER_CHECKPOINT"
 EXIT_CODE = 75
 
@@ -115,12 +121,12 @@ def pooled(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 def save_checkpoint(out: str, state: dict[str, Any], step: int) -> str:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) as the checkpoint of ``step`` in ``out``.
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) and ``step`` as the checkpoint of ``step`` in ``out``.
 
     Returns the checkpoint's URI. Exits the process hard afterwards when ``SYNK8S_EXIT_AFTER_CHECKPOINT``
     equals ``step``.
     """
-    uri = checkpoint_files.save(out, CHECKPOINTS, step, state)
+    uri = checkpoint_files.save(out, step, {**state, "step": step})
     if os.environ.get(EXIT_ENV) == str(step):
         os._exit(EXIT_CODE)
     return uri
@@ -131,4 +137,27 @@ def load_checkpoint(out: str, *, writer: bool = True) -> dict[str, Any] | None:
 
     A damaged checkpoint is set aside with a warning when ``writer`` (see :func:`synk8s.checkpoint_files.load`).
     """
-    return checkpoint_files.load(out, CHECKPOINTS, writer=writer)
+    return checkpoint_files.load(out, writer=writer)
+
+
+def rng_states(ctx: Context) -> list[dict[str, torch.Tensor]]:
+    """Every process's random state (CPU, and CUDA on a GPU), in rank order; every rank of a group calls it."""
+    state = {"cpu": torch.get_rng_state()}
+    if ctx.cuda:
+        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
+    if not ctx.in_group:
+        return [state]
+    states: list[Any] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def restore_rng(ctx: Context, states: list[dict[str, torch.Tensor]]) -> bool:
+    """Set this process's random state from :func:`rng_states`' list; False (nothing set) for another world size."""
+    if len(states) != ctx.world_size:
+        return False
+    mine = states[ctx.rank]
+    torch.set_rng_state(mine["cpu"])
+    if ctx.cuda and "cuda" in mine:
+        torch.cuda.set_rng_state(mine["cuda"], ctx.device)
+    return True

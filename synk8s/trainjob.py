@@ -42,7 +42,8 @@ RUNTIMES_PLURAL = "clustertrainingruntimes"
 CRD = f"{PLURAL}.{GROUP}"
 RUNTIME_CRD = f"{RUNTIMES_PLURAL}.{GROUP}"
 TORCH_RUNTIME = "torch-distributed"
-RUNTIME_JOB = "node"  # the torch runtime's replicated job
+RUNTIME_JOB = "node"  # the torch runtime's replicated job, and its trainer container
+SHM_VOLUME = "dshm"  # the memory-backed emptyDir each node mounts at /dev/shm (cluster.shm_size)
 FRAMEWORK_LABEL = "trainer.kubeflow.org/framework"
 PATCH_MANAGER = "synk8s.io/pipeline"
 POLL_S = 10.0
@@ -76,6 +77,7 @@ def trainjob_object(
 
     Each node runs ``pretrain.gpus_per_node`` processes, one per GPU (one CPU process when it is 0), in
     ``cluster.image``; GPU nodes come from ``cluster.gpu_node_selector`` and ``cluster.gpu_tolerations``.
+    Every node mounts a memory-backed ``/dev/shm`` of ``cluster.shm_size`` for its DataLoader workers.
 
     Args:
         cfg: the run config (``pretrain`` topology, ``cluster`` image, namespace, Secret and ConfigMap).
@@ -100,13 +102,20 @@ def trainjob_object(
         "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": TORCH_RUNTIME},
         "trainer": trainer,
     }
+    # DataLoader workers pass batches through /dev/shm, 64 MiB in a container unless a memory volume backs it.
+    # The pod's shared-memory mount point for data-loader workers, not a temporary file path.
+    shm_path = "/dev/shm"  # nosec B108
+    pod: dict[str, Any] = {
+        "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": c.shm_size}}],
+        "containers": [{"name": RUNTIME_JOB, "volumeMounts": [{"name": SHM_VOLUME, "mountPath": shm_path}]}],
+    }
     if gpus:
         trainer["resourcesPerNode"] = {"limits": {c.accelerator: str(gpus)}, "requests": {c.accelerator: str(gpus)}}
-        pod = {"nodeSelector": dict(c.gpu_node_selector), "tolerations": [dict(t) for t in c.gpu_tolerations]}
-        job = {"name": RUNTIME_JOB, "template": {"spec": {"template": {"spec": pod}}}}
-        spec["runtimePatches"] = [
-            {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [job]}}}}
-        ]
+        pod |= {"nodeSelector": dict(c.gpu_node_selector), "tolerations": [dict(t) for t in c.gpu_tolerations]}
+    job = {"name": RUNTIME_JOB, "template": {"spec": {"template": {"spec": pod}}}}
+    spec["runtimePatches"] = [
+        {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [job]}}}}
+    ]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",

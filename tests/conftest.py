@@ -79,7 +79,7 @@ def tiny_images(tmp_path_factory):
 
     Made with ``tiny_config(root, per_class)`` (tiny-sd); the prompts are under ``<root>/prompts``.
     """
-    from synk8s.stages import generate, prompts
+    from synk8s.stages.synth import generate, prompts
 
     made = {}
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import typer
 
 from synk8s import config
-from synk8s.cli.kfp_client import PROFILE
+from synk8s.cli.kfp_client import PROFILE, SET
+from synk8s.resolve import resolve
 
 app = typer.Typer(no_args_is_help=True)
-
-SET = typer.Option([], "--set", "-s", help="Override a field: key.path=value (repeatable).")
 
 
 @app.command("show")
 def show(profile: str = PROFILE, overrides: list[str] = SET) -> None:
-    """Print the resolved config (profile + overrides) as YAML."""
-    typer.echo(config.to_yaml(config.load(profile, overrides)), nl=False)
+    """Print the resolved config (profile + overrides) as YAML, checked as a run's is."""
+    typer.echo(config.to_yaml(resolve(profile, overrides)), nl=False)
 
 
 @app.command("profiles")

@@ -1,22 +1,27 @@
 """What the Kubeflow Pipelines commands share: the run's config, the endpoint, the client, one-line errors.
 
 The endpoint comes from ``--host``, else ``KF_PIPELINES_ENDPOINT``, else ``cluster.host`` in the
-profile. A run's parameters come from :func:`synk8s.components.params.pipeline_arguments`, the same
-mapping the pipeline's ``plan`` task inverts, for cluster and local runs alike.
+profile. A command's run flags (``--dataset``, ``--shots``, ...) are options made from
+:data:`synk8s.flags.FLAGS` by :func:`with_run_flags`; its config comes from :func:`synk8s.resolve.resolve`.
+A run's parameters come from :func:`synk8s.components.params.pipeline_arguments`, the mapping the
+pipeline's ``plan`` task inverts (:func:`synk8s.resolve.config_from_arguments`), for cluster and local
+runs alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
+import inspect
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from synk8s.errors import Synk8sError, UsageError
+from synk8s.flags import BY_NAME, Flag
 
 if TYPE_CHECKING:
     import kfp
@@ -27,7 +32,6 @@ ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
 
 PIPELINE = typer.Argument(..., help="Pipeline name: zeroshot.")
 PROFILE_ENV = "SYNK8S_PROFILE"
-STORE_ENV = "SYNK8S_STORE_ROOT"
 DEFAULT_PROFILE = "tiny"
 PROFILE_HELP = (
     "Profile: a shipped one (paper, tiny) or a YAML file that extends one ('extends: paper'). Every command "
@@ -35,77 +39,70 @@ PROFILE_HELP = (
 )
 PROFILE = typer.Option(DEFAULT_PROFILE, "--profile", "-p", envvar=PROFILE_ENV, help=PROFILE_HELP)
 SET = typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable).")
-# The run options that `submit` and `plan` share (each maps onto one config field).
-DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name).")
-IMAGES_PER_CLASS = typer.Option(None, "--images-per-class", help="generate.images_per_class")
-NUM_SHARDS = typer.Option(None, "--num-shards", help="generate.num_shards (GPU tasks).")
-GENERATOR = typer.Option(None, "--generator", help="models.generator: registry name or hub id.")
-SHOTS = typer.Option(
-    None, "--shots", min=1, help="fewshot.shots_per_class: real images per class (few-shot pipelines)."
-)
-LABEL_SPACE = typer.Option(
-    None, "--label-space", help="pretrain.label_space: cifar100, imagenet-1k or imagenet-2k (pretrain pipeline)."
-)
-METHOD = typer.Option(None, "--method", help="pretrain.method: supervised or moco.")
-TRANSFER = typer.Option(None, "--transfer", help="pretrain.transfer: cifar100 or voc.")
 HOST = typer.Option(None, "--host", help=f"KFP API endpoint URL; default ${ENDPOINT_ENV}, then cluster.host.")
 
 
-def resolve_config(
-    profile: str,
-    overrides: list[str],
-    *,
-    dataset: Optional[str] = None,
-    images_per_class: Optional[int] = None,
-    num_shards: Optional[int] = None,
-    generator: Optional[str] = None,
-    seed: Optional[int] = None,
-    store: Optional[str] = None,
-    **typed: Any,
-) -> ExperimentConfig:
-    """The config of a submission: profile, then ``--set`` overrides, then the named flags.
+def flag_option(flag: Flag) -> Any:
+    """The typer option of a run flag: its spelling, help, bound and environment variable from the flag."""
+    names = [flag.option, *([flag.short] if flag.short else [])]
+    return typer.Option(None, *names, help=flag.help, min=flag.minimum, envvar=flag.envvar)
 
-    ``typed`` holds more typed pipeline parameters by name (``shots``, ``label_space``, ...; see
-    :data:`synk8s.components.params.PARAMETERS`).
 
-    Resolved by :func:`synk8s.components.params.config_from_arguments`, the function the pipeline's
-    ``plan`` task runs, so a classification dataset is required here as there.
+def with_run_flags(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the run flags ``names`` (of :data:`synk8s.flags.FLAGS`) become options of a command.
+
+    The command declares a parameter ``flags``; in its place typer sees one option per flag, and the
+    command gets their values as ``flags``, a dict by flag name (None: not given), for
+    :func:`synk8s.resolve.resolve`.
     """
-    from synk8s.components.params import config_from_arguments
 
-    flags = {
-        "dataset": dataset,
-        "images_per_class": images_per_class,
-        "num_shards": num_shards,
-        "generator": generator,
-        "seed": seed,
-        "store_root": store,
-        **typed,
-    }
-    named = {k: v for k, v in flags.items() if v is not None}
-    return config_from_arguments(profile=profile, overrides=json.dumps(list(overrides)), **named)
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params = []
+        for param in inspect.signature(func, eval_str=True).parameters.values():
+            if param.name != "flags":
+                params.append(param.replace(kind=keyword))
+                continue
+            for flag in (BY_NAME[name] for name in names):
+                params.append(inspect.Parameter(
+                    flag.name, keyword, default=flag_option(flag), annotation=Optional[flag.type]
+                ))
+
+        @functools.wraps(func)
+        def command(**values: Any) -> Any:
+            flags = {name: values.pop(name) for name in names}
+            return func(**values, flags=flags)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        return command
+
+    return decorate
 
 
-def resolve_pipeline_config(pipeline: str, profile: str, overrides: list[str], **flags: Any) -> ExperimentConfig:
-    """The config a run of ``pipeline`` uses: :func:`resolve_config`, then the pipeline's own fields.
+def resolve_pipeline_config(
+    pipeline: str, profile: str, overrides: list[str], *, upload: bool = True, **flags: Any
+) -> ExperimentConfig:
+    """The config a run of ``pipeline`` uses: :func:`synk8s.resolve.resolve`, then the pipeline's own fields.
 
-    ``synk8s submit`` (with or without ``--dry-run``) and ``synk8s compile`` resolve through this one
-    function, so a value one of them refuses, all of them refuse.
+    ``synk8s submit`` (with or without ``--dry-run``), ``synk8s plan`` and ``synk8s compile`` resolve
+    through this one function, so a value one of them refuses, all of them refuse.
 
     Args:
         pipeline: a pipeline name (:data:`synk8s.pipelines.PIPELINES`).
         profile: a shipped profile or a profile file.
         overrides: ``key.path=value`` strings.
-        **flags: the named flags and typed parameters of :func:`resolve_config`.
+        upload: copy a ``--classes`` file into the store (False: ``plan``, which writes nothing).
+        **flags: run flags by name (:data:`synk8s.flags.FLAGS`); None: not given.
 
     Raises:
         UsageError: unknown pipeline, or a bad profile, override or value.
     """
     from synk8s.pipelines import PIPELINES, prepare
+    from synk8s.resolve import resolve
 
     if pipeline not in PIPELINES:
         raise UsageError(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
-    return prepare(pipeline, resolve_config(profile, overrides, **flags))
+    return prepare(pipeline, resolve(profile, overrides, upload=upload, **flags))
 
 
 def resolve_host(host: Optional[str], cfg: ExperimentConfig) -> Optional[str]:

@@ -9,26 +9,13 @@ and are estimates until a GPU run measures them. ``synk8s submit --dry-run`` pri
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from synk8s.cli.kfp_client import (
-    DATASET,
-    GENERATOR,
-    IMAGES_PER_CLASS,
-    LABEL_SPACE,
-    METHOD,
-    NUM_SHARDS,
-    PIPELINE,
-    PROFILE,
-    SET,
-    SHOTS,
-    TRANSFER,
-    resolve_pipeline_config,
-)
+from synk8s.cli.kfp_client import PIPELINE, PROFILE, SET, resolve_pipeline_config, with_run_flags
 from synk8s.cli.output import OUTPUT, Format, emit_json
 from synk8s.config import ExperimentConfig
 from synk8s.estimate import GPUS, Estimate
@@ -83,18 +70,16 @@ def print_estimate(pipeline: str, cfg: ExperimentConfig, *, gpu_type: str, gpus:
         console.print(f"note: {note}", markup=False)
 
 
+@with_run_flags(
+    "dataset", "images_per_class", "num_shards", "generator", "shots", "label_space", "method", "transfer",
+    "classes", "images",
+)
 def plan_cmd(
     pipeline: str = PIPELINE,
-    dataset: Optional[str] = DATASET,
     profile: str = PROFILE,
     overrides: list[str] = SET,
-    images_per_class: Optional[int] = IMAGES_PER_CLASS,
-    num_shards: Optional[int] = NUM_SHARDS,
-    generator: Optional[str] = GENERATOR,
-    shots: Optional[int] = SHOTS,
-    label_space: Optional[str] = LABEL_SPACE,
-    method: Optional[str] = METHOD,
-    transfer: Optional[str] = TRANSFER,
+    *,
+    flags: dict[str, Any],  # the run flags' options (with_run_flags)
     gpu_type: str = GPU_TYPE,
     gpus: Optional[int] = GPU_COUNT,
     output: Format = OUTPUT,
@@ -103,15 +88,5 @@ def plan_cmd(
 
     Nothing starts and nothing is contacted; the config is resolved and checked as ``submit`` does.
     """
-    typed = {"shots": shots, "label_space": label_space, "method": method}
-    cfg = resolve_pipeline_config(
-        pipeline,
-        profile,
-        [*overrides, *([f"pretrain.transfer={transfer}"] if transfer is not None else [])],
-        dataset=dataset,
-        images_per_class=images_per_class,
-        num_shards=num_shards,
-        generator=generator,
-        **{name: value for name, value in typed.items() if value is not None},
-    )
+    cfg = resolve_pipeline_config(pipeline, profile, overrides, upload=False, **flags)
     print_estimate(pipeline, cfg, gpu_type=gpu_type, gpus=gpus, output=output)

@@ -28,7 +28,6 @@ def predict_cmd(
     output: Format = OUTPUT,
 ) -> None:
     """Classify images with an exported classifier: top-k classes and their probabilities."""
-    from synk8s.cli.main import err_console
     from synk8s.models.classifier import check_top_k, load_classifier
     from synk8s.predict import image_sources, predict
 
@@ -40,6 +39,7 @@ def predict_cmd(
         emit_json(_as_json(model, result))
     else:
         _table(result.predictions)
+    err_console = Console(stderr=True, soft_wrap=True)
     for failure in result.failures:
         err_console.print(f"unreadable image {failure.source}: {failure.reason}", highlight=False, markup=False)
     if result.failures:

@@ -7,7 +7,7 @@
     synk8s results ./synk8s-store --check --expect tiny --require-all
 
 ``--check`` prints one line per expected cell and a summary, and exits 1 when a cell drifted beyond
-its tolerance or bound, or a required cell has no run (:mod:`synk8s.results_check`).
+its tolerance or bound, or a required cell has no run (:mod:`synk8s.reports.results_check`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def results_cmd(
         return
     if expect is not None or require_all:
         raise UsageError("--expect and --require-all go with --check")
-    from synk8s import results
+    from synk8s.reports import results
 
     fmt = fmt or "md"
     if fmt not in FORMATS:
@@ -65,7 +65,7 @@ def results_cmd(
 
 def _check(sources: list[str], expect: str, require_all: bool) -> tuple[str, bool]:
     """The check's lines and whether it failed."""
-    from synk8s import results_check
+    from synk8s.reports import results_check
 
     cells = results_check.load_expectations(expect)
     outcomes = results_check.check(cells, results_check.find_study_reports(sources), require_all=require_all)

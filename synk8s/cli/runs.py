@@ -15,9 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synk8s import config
-from synk8s.cli.output import OUTPUT, Format, emit_json
 from synk8s.cli.kfp_client import HOST, PROFILE, client, require_host, talking_to, task_states
+from synk8s.cli.output import OUTPUT, Format, emit_json
+from synk8s.resolve import resolve
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -49,7 +49,7 @@ def runs_list(
     output: Format = OUTPUT,
 ) -> None:
     """List the most recent runs."""
-    cfg = config.load(profile)
+    cfg = resolve(profile)
     endpoint = require_host(host, cfg)
     kfp_client = client(endpoint, cfg)
     with talking_to(endpoint):
@@ -72,7 +72,7 @@ def runs_get(
     output: Format = OUTPUT,
 ) -> None:
     """Show a run: state, parameters and task states."""
-    cfg = config.load(profile)
+    cfg = resolve(profile)
     endpoint = require_host(host, cfg)
     kfp_client = client(endpoint, cfg)
     with talking_to(endpoint):
@@ -176,7 +176,7 @@ def runs_logs(
     the pod's service account or the kubeconfig. Without access, the ``kubectl logs`` commands are
     printed instead, after a note saying why.
     """
-    cfg = config.load(profile)
+    cfg = resolve(profile)
     endpoint = require_host(host, cfg)
     kfp_client = client(endpoint, cfg)
     with talking_to(endpoint):

@@ -29,27 +29,22 @@ from typing import Any, Optional
 
 import typer
 
-from synk8s import config, datasets
-from synk8s.cli.kfp_client import PROFILE, STORE_ENV
+from synk8s import runs
+from synk8s.cli.kfp_client import PROFILE, SET, flag_option
+from synk8s.flags import BY_NAME
+from synk8s.resolve import resolve
 from synk8s.stages.table import TABLE
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True)
 
+# The run flags every stage command takes (synk8s.flags.FLAGS).
+_RUN_FLAGS = ("dataset", "store_root", "classes", "images")
 _COMMON = (
     ("profile", str, PROFILE),
-    (
-        "overrides",
-        list[str],
-        typer.Option([], "--set", "-s", help="Override a config field: key.path=value (repeatable)."),
-    ),
-    ("dataset", Optional[str], typer.Option(None, "--dataset", "-d", help="Dataset name (dataset.name).")),
-    (
-        "store",
-        Optional[str],
-        typer.Option(None, "--store", envvar=STORE_ENV, help="Store root (store.root): a folder or s3://..."),
-    ),
+    ("overrides", list[str], SET),
+    *((name, Optional[BY_NAME[name].type], flag_option(BY_NAME[name])) for name in _RUN_FLAGS),
     ("run_id", Optional[str], typer.Option(None, "--run-id", help="Run folder name; default <dataset>-<digest>.")),
 )
 
@@ -68,12 +63,8 @@ def _command(stage: str, options: tuple, collect: bool) -> Callable[..., None]:
     """A command function running ``stage`` (or its collect step) whose signature typer reads for its options."""
 
     def command(**values: Any) -> None:
-        profile, overrides, dataset, store, run_id = (values[name] for name, _, _ in _COMMON)
-        extra = [f"dataset.name={dataset}"] if dataset else []
-        extra += [f"store.root={store}"] if store else []
-        cfg = config.load(profile, [*overrides, *extra])
-        datasets.require_classification(cfg.dataset.name)
-        run = TABLE.run_dir(cfg, run_id)
+        cfg = resolve(values["profile"], values["overrides"], **{name: values[name] for name in _RUN_FLAGS})
+        run = runs.check_run_dir(cfg.store.root, TABLE.run_dir(cfg, values["run_id"]))
         done = TABLE.execute(stage, cfg, run, collect=collect, **{o.name: values[o.name] for o in options})
         typer.echo(json.dumps(_rounded(done.result.model_dump(mode="json")), indent=2))
         if done.uri != done.out:

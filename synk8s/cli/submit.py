@@ -26,25 +26,17 @@ from rich.table import Table
 
 from synk8s import storage
 from synk8s.cli.kfp_client import (
-    DATASET,
     ENDPOINT_ENV,
-    GENERATOR,
     HOST,
-    IMAGES_PER_CLASS,
-    LABEL_SPACE,
-    METHOD,
-    NUM_SHARDS,
     PIPELINE,
     PROFILE,
     SET,
-    SHOTS,
-    STORE_ENV,
-    TRANSFER,
     client,
-    resolve_pipeline_config,
     resolve_host,
+    resolve_pipeline_config,
     talking_to,
     task_states,
+    with_run_flags,
 )
 from synk8s.cli.output import OUTPUT, Format
 from synk8s.cli.plan import GPU_COUNT, GPU_TYPE, print_estimate
@@ -60,11 +52,9 @@ TERMINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
 console = Console(stderr=True, soft_wrap=True)
 
 
-SEED = typer.Option(None, "--seed", help="Run seed (seed).")
 SEEDS = typer.Option(
     None, "--seeds", help="With --local: one run per seed ('0,1,2', or a count: '3') and an aggregate report."
 )
-STORE = typer.Option(None, "--store", envvar=STORE_ENV, help="Store root (store.root): s3://bucket/prefix or a folder.")
 EXPERIMENT = typer.Option(None, "--experiment", help="KFP experiment; default cluster.experiment.")
 RUN_NAME = typer.Option(None, "--run-name", help="Run name; default <pipeline>-<dataset>-<digest>.")
 SERVICE_ACCOUNT = typer.Option(
@@ -93,18 +83,21 @@ PREFLIGHT = typer.Option(
 )
 
 
+# The run flags of a submission: each sets one config field (synk8s.flags.FLAGS).
+RUN_FLAGS = (
+    "dataset", "images_per_class", "num_shards", "generator", "seed", "shots", "store_root",
+    "label_space", "method", "transfer", "classes", "images",
+)
+
+
+@with_run_flags(*RUN_FLAGS)
 def submit(
     pipeline: str = PIPELINE,
-    dataset: Optional[str] = DATASET,
     profile: str = PROFILE,
     overrides: list[str] = SET,
-    images_per_class: Optional[int] = IMAGES_PER_CLASS,
-    num_shards: Optional[int] = NUM_SHARDS,
-    generator: Optional[str] = GENERATOR,
-    seed: Optional[int] = SEED,
-    shots: Optional[int] = SHOTS,
+    *,
+    flags: dict[str, Any],  # the run flags' options (with_run_flags)
     seeds: Optional[str] = SEEDS,
-    store: Optional[str] = STORE,
     host: Optional[str] = HOST,
     experiment: Optional[str] = EXPERIMENT,
     run_name: Optional[str] = RUN_NAME,
@@ -115,9 +108,6 @@ def submit(
     threads: Optional[int] = THREADS,
     cache: bool = CACHE,
     poll_seconds: float = POLL_SECONDS,
-    label_space: Optional[str] = LABEL_SPACE,
-    method: Optional[str] = METHOD,
-    transfer: Optional[str] = TRANSFER,
     dry_run: bool = DRY_RUN,
     preflight: bool = PREFLIGHT,
     gpu_type: str = GPU_TYPE,
@@ -130,21 +120,7 @@ def submit(
     cache, hub, store); a missing one stops the command with the command that fixes it. The config
     and the options are checked first, with --dry-run too (see :func:`check_options`).
     """
-    # The shortcuts set the typed pipeline parameters of the same names (synk8s.components.params.PARAMETERS).
-    typed = {"shots": shots, "label_space": label_space, "method": method}
-    compile_time = [f"pretrain.transfer={transfer}"] if transfer is not None else []
-    cfg = resolve_pipeline_config(
-        pipeline,
-        profile,
-        [*overrides, *compile_time],
-        dataset=dataset,
-        images_per_class=images_per_class,
-        num_shards=num_shards,
-        generator=generator,
-        seed=seed,
-        store=store,
-        **{name: value for name, value in typed.items() if value is not None},
-    )
+    cfg = resolve_pipeline_config(pipeline, profile, overrides, **flags)
     endpoint, schedule = check_options(
         cfg, local=local, host=host, service_account=service_account, recurring=recurring, wait=wait,
         seeds=seeds, threads=threads,
@@ -191,7 +167,8 @@ def _preflight(pipeline: str, cfg: ExperimentConfig, *, local: bool) -> list[str
 
     stages = stage_configs(build(pipeline, cfg), pipeline_arguments(pipeline, cfg))
     fields = sorted({field for stage, _ in stages for field in TABLE.fields(stage)})
-    return checks.check(cfg, fields, local=local, stages=stages)
+    starts = [(stage, task_cfg, TABLE.get(stage).imagenet) for stage, task_cfg in stages]
+    return checks.check(cfg, fields, local=local, stages=starts)
 
 
 def _run_here(
@@ -284,7 +261,7 @@ def check_options(
         if recurring or host or service_account:
             raise UsageError("--local runs here once; drop --recurring, --host and --service-account, or drop --local")
         if seeds is not None:
-            from synk8s.results import parse_seeds
+            from synk8s.reports.results import parse_seeds
 
             parse_seeds(seeds)
         return None, None
@@ -301,6 +278,11 @@ def check_options(
     if not storage.is_remote(cfg.store.root):
         raise UsageError(
             f"store.root {cfg.store.root!r} is a local folder, which pods do not share; pass --store s3://bucket/prefix"
+        )
+    if cfg.dataset.images is not None and not storage.is_remote(cfg.dataset.images):
+        raise UsageError(
+            f"dataset.images {cfg.dataset.images} is on this machine, which pods cannot read; upload it with "
+            "`synk8s store cp DIR s3://bucket/prefix` and pass --images s3://bucket/prefix"
         )
     if recurring and wait:
         raise UsageError("--wait follows one run; a --recurring schedule starts many: drop one of them")

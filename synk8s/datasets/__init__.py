@@ -10,6 +10,7 @@ Examples::
     datasets.write_voc_standin("/tmp/voc", images=64)          # learnable VOC07+12 shapes stand-in
 """
 
+from synk8s.datasets.custom import CUSTOM, NO_TEST_NOTICE, has_test_set, info
 from synk8s.datasets.detection import DetectionData, load_detection
 from synk8s.datasets.download import download
 from synk8s.datasets.loaders import ClassificationData, load
@@ -25,13 +26,17 @@ from synk8s.datasets.standin import (
 from synk8s.datasets.voc_standin import voc_standin_settings, write_voc_standin
 
 __all__ = [
+    "CUSTOM",
     "MARKER",
+    "NO_TEST_NOTICE",
     "ClassificationData",
     "DatasetInfo",
     "DetectionData",
     "all",
     "download",
     "get",
+    "has_test_set",
+    "info",
     "is_standin",
     "load",
     "load_detection",

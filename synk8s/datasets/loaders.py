@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synk8s.datasets import coop_splits, readers
+from synk8s.datasets import coop_splits, imagefolder, readers
+from synk8s.datasets.custom import CUSTOM
 from synk8s.datasets.registry import CLASSIFICATION, DatasetInfo, get
 from synk8s.errors import MissingDataError, UsageError
 
@@ -85,10 +87,11 @@ class ClassificationData(Sequence):
         self.labels: list[int] = list(files.labels)
         self._root = root
         self._ident_files = files.ident_files
+        self._digests = files.digests
         if files.array is not None:
             self._images: Callable[[int], Image.Image] = _ArrayImages(files.array)
         else:
-            self._images = _PathImages(files.ident_files, f"replace it with the file from {info.homepage}")
+            self._images = _PathImages(files.ident_files, f"replace it with the file from {info.homepage or 'its source'}")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -122,12 +125,15 @@ class ClassificationData(Sequence):
         """sha256 (hex) over the dataset name, split, files (relative path and size) and labels.
 
         Stable across machines and data roots; changes when any file is added, removed, resized
-        or relabelled. Computed on first use (one ``stat`` per file).
+        or relabelled. Computed on first use (one ``stat`` per file). Where the reader hashed the
+        files' bytes (your own images, :mod:`synk8s.datasets.imagefolder`), their SHA-256 takes the
+        place of the size, so an image changed in place changes the ident too.
         """
         digest = hashlib.sha256(f"{self.info.name}\n{self.split}\n".encode())
-        for path in self._ident_files:
+        for i, path in enumerate(self._ident_files):
             rel = Path(path).relative_to(self._root).as_posix()
-            digest.update(f"{rel}\t{os.path.getsize(path)}\n".encode())
+            content = self._digests[i] if self._digests is not None else os.path.getsize(path)
+            digest.update(f"{rel}\t{content}\n".encode())
         digest.update(",".join(map(str, self.labels)).encode())
         return digest.hexdigest()
 
@@ -144,37 +150,57 @@ def check_split(info: DatasetInfo, split: str, task: str) -> None:
         raise UsageError(f"{info.name} has no split {split!r}; choose one of: {', '.join(info.splits)}")
 
 
-def load(name: str, split: str, root: str | os.PathLike) -> ClassificationData:
+def load(name: str | DatasetInfo, split: str, root: str | os.PathLike) -> ClassificationData:
     """Load one split of a classification dataset from its own on-disk format.
 
     A CoOp split file beside the data (:mod:`synk8s.datasets.coop_splits`) decides the ``train``,
     ``val`` and ``test`` images of the datasets it covers.
 
     Args:
-        name: Registry name, e.g. ``"cifar100"``.
+        name: Registry name, e.g. ``"cifar100"``, or an entry (a custom label space's, see
+            :func:`synk8s.datasets.info`).
         split: One of ``get(name).splits``.
-        root: Data root; the dataset lives under ``root / get(name).base_dir``.
+        root: Data root; the dataset lives under ``root / get(name).base_dir``. For a custom label
+            space: the local images folder or manifest that :func:`synk8s.realdata.ensure_dataset` prepared.
 
     Raises:
         UsageError: Unknown dataset or split, or a detection dataset.
         MissingDataError: The split's files are not under ``root``, or do not match the registry.
     """
-    info = get(name)
+    info = name if isinstance(name, DatasetInfo) else get(name)
     check_split(info, split, CLASSIFICATION)
     root_path = Path(root).expanduser().absolute()
+    if info.name == CUSTOM:
+        return _load_custom(info, split, root_path)
     coop = coop_splits.split_file(info, root_path) if split in ("train", "val", "test") else None
     try:
         if coop is not None:
-            files = coop_splits.coop_files(info, split, coop, lambda own: _READERS[name](info, own, root_path))
+            files = coop_splits.coop_files(info, split, coop, lambda own: _READERS[info.name](info, own, root_path))
         else:
-            files = _READERS[name](info, split, root_path)
+            files = _READERS[info.name](info, split, root_path)
     except (RuntimeError, OSError, KeyError, ValueError) as error:  # torchvision's parsers on bad files
         raise MissingDataError(
-            f"{name} {split} split under {root_path / info.base_dir} could not be read ({error}); "
+            f"{info.name} {split} split under {root_path / info.base_dir} could not be read ({error}); "
             f"expected {info.data_layout}"
         ) from error
     _check_labels(info, split, root_path, files)
     return ClassificationData(info, split, root_path, files)
+
+
+def _load_custom(info: DatasetInfo, split: str, images: Path) -> ClassificationData:
+    """A split of your own images (the usable ones; :func:`synk8s.realdata.ensure_dataset` reported the rest)."""
+    saved = Path(imagefolder.split_file(str(images)))
+    drawn = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else None
+    if drawn is None and imagefolder.needs_split(images):
+        raise MissingDataError(f"no saved split {saved} for {images}; prepare it with synk8s.realdata.ensure_dataset")
+    checked = imagefolder.check(info, images, drawn)
+    rows = [row for row in checked.good if row[2] == split]
+    files = readers.SplitFiles(
+        labels=[row[1] for row in rows],
+        ident_files=[checked.base / row[0] for row in rows],
+        digests=[row[3] for row in rows],
+    )
+    return ClassificationData(info, split, checked.base, files)
 
 
 def _check_labels(info: DatasetInfo, split: str, root: Path, files: readers.SplitFiles) -> None:

@@ -38,11 +38,14 @@ class SplitFiles:
         labels: Label per sample.
         ident_files: One image file per sample, or (with ``array``) the files the array came from.
         array: Decoded images, uint8 of shape (N, H, W, 3), for formats that store pixels in batches.
+        digests: SHA-256 of each file's bytes where the reader computed them (your own images); the
+            split's ident then names the bytes rather than the sizes.
     """
 
     labels: list[int]
     ident_files: list[Path]
     array: np.ndarray | None = None
+    digests: list[str] | None = None
 
 
 def missing(info: DatasetInfo, split: str, root: Path, rel: str) -> MissingDataError:

@@ -45,6 +45,8 @@ class DatasetInfo:
         torchvision_class: Name of the torchvision dataset class that reads the same layout, if any.
         homepage: Where the data can be downloaded.
         base_dir: Folder under the data root that holds the dataset.
+        descriptions: Per class, a description or ``""`` (custom label spaces; empty for the registry's).
+        aliases: Per class, other names it goes by (custom label spaces; empty for the registry's).
     """
 
     name: str
@@ -59,6 +61,8 @@ class DatasetInfo:
     torchvision_class: str | None
     homepage: str
     base_dir: str
+    descriptions: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, ...], ...] = ()
 
     @property
     def num_classes(self) -> int:

@@ -9,6 +9,6 @@ Modules, each imported on its own (torch is imported only by the ones that train
 - :mod:`.train`: the iteration-based training loop, checkpoints, precise BN and inference.
 - :mod:`.tables`: results of several runs laid out as Tables 9 and 10.
 
-The stage that ties them together is :mod:`synk8s.stages.detect`; the protocol and the
+The stage that ties them together is :mod:`synk8s.stages.pretraining.detect`; the protocol and the
 evaluator's conventions are written up in ``docs/detection.md``.
 """

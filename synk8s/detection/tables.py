@@ -3,7 +3,7 @@
 Each table has one row per (pre-training data, started from IN-1k weights) and one column per
 number of synthetic pre-training images (0 for no synthetic data). The "(None)" rows, from
 scratch and from IN-1k weights, belong to both tables. Every run is the ``pretraining`` block and
-an AP of its ``metrics.json`` (see :mod:`synk8s.stages.detect`); runs that land in the same cell
+an AP of its ``metrics.json`` (see :mod:`synk8s.stages.pretraining.detect`); runs that land in the same cell
 (e.g. several seeds) are averaged and counted. The paper's own AP50 values sit beside ours.
 
     tables = detection_tables([load_metrics(out) for out in outs])

@@ -1,24 +1,25 @@
 """Training loop of the detector: iteration-based SGD, checkpoints and resume, DDP, precise BN, inference.
 
 Works in one process and inside an initialised ``torch.distributed`` process group (as torchrun
-starts it): then the model is wrapped in DistributedDataParallel, batch norm becomes SyncBN on
-CUDA, each process reads its share of every global batch (:class:`~.voc_data.TrainBatches`), and
-only rank 0 writes. The schedule is detectron2's ``WarmupMultiStepLR``: a linear warmup from
-``warmup_factor`` to 1 over ``warmup_iters``, then a factor ``lr_gamma`` at each of ``lr_steps``.
-SGD with momentum; normalisation layers get ``weight_decay_norm``, everything else ``weight_decay``.
+starts it); :func:`synk8s.distributed.current` describes the process either way. In a group the
+model is wrapped in DistributedDataParallel, batch norm becomes SyncBN on CUDA, each process reads
+its share of every global batch (:class:`~.voc_data.TrainBatches`), and only rank 0 writes. The
+schedule is detectron2's ``WarmupMultiStepLR``: a linear warmup from ``warmup_factor`` to 1 over
+``warmup_iters``, then a factor ``lr_gamma`` at each of ``lr_steps``. SGD with momentum;
+normalisation layers get ``weight_decay_norm``, everything else ``weight_decay``.
 
-A checkpoint (``<folder>/iter_NNNNNNN.pt``, listed with its SHA-256 in ``<folder>/latest.json``, see
-:mod:`synk8s.checkpoint_files`) holds the model, the optimiser, the iteration, the loss curve (with
-the current logging window's sums) and every process's RNG state, so a run killed at any point and
-started again continues from the last checkpoint and ends with the same weights as a run that was
-never interrupted. The previous checkpoint is kept until the next one is written and verified; a
-damaged one is set aside on load and training goes on from the one before it, or from the start.
+Checkpoints are those of every training stage (:func:`synk8s.training.save_checkpoint`:
+``checkpoint.NNNNNNN.pt`` files listed with their SHA-256 in ``checkpoint.json``). One holds the
+model, the optimiser, the iteration as its step, the loss curve (with the current logging window's
+sums) and every process's RNG state, so a run killed at any point and started again continues from
+the last checkpoint and ends with the same weights as a run that was never interrupted. The previous
+checkpoint is kept until the next one is written and verified; a damaged one is set aside on load
+and training goes on from the one before it, or from the start.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,49 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from synk8s import checkpoint_files
+from synk8s import training
 from synk8s.config import DetectConfig
 from synk8s.detection import voc_data
 from synk8s.detection.model import set_image_sizes
 from synk8s.detection.voc_eval import Detections, to_voc_boxes
+from synk8s.distributed import Context
 from synk8s.errors import UsageError
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = checkpoint_files.Layout(prefix="iter_", record="latest.json")
-
-
-@dataclass(frozen=True)
-class Process:
-    """Where this process sits in the run: ``rank`` of ``world`` processes, on ``device``."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def distributed(self) -> bool:
-        """True inside an initialised process group."""
-        return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-    @property
-    def main(self) -> bool:
-        """True on rank 0, the process that writes."""
-        return self.rank == 0
-
-
-def current_process(device: str) -> Process:
-    """This process: rank and world size from the process group (0 and 1 without one).
-
-    Args:
-        device: ``cpu`` or ``cuda``; under a process group ``cuda`` means ``cuda:$LOCAL_RANK``.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        if device == "cuda":
-            return Process(rank, world, torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-        return Process(rank, world, torch.device(device))
-    return Process(0, 1, torch.device(device))
 
 
 def lr_factor(iteration: int, dc: DetectConfig) -> float:
@@ -92,52 +59,6 @@ def parameter_groups(model: nn.Module, dc: DetectConfig) -> list[dict[str, Any]]
     return [{"params": other, "weight_decay": dc.weight_decay}, {"params": norm, "weight_decay": dc.weight_decay_norm}]
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def read_checkpoint(folder: str, *, writer: bool = True) -> dict[str, Any] | None:
-    """The newest checkpoint under ``folder`` that verifies, or None when there is none.
-
-    Damaged checkpoints are set aside with a warning when ``writer`` (rank 0), see
-    :func:`synk8s.checkpoint_files.load`.
-    """
-    return checkpoint_files.load(folder, CHECKPOINTS, writer=writer)
-
-
-def _rng_state(process: Process) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if process.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(process.device)
-    return state
-
-
-def _set_rng_state(process: Process, state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if process.device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], process.device)
-
-
-def _write_checkpoint(
-    folder: str, process: Process, model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int, extra: dict
-) -> None:
-    """Gather every process's RNG state; rank 0 writes the checkpoint (see :func:`synk8s.checkpoint_files.save`)."""
-    states = [_rng_state(process)]
-    if process.distributed:
-        states = [None] * process.world
-        torch.distributed.all_gather_object(states, _rng_state(process))
-    if not process.main:
-        return
-    body = {
-        "iteration": iteration,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": states,
-        **extra,
-    }
-    uri = checkpoint_files.save(folder, CHECKPOINTS, iteration, body)
-    log.info("checkpoint at iteration %d: %s", iteration, uri)
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -156,13 +77,13 @@ class Trained:
 
 
 def _loader(
-    images: voc_data.TrainImages, dc: DetectConfig, process: Process, seed: int, start: int, stop: int
+    images: voc_data.TrainImages, dc: DetectConfig, ctx: Context, seed: int, start: int, stop: int
 ) -> torch.utils.data.DataLoader:
     batches = voc_data.TrainBatches(
         len(images),
         dc.batch_size,
-        rank=process.rank,
-        world=process.world,
+        rank=ctx.rank,
+        world=ctx.world_size,
         seed=seed,
         start=start,
         stop=stop,
@@ -174,38 +95,86 @@ def _loader(
         collate_fn=voc_data.collate,
         num_workers=dc.num_workers,
         generator=torch.Generator().manual_seed(seed),  # leaves the global RNG alone (resume-safe)
-        pin_memory=process.device.type == "cuda",
+        pin_memory=ctx.cuda,
     )
 
 
-def _to(process: Process, images: Sequence[torch.Tensor], targets: Sequence[dict]) -> tuple[list, list]:
-    device = process.device
+def _to(ctx: Context, images: Sequence[torch.Tensor], targets: Sequence[dict]) -> tuple[list, list]:
+    device = ctx.device
     return [im.to(device, non_blocking=True) for im in images], [
         {k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets
     ]
+
+
+def _resume(
+    checkpoints: str, ctx: Context, model: nn.Module, optimizer: torch.optim.Optimizer, plan: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Load the newest checkpoint in ``checkpoints``, if any, into the model, optimiser and RNG; return it.
+
+    Raises:
+        UsageError: the checkpoint belongs to another run (another ``plan``).
+    """
+    saved = training.load_checkpoint(checkpoints, writer=ctx.is_main)
+    if saved is None:
+        return None
+    if saved["plan"] != plan:
+        raise UsageError(
+            f"the checkpoints in {checkpoints} belong to another run ({saved['plan']}); "
+            "write to another output folder or delete that one"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if not training.restore_rng(ctx, saved["rng"]):
+        log.warning(
+            "checkpoint from %d processes resumed by %d: random draws differ", len(saved["rng"]), ctx.world_size
+        )
+    return saved
+
+
+def _step(
+    net: nn.Module, optimizer: torch.optim.Optimizer, ctx: Context, images: Sequence[torch.Tensor],
+    targets: Sequence[dict], iteration: int,
+) -> dict[str, float]:
+    """One SGD step on one batch (rate already set): the loss and each of its terms.
+
+    Raises:
+        FloatingPointError: the loss is NaN or infinite.
+    """
+    losses = net(*_to(ctx, images, targets))
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        terms = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
+        raise FloatingPointError(
+            f"detection loss is {float(loss)} at iteration {iteration} ({terms}); "
+            "lower detect.lr or lengthen detect.warmup_iters"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {key: float(value.detach()) for key, value in {"loss": loss, **losses}.items()}
 
 
 def train_detector(
     model: nn.Module,
     images: voc_data.TrainImages,
     dc: DetectConfig,
-    process: Process,
+    ctx: Context,
     *,
     seed: int,
     checkpoints: str,
-    fingerprint: dict[str, Any],
+    plan: dict[str, Any],
     progress: bool = False,
 ) -> Trained:
     """Train ``model`` in place for ``dc.iterations``, resuming from the latest checkpoint in ``checkpoints``.
 
     Args:
-        model: the detector (on ``process.device``); DDP-wrapped here when distributed.
+        model: the detector (on ``ctx.device``); DDP-wrapped here inside a process group.
         images: the training set.
         dc: the ``detect`` config (schedule, batch, checkpoints, sizes).
-        process: this process (see :func:`current_process`).
+        ctx: this process (see :func:`synk8s.distributed.current`).
         seed: seed of the data order; the global torch RNG must be seeded by the caller.
         checkpoints: folder URI of the checkpoints.
-        fingerprint: JSON-able description of the run; a checkpoint with another one is refused.
+        plan: JSON-able description of the run; a checkpoint with another one is refused.
         progress: show a progress bar (rank 0).
 
     Raises:
@@ -216,55 +185,27 @@ def train_detector(
 
     set_image_sizes(model, dc.train_sizes)
     optimizer = torch.optim.SGD(parameter_groups(model, dc), lr=dc.lr, momentum=dc.momentum)
-    start, curve, resumed_from = 0, [], None
-    sums: dict[str, float] = {}  # loss sums since the last curve entry
-    count = 0
-    saved = read_checkpoint(checkpoints, writer=process.main)
+    start, curve, sums, count = 0, [], {}, 0  # sums: of the losses since the last curve entry
+    saved = _resume(checkpoints, ctx, model, optimizer, plan)
     if saved is not None:
-        if saved["fingerprint"] != fingerprint:
-            raise UsageError(
-                f"the checkpoints in {checkpoints} belong to another run ({saved['fingerprint']}); "
-                "write to another output folder or delete that one"
-            )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start = resumed_from = int(saved["iteration"])
-        curve = list(saved["curve"])
+        start, curve = saved["step"], list(saved["curve"])
         sums, count = dict(saved["window"]["sums"]), int(saved["window"]["count"])
-        if len(saved["rng"]) == process.world:
-            _set_rng_state(process, saved["rng"][process.rank])
-        else:
-            log.warning(
-                "checkpoint from %d processes resumed by %d: random draws differ", len(saved["rng"]), process.world
-            )
         log.info("resuming from the checkpoint at iteration %d of %d", start, dc.iterations)
-    if process.distributed and process.device.type == "cuda":
+    if ctx.in_group and ctx.cuda:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = model
-    if process.distributed:
-        device_ids = [process.device.index] if process.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if ctx.in_group:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.cuda else None)
     net.train()
-    bar = tqdm(total=dc.iterations, initial=start, desc="detect", unit="it", disable=not (progress and process.main))
+    bar = tqdm(total=dc.iterations, initial=start, desc="detect", unit="it", disable=not (progress and ctx.is_main))
     for iteration, (batch_images, targets) in zip(
-        range(start, dc.iterations), _loader(images, dc, process, seed, start, dc.iterations)
+        range(start, dc.iterations), _loader(images, dc, ctx, seed, start, dc.iterations)
     ):
         lr = dc.lr * lr_factor(iteration, dc)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses = net(*_to(process, batch_images, targets))
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            terms = ", ".join(f"{k} {float(v):.4g}" for k, v in losses.items())
-            raise FloatingPointError(
-                f"detection loss is {float(loss)} at iteration {iteration} ({terms}); "
-                "lower detect.lr or lengthen detect.warmup_iters"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        for key, value in {"loss": loss, **losses}.items():
-            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        for key, value in _step(net, optimizer, ctx, batch_images, targets, iteration).items():
+            sums[key] = sums.get(key, 0.0) + value
         count += 1
         done = iteration + 1
         if done % dc.log_every == 0 or done == dc.iterations:
@@ -272,14 +213,17 @@ def train_detector(
             bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
             sums, count = {}, 0
         if done % dc.checkpoint_every == 0 or done == dc.iterations:
-            extra = {"curve": curve, "window": {"sums": sums, "count": count}, "fingerprint": fingerprint}
-            _write_checkpoint(checkpoints, process, model, optimizer, done, extra)
+            rng = training.rng_states(ctx)  # a collective: every rank takes part, rank 0 writes
+            if ctx.is_main:
+                state = {"plan": plan, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
+                         "curve": curve, "window": {"sums": sums, "count": count}}  # fmt: skip
+                log.info("checkpoint at iteration %d: %s", done, training.save_checkpoint(checkpoints, state, done))
         bar.update(1)
     bar.close()
-    return Trained(resumed_from=resumed_from, curve=curve)
+    return Trained(resumed_from=None if saved is None else start, curve=curve)
 
 
-def precise_bn(model: nn.Module, images: voc_data.TrainImages, dc: DetectConfig, process: Process, *, seed: int) -> int:
+def precise_bn(model: nn.Module, images: voc_data.TrainImages, dc: DetectConfig, ctx: Context, *, seed: int) -> int:
     """Re-estimate every batch norm's running statistics as the mean over ``dc.precise_bn_iters`` batches.
 
     detectron2's ``TEST.PRECISE_BN``: the model runs in training mode without gradients on the
@@ -300,8 +244,8 @@ def precise_bn(model: nn.Module, images: voc_data.TrainImages, dc: DetectConfig,
     model.train()
     stop = dc.iterations + dc.precise_bn_iters
     with torch.no_grad():
-        for batch_images, targets in _loader(images, dc, process, seed, dc.iterations, stop):
-            model(*_to(process, batch_images, targets))
+        for batch_images, targets in _loader(images, dc, ctx, seed, dc.iterations, stop):
+            model(*_to(ctx, batch_images, targets))
     for bn, momentum in zip(norms, momenta):
         bn.momentum = momentum
     return len(norms)
@@ -311,20 +255,20 @@ def predict(
     model: nn.Module,
     records: Sequence[voc_data.VOCImage],
     dc: DetectConfig,
-    process: Process,
+    ctx: Context,
     *,
     progress: bool = False,
 ) -> list[Detections]:
     """Detections on every image of ``records`` (at ``dc.test_size``), in VOC pixel coordinates.
 
-    Each process runs every ``world``-th image; the results are gathered so every process returns
+    Each process runs every ``world_size``-th image; the results are gathered so every process returns
     the full list, in ``records`` order. Labels are 0-based VOC classes.
     """
     from tqdm.auto import tqdm
 
     set_image_sizes(model, (dc.test_size,))
     model.eval()
-    mine = list(range(process.rank, len(records), process.world))
+    mine = list(range(ctx.rank, len(records), ctx.world_size))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(voc_data.EvalImages(records), mine),
         batch_size=1,
@@ -333,8 +277,8 @@ def predict(
     )
     found: list[tuple[int, Detections]] = []
     with torch.no_grad():
-        for batch_images, indices in tqdm(loader, desc="test", unit="img", disable=not (progress and process.main)):
-            outputs = model([im.to(process.device) for im in batch_images])
+        for batch_images, indices in tqdm(loader, desc="test", unit="img", disable=not (progress and ctx.is_main)):
+            outputs = model([im.to(ctx.device) for im in batch_images])
             for index, out in zip(indices, outputs):
                 found.append(
                     (
@@ -346,8 +290,8 @@ def predict(
                         ),
                     )
                 )
-    if process.distributed:
-        shards: list = [None] * process.world
+    if ctx.in_group:
+        shards: list = [None] * ctx.world_size
         torch.distributed.all_gather_object(shards, found)
         found = [item for shard in shards for item in shard]
     found.sort(key=lambda item: item[0])

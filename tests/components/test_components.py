@@ -99,7 +99,7 @@ def test_the_components_chain_on_tiny_data(tmp_path, monkeypatch, artifact):
     summary = json.loads(Path(report_uri).read_text())
     assert summary["counts"] == {"prompts": len(written), "generated": 20, "kept": 20, "test": metrics.metadata["test"]}
     assert summary["tuned_top1"] == metrics.metadata["tuned_top1"]
-    assert set(summary["seconds"]) == {"prompts", "generate", "filter", "features", "tune", "evaluate"}
+    assert set(summary["seconds"]) == {"prompts", "generate", "filter", "test_features", "features", "tune", "evaluate"}
     markdown = report.read()
     assert markdown.startswith("# synk8s evaluation: cifar10") and "base64" not in markdown
     assert "the task's `grid` artifact" in markdown

@@ -2,9 +2,9 @@
 
 import pytest
 import yaml
+from synk8s.pipelines import compile_pipeline
 
 from synk8s import config
-from synk8s.pipelines import compile_pipeline
 from synk8s.stages.table import TABLE
 
 pytestmark = pytest.mark.timeout(90)
@@ -17,7 +17,7 @@ BRANCH = {
     "RG": {"split", "guided-shards", "guided", "collect-guided", "filter-guided", "features-guided", "fewshot-tune",
            "fewshot-evaluate"},
 }
-NO_STORE = {"plan", "generate-shards", "guided-shards", "shots-config"}  # turn parameters into small strings
+NO_STORE = {"plan", "shots-config"}  # turn parameters into small strings (a shard list stores the config)
 
 
 def _compile(tmp_path, name="fewshot", overrides=()):
@@ -123,7 +123,7 @@ def test_submit_shots_sets_the_shot_count_and_compiles_the_strategy_asked_for(kf
     from typer.testing import CliRunner
 
     from synk8s.cli.main import app
-    from synk8s.components.params import config_from_arguments
+    from synk8s.resolve import config_from_arguments
 
     store = "s3://synk8s-test/store"
     args = ["submit", "fewshot", "--profile", "tiny", "--dataset", "eurosat", "--shots", "4", "--set",
@@ -141,6 +141,7 @@ def test_submit_shots_sets_the_shot_count_and_compiles_the_strategy_asked_for(kf
 
 def test_a_sweep_branch_config_differs_from_the_planned_one_only_in_the_shot_count():
     from synk8s.components.sweep import shots_config
+
     from synk8s.config import ExperimentConfig
 
     cfg = config.load("tiny", ["dataset.name=eurosat"])

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from synk8s import config
 from synk8s.cli.main import app
-from synk8s.stages.split import load_split
+from synk8s.stages.fewshot.split import load_split
 from synk8s.stages.table import run_dir, stage_dir
 
 pytestmark = pytest.mark.timeout(600)

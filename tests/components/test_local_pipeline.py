@@ -40,7 +40,7 @@ def test_local_run_writes_the_report(tmp_path, monkeypatch):
     assert 0 <= report["counts"]["kept"] <= report["counts"]["generated"]
     assert report["counts"]["prompts"] >= 10
     assert 0.0 <= report["zeroshot_top1"] <= 1.0 and 0.0 <= report["tuned_top1"] <= 1.0
-    assert set(report["seconds"]) == {"prompts", "generate", "filter", "features", "tune", "evaluate"}
+    assert set(report["seconds"]) == {"prompts", "generate", "filter", "test_features", "features", "tune", "evaluate"}
     assert report["notice"].startswith("stand-in data:")
     assert sorted(p.name for p in (run / "images").glob("shard-*.json")) == [
         "shard-0000-of-0002.json",

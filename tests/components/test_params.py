@@ -1,13 +1,16 @@
 """Pipeline parameters <-> config: one mapping, exact round trip; the plan and shard components."""
 
+import hashlib
 import json
 
 import pytest
+from synk8s.components.params import config_diff, pipeline_arguments
+from synk8s.components.stages import make_components
 
 from synk8s import config
-from synk8s.components.params import config_diff, config_from_arguments, pipeline_arguments
-from synk8s.components.stages import make_components
 from synk8s.errors import UsageError
+from synk8s.resolve import config_from_arguments
+from synk8s.runs import read_config
 from synk8s.stages.table import TABLE, run_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,9 +78,9 @@ def test_plan_component_resolves_config_and_run_folder(tmp_path, monkeypatch):
     assert config.ExperimentConfig.model_validate_json(out.config_json) == cfg
     items = comps.shard_lists["generate"].python_func(config_json=out.config_json, run_dir=out.run_dir, prompts="p")
     assert [item["shard"] for item in items] == [0, 1, 2]
-    assert {(item["config_json"], item["run_dir"], item["prompts"]) for item in items} == {
-        (out.config_json, out.run_dir, "p")
-    }
+    digest = hashlib.sha256(out.config_json.encode()).hexdigest()
+    assert {(item["config_sha256"], item["run_dir"], item["prompts"]) for item in items} == {(digest, out.run_dir, "p")}
+    assert read_config(out.run_dir, digest) == out.config_json
 
 
 @pytest.mark.parametrize("dataset", ["voc2007", "voc2012"])
@@ -128,9 +131,9 @@ SPEC_TYPES = {str: "STRING", int: "NUMBER_INTEGER", bool: "BOOLEAN", float: "NUM
 @pytest.mark.parametrize("name", ["zeroshot", "fewshot", "fewshot_sweep", "pretrain"])
 def test_compiled_pipelines_have_typed_described_parameters(name):
     import yaml
-
-    from synk8s.components.params import PARAMETERS
     from synk8s.pipelines import _module, compiled_path
+
+    from synk8s.flags import PARAMETERS
 
     spec = next(yaml.safe_load_all(compiled_path(name).read_text(encoding="utf-8")))
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -180,7 +183,6 @@ def test_a_label_space_parameter_sets_the_dataset_it_comes_from():
 def test_a_typed_parameter_reaches_the_config_of_a_local_plan_task(tmp_path, monkeypatch):
     """The zero-shot pipeline's own plan component, run as a kfp.local task process with tune_epochs=3."""
     from kfp import local
-
     from synk8s.components.stages import make_plan
     from synk8s.pipelines import arguments, zeroshot
 

@@ -5,17 +5,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from synk8s.pipelines import compile_pipeline
 
 from synk8s import config
-from synk8s.pipelines import compile_pipeline
 
 pytestmark = pytest.mark.timeout(60)
 
 GPU_TASKS = {"prompts", "generate", "filter", "test-features", "features"}
 STORE_TASKS = {
-    "prompts", "generate", "collect", "filter", "test-features", "features", "leakage", "tune", "evaluate", "export"
-}
-ALL_TASKS = STORE_TASKS | {"plan", "generate-shards"}
+    "prompts", "generate-shards", "generate", "collect", "filter", "test-features", "features", "leakage", "tune",
+    "evaluate", "export",
+}  # fmt: skip
+ALL_TASKS = STORE_TASKS | {"plan"}
 CREDENTIAL_LITERALS = ("AKIA", "secret_key", "minioadmin", "synk8s-test-key", "synk8s-test-secret")
 
 
@@ -116,7 +117,7 @@ def test_store_credentials_come_from_the_secret_and_settings_from_the_config_map
             {"configMapKey": "SYNK8S_STORE_ROOT", "envVar": "SYNK8S_STORE_ROOT"},
         ], name
         if name not in STORE_TASKS:
-            assert "secretAsEnv" not in ex, name  # plan and generate-shards never touch the store
+            assert "secretAsEnv" not in ex, name  # plan never touches the store
             continue
         (secret,) = ex["secretAsEnv"]
         assert secret["secretName"] == cfg.cluster.s3_secret
@@ -182,7 +183,6 @@ def test_parameters_default_to_the_profile(compiled):
 
 def test_a_pipeline_built_for_a_local_run_does_not_retry(tmp_path):
     from kfp import compiler
-
     from synk8s.pipelines import build
 
     path = tmp_path / "local.yaml"
@@ -193,7 +193,6 @@ def test_a_pipeline_built_for_a_local_run_does_not_retry(tmp_path):
 
 def test_a_local_run_sets_every_tasks_threads_and_a_cluster_run_none(tmp_path, compiled):
     from kfp import compiler
-
     from synk8s.pipelines import build
     from synk8s.pipelines.local import default_threads
 

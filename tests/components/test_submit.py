@@ -3,13 +3,13 @@
 import json
 
 import pytest
+from synk8s.pipelines import arguments
 from typer.testing import CliRunner
 
 from synk8s import config
-from synk8s.cli.runs import task_pods
 from synk8s.cli.main import app
-from synk8s.components.params import config_from_arguments
-from synk8s.pipelines import arguments
+from synk8s.cli.runs import task_pods
+from synk8s.resolve import config_from_arguments
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from synk8s import models
-from synk8s.stages.feature_cache import encode_images
+from synk8s.stages.zeroshot.feature_cache import encode_images
 
 pytestmark = [
     pytest.mark.gpu,

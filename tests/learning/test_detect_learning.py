@@ -12,14 +12,14 @@ Margin, over seeds 0 and 1 (measured): AP50 after training minus AP50 at iterati
 import pytest
 import torch
 
-from synk8s import config
+from synk8s import config, distributed
 from synk8s.detection import voc_data
 from synk8s.detection.model import build_detector
-from synk8s.detection.train import current_process, predict
+from synk8s.detection.train import predict
 from synk8s.detection.trunk import Trunk, build_trunk
 from synk8s.detection.voc_eval import GroundTruth, evaluate
 from synk8s.seeds import derive_seed
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,7 +35,7 @@ def _ap50_at_iteration_0(cfg, root) -> float:
     records = voc_data.evaluation_records(root / "voc")
     torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))  # the trained run's starting weights
     untrained = build_detector(cfg.detect, build_trunk(Trunk("tiny-resnet", {}, "scratch")), num_classes=20)
-    found = predict(untrained, records, cfg.detect, current_process("cpu"))
+    found = predict(untrained, records, cfg.detect, distributed.current("cpu"))
     truth = [GroundTruth(r.boxes, r.labels, r.difficult) for r in records]
     return evaluate(truth, found, voc_data.class_names()).ap50
 

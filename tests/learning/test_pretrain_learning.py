@@ -22,7 +22,7 @@ import pytest
 
 from synk8s import config
 from synk8s.datasets.drawn_images import write_drawn_images
-from synk8s.stages import finetune, pretrain
+from synk8s.stages.pretraining import finetune, pretrain
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from synk8s import checkpoint_files, config, storage, training
+from synk8s import config, storage, training
 from synk8s.cli.main import app
 from synk8s.datasets.drawn_images import write_drawn_images
-from synk8s.stages import detect, pretrain
+from synk8s.stages.pretraining import detect, pretrain
 
 
 def _flip(path: Path) -> None:
@@ -50,27 +50,30 @@ def _warnings(caplog) -> list[str]:
 
 
 def test_a_save_keeps_two_verified_files_and_a_load_skips_a_damaged_one(tmp_path, caplog):
-    layout = checkpoint_files.Layout(prefix="iter_", record="latest.json")
     for step in (1, 2, 3):
-        checkpoint_files.save(str(tmp_path), layout, step, {"step": step, "w": torch.full((4,), float(step))})
-    assert sorted(p.name for p in tmp_path.glob("[!.]*")) == ["iter_0000002.pt", "iter_0000003.pt", "latest.json"]
-    assert checkpoint_files.load(str(tmp_path), layout)["step"] == 3
+        training.save_checkpoint(str(tmp_path), {"w": torch.full((4,), float(step))}, step)
+    assert sorted(p.name for p in tmp_path.glob("[!.]*")) == [
+        "checkpoint.0000002.pt",
+        "checkpoint.0000003.pt",
+        "checkpoint.json",
+    ]
+    assert training.load_checkpoint(str(tmp_path))["step"] == 3
 
-    _flip(tmp_path / "iter_0000003.pt")
-    (tmp_path / "iter_0000009.pt").write_bytes(b"left behind by a killed writer")
-    assert checkpoint_files.load(str(tmp_path), layout, writer=False)["step"] == 2  # other ranks only skip
-    assert (tmp_path / "iter_0000003.pt").exists() and not _warnings(caplog)
+    _flip(tmp_path / "checkpoint.0000003.pt")
+    (tmp_path / "checkpoint.0000009.pt").write_bytes(b"left behind by a killed writer")
+    assert training.load_checkpoint(str(tmp_path), writer=False)["step"] == 2  # other ranks only skip
+    assert (tmp_path / "checkpoint.0000003.pt").exists() and not _warnings(caplog)
     with caplog.at_level(logging.WARNING):
-        assert checkpoint_files.load(str(tmp_path), layout)["step"] == 2
-    assert any("iter_0000003.pt does not match its recorded SHA-256; set aside" in m for m in _warnings(caplog))
-    assert any("iter_0000009.pt is not listed in latest.json" in m for m in _warnings(caplog))
-    assert (tmp_path / "iter_0000003.pt.damaged").exists() and not (tmp_path / "iter_0000003.pt").exists()
-    assert [c["step"] for c in json.loads((tmp_path / "latest.json").read_text())["checkpoints"]] == [2]
+        assert training.load_checkpoint(str(tmp_path))["step"] == 2
+    assert any("checkpoint.0000003.pt does not match its recorded SHA-256; set aside" in m for m in _warnings(caplog))
+    assert any("checkpoint.0000009.pt is not listed in checkpoint.json" in m for m in _warnings(caplog))
+    assert (tmp_path / "checkpoint.0000003.pt.damaged").exists() and not (tmp_path / "checkpoint.0000003.pt").exists()
+    assert [c["step"] for c in json.loads((tmp_path / "checkpoint.json").read_text())["checkpoints"]] == [2]
 
-    (tmp_path / "latest.json").write_text("{garbage")
+    (tmp_path / "checkpoint.json").write_text("{garbage")
     with caplog.at_level(logging.WARNING):
-        assert checkpoint_files.load(str(tmp_path), layout) is None
-    assert (tmp_path / "latest.json.damaged").exists() and (tmp_path / "iter_0000002.pt.damaged").exists()
+        assert training.load_checkpoint(str(tmp_path)) is None
+    assert (tmp_path / "checkpoint.json.damaged").exists() and (tmp_path / "checkpoint.0000002.pt.damaged").exists()
 
 
 # ----------------------------------------------------------------------------- pre-training
@@ -166,14 +169,14 @@ def test_a_damaged_detection_checkpoint_is_set_aside_and_the_previous_one_resume
     result, tmp = straight
     out = tmp_path / "out"
     shutil.copytree(tmp / "out", out)
-    DAMAGE[damage](out / "checkpoints" / "iter_0000020.pt")
+    DAMAGE[damage](out / "checkpoints" / "checkpoint.0000020.pt")
     with caplog.at_level(logging.WARNING):
         again = detect.run(
             config.load("tiny", [f"detect.root={tmp}/voc", *_SHORT]), backbone=None, out=str(out), progress=False
         )
     (line,) = _warnings(caplog)
-    assert "iter_0000020.pt" in line and "set aside" in line
-    assert (out / "checkpoints" / "iter_0000020.pt.damaged").exists()
+    assert "checkpoint.0000020.pt" in line and "set aside" in line
+    assert (out / "checkpoints" / "checkpoint.0000020.pt.damaged").exists()
     assert again.resumed_from == 15
     assert _same_weights(Path(again.model), Path(result.model))
     assert storage.get_json(again.curve) == storage.get_json(result.curve)

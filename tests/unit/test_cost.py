@@ -3,7 +3,7 @@
 import pytest
 
 from synk8s import config, cost, storage
-from synk8s.stages.shard_writer import GenerateResult
+from synk8s.stages.synth.shard_writer import GenerateResult
 from synk8s.stages.table import TABLE
 
 pytestmark = pytest.mark.timeout(30)

@@ -15,8 +15,9 @@ import pytest
 from synk8s import config, shards, storage
 from synk8s.errors import IntegrityError, MissingDataError, UsageError
 from synk8s.models import load_clip
-from synk8s.stages import feature_cache, features, generate, prompts
-from synk8s.stages import filter as filter_stage
+from synk8s.stages.synth import generate, prompts
+from synk8s.stages.zeroshot import feature_cache, features
+from synk8s.stages.zeroshot import filter as filter_stage
 
 pytestmark = pytest.mark.timeout(120)
 

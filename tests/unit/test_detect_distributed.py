@@ -4,7 +4,7 @@ import pytest
 
 from synk8s import config, storage
 from synk8s.runs import read_manifest
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 # Tiny and short: 8 iterations of 2 images per process on the drawn stand-in, no precise BN.
 SHORT = [
@@ -37,5 +37,5 @@ def test_two_torchrun_processes_train_the_detector_and_only_rank_0_writes(tmp_pa
         "metrics.json",
         "model.safetensors",
     ]
-    assert len(list((tmp_path / "detect" / "checkpoints").glob("iter_*.pt"))) == 1
+    assert len(list((tmp_path / "detect" / "checkpoints").glob("checkpoint.*.pt"))) == 1
     assert storage.get_json(storage.join(out, "metrics.json"))["pretraining"]["data"] == "(None)"

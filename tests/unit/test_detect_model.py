@@ -5,12 +5,12 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from synk8s import config, models, storage
+from synk8s import config, distributed, models, storage
 from synk8s.detection import train, voc_data
 from synk8s.detection.model import AlignedRoIPool, Res5Head, build_detector
 from synk8s.detection.trunk import Trunk, build_trunk, resolve_trunk
 from synk8s.errors import MissingDataError, UsageError
-from synk8s.stages.detect import check_config
+from synk8s.stages.pretraining.detect import check_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,7 +201,7 @@ def test_precise_bn_sets_running_stats_to_the_mean_of_batch_stats(tmp_path):
     detector = _detector(dc)
     seen = []
     hook = detector.backbone.bn1.register_forward_hook(lambda m, args, out: seen.append(args[0].mean(dim=(0, 2, 3))))
-    process = train.current_process("cpu")
+    process = distributed.current("cpu")
     updated = train.precise_bn(detector, images, dc, process, seed=3)
     hook.remove()
     assert updated == sum(isinstance(m, nn.BatchNorm2d) for m in detector.modules()) and len(seen) == 3

@@ -10,17 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synk8s import config, datasets, storage
+from synk8s import config, datasets, distributed, storage
 from synk8s.detection import voc_data
 from synk8s.detection.model import build_detector
 from synk8s.detection.tables import detection_tables
-from synk8s.detection.train import current_process, predict
+from synk8s.detection.train import predict
 from synk8s.detection.trunk import Trunk, build_trunk
 from synk8s.detection.voc_eval import GroundTruth, evaluate
 from synk8s.errors import MissingDataError
 from synk8s.runs import read_manifest
 from synk8s.seeds import derive_seed
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 
 
 def _cfg(tmp, *overrides):
@@ -46,7 +46,7 @@ def test_a_trained_tiny_detector_finds_the_shapes_and_an_untrained_one_does_not(
     records = voc_data.evaluation_records(tmp / "voc")
     torch.manual_seed(derive_seed(cfg.seed, "detect", "init"))  # the trained run's starting weights
     untrained = build_detector(cfg.detect, build_trunk(Trunk("tiny-resnet", {}, "scratch")), num_classes=20)
-    found = predict(untrained, records, cfg.detect, current_process("cpu"))
+    found = predict(untrained, records, cfg.detect, distributed.current("cpu"))
     before = evaluate([GroundTruth(r.boxes, r.labels, r.difficult) for r in records], found, voc_data.class_names())
     assert result.standin and result.test_images == 64 and result.train_images == 128
     assert before.ap50 < 10.0
@@ -75,17 +75,17 @@ def test_the_stage_writes_metrics_weights_curve_and_manifest(trained):
     curve = storage.get_json(result.curve)["entries"]
     assert [e["iteration"] for e in curve] == list(range(20, 201, 20))
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"] and curve[-1]["lr"] == pytest.approx(0.002)
-    kept = storage.get_json(storage.join(out, "checkpoints", "latest.json"))["checkpoints"]
-    assert [(c["file"], c["step"]) for c in kept] == [("iter_0000200.pt", 200), ("iter_0000100.pt", 100)]
+    kept = storage.get_json(storage.join(out, "checkpoints", "checkpoint.json"))["checkpoints"]
+    assert [(c["file"], c["step"]) for c in kept] == [("checkpoint.0000200.pt", 200), ("checkpoint.0000100.pt", 100)]
     assert [o.uri.rsplit("/", 1)[1] for o in storage.list(storage.join(out, "checkpoints"))] == [
-        "iter_0000100.pt",
-        "iter_0000200.pt",
-        "latest.json",
+        "checkpoint.0000100.pt",
+        "checkpoint.0000200.pt",
+        "checkpoint.json",
     ]
     # the saved detector rebuilds from its own metadata and reproduces the reported AP
     model = detect.load_detector(out)
     records = voc_data.evaluation_records(tmp / "voc")
-    found = predict(model, records, cfg.detect, current_process("cpu"))
+    found = predict(model, records, cfg.detect, distributed.current("cpu"))
     again = evaluate([GroundTruth(r.boxes, r.labels, r.difficult) for r in records], found, voc_data.class_names())
     assert again.ap50 == pytest.approx(result.ap50) and again.ap == pytest.approx(result.ap)
     with pytest.raises(MissingDataError, match="run `synk8s stage detect` first"):
@@ -116,7 +116,7 @@ _CHILD = """
 import sys, torch
 torch.set_num_threads(1)
 from synk8s import config
-from synk8s.stages import detect
+from synk8s.stages.pretraining import detect
 detect.run(config.load("tiny", sys.argv[2:]), backbone=None, out=sys.argv[1], progress=False)
 """
 
@@ -137,7 +137,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
 
     out = tmp_path / "killed"
     child = _child(str(out), overrides)
-    pointer = out / "checkpoints" / "latest.json"
+    pointer = out / "checkpoints" / "checkpoint.json"
     deadline = time.monotonic() + 120
     while not pointer.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

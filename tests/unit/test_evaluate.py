@@ -10,9 +10,9 @@ from safetensors.torch import save
 
 from synk8s import config, datasets, shards, storage
 from synk8s.errors import MissingDataError
-from synk8s.stages import evaluate
 from synk8s.runs import write_manifest
-from synk8s.stages.tune import HEAD_METADATA_KEY
+from synk8s.stages.zeroshot import evaluate
+from synk8s.stages.zeroshot.tune import HEAD_METADATA_KEY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -168,8 +168,9 @@ def test_a_head_that_does_not_fit_the_test_features_is_refused(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_tune_and_evaluate_chain_on_the_real_upstream_stages(tmp_path):
-    from synk8s.stages import features, generate, prompts, tune
-    from synk8s.stages import filter as filter_stage
+    from synk8s.stages.synth import generate, prompts
+    from synk8s.stages.zeroshot import features, tune
+    from synk8s.stages.zeroshot import filter as filter_stage
 
     cfg = config.load(
         "tiny",

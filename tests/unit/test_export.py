@@ -13,9 +13,10 @@ import synk8s
 from synk8s import datasets
 from synk8s.cli.main import app
 from synk8s.errors import UsageError
-from synk8s.stages.feature_cache import entry_info
-from synk8s.stages.features import load_feature_set
-from synk8s.stages.tune import load_head
+from synk8s.stages.zeroshot import export
+from synk8s.stages.zeroshot.feature_cache import entry_info
+from synk8s.stages.zeroshot.feature_sets import load_feature_set
+from synk8s.stages.zeroshot.tune import load_head
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,7 +48,8 @@ def test_the_exported_classifier_scores_the_test_images_as_evaluate_did(
     assert manifest.provenance["run_id"] == Path(zeroshot_run.run).name
     assert manifest.provenance["config_digest"] == zeroshot_run.cfg.digest()
     assert manifest.provenance["head"] == str(zeroshot_run.folder("tune"))
-    listed = json.loads((zeroshot_run.folder("features") / "manifest.json").read_text())["feature_sets"]["test"]["uri"]
+    sets = json.loads((zeroshot_run.folder("features") / "manifest.json").read_text())["feature_sets"]
+    listed = sets["synthetic"]["uri"]
     assert manifest.encoder.weights_digest == entry_info(listed)["parts"]["weights"]
     assert (manifest.encoder.clip, manifest.preprocess.image_size) == ("tiny-clip", 32)
 
@@ -65,17 +67,21 @@ def test_onnx_gives_the_torch_logits_for_any_batch_size(exported_classifier, rea
         torch.testing.assert_close(torch.from_numpy(logits), clf(pixels), atol=1e-4, rtol=1e-4)
 
 
-def test_export_of_the_tune_folder_writes_the_bytes_the_export_stage_wrote(zeroshot_run, tmp_path):
-    out = tmp_path / "from-tune"
-    result = CliRunner().invoke(app, ["export", str(zeroshot_run.folder("tune")), "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"classifier: {out}"
+def test_export_is_deterministic_and_found_from_the_tune_folder(zeroshot_run, tmp_path):
+    again = tmp_path / "again"
+    folders = {name: str(zeroshot_run.folder(name)) for name in ("features", "tune")}
+    export.run(zeroshot_run.cfg, features=folders["features"], head=folders["tune"], out=str(again))
     staged = zeroshot_run.folder("export") / "classifier"
     names = sorted(p.name for p in staged.iterdir() if p.is_file())
     assert names == ["encoder.safetensors", "head.safetensors", "manifest.json", "model.onnx"]
+    for name in names:  # the same run gives the same bytes, ONNX included
+        assert (again / "classifier" / name).read_bytes() == (staged / name).read_bytes(), name
+
+    out = tmp_path / "from-tune"
+    result = CliRunner().invoke(app, ["export", folders["tune"], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"classifier: {out}"
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == names
-    for name in names:  # deterministic: the same run gives the same bytes, ONNX included
-        assert (out / name).read_bytes() == (staged / name).read_bytes(), name
 
 
 def test_a_resnet50_pretraining_exports_a_state_dict_torchvision_loads(tmp_path):
@@ -84,7 +90,7 @@ def test_a_resnet50_pretraining_exports_a_state_dict_torchvision_loads(tmp_path)
     from synk8s import config
     from synk8s.datasets.drawn_images import write_drawn_images
     from synk8s.models.checkpoints import load_trunk
-    from synk8s.stages import pretrain
+    from synk8s.stages.pretraining import pretrain
 
     images = str(tmp_path / "images")
     write_drawn_images(images, classes=10, per_class=2, seed=0)

@@ -14,7 +14,7 @@ import torch
 from synk8s import storage
 from synk8s.datasets.drawn_images import write_drawn_images
 from synk8s.errors import IntegrityError
-from synk8s.stages import feature_cache, features
+from synk8s.stages.zeroshot import feature_cache, features
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from synk8s.stages import feature_cache, features
+from synk8s.stages.zeroshot import feature_cache, feature_sets, features
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,8 +30,8 @@ def test_decoding_on_workers_gives_the_same_features_keys_and_labels(tiny_images
 
 def test_real_images_decode_on_workers_too(tiny_images, tiny_config, tmp_path):
     cfg = _cfg(tiny_config, tmp_path / "a")
-    inline = features.real_features(cfg, "test", progress=False)
-    on_workers = features.real_features(_cfg(tiny_config, tmp_path / "b", "features.workers=2"), "test", progress=False)
+    inline = feature_sets.real_features(cfg, "test", progress=False)
+    on_workers = feature_sets.real_features(_cfg(tiny_config, tmp_path / "b", "features.workers=2"), "test", progress=False)
     assert len(inline.labels) > 4 and torch.equal(inline.features, on_workers.features)
 
 
@@ -54,7 +54,7 @@ def test_workers_stream_tars_from_s3_in_batch_order(s3_env):
 
     from synk8s.datasets.drawn_images import write_drawn_images
     from synk8s.shards import iter_samples
-    from synk8s.stages.feature_workers import preprocessed_batches
+    from synk8s.stages.zeroshot.feature_workers import preprocessed_batches
 
     images = f"{s3_env}/images"
     write_drawn_images(images, classes=3, per_class=5, seed=0, size=32, samples_per_tar=4)  # 15 images, 4 tars

@@ -14,7 +14,7 @@ from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
 from synk8s.realdata import ensure_dataset
 from synk8s.shards import iter_samples
-from synk8s.stages import feature_cache, feature_keys, features
+from synk8s.stages.zeroshot import feature_cache, feature_keys, feature_sets, features
 from synk8s.zeroshot import text_head
 
 pytestmark = pytest.mark.timeout(180)
@@ -144,7 +144,7 @@ def test_real_features_write_the_standin_when_absent(tmp_path, clip, tiny_cfg):
     cfg = tiny_cfg(tmp_path)
     root = cfg.dataset.resolved_root()
     assert not os.path.exists(root)
-    fs = features.real_features(cfg, "test", bundle=clip, progress=False)
+    fs = feature_sets.real_features(cfg, "test", bundle=clip, progress=False)
     assert datasets.is_standin(root)
     assert fs.features.shape == (NUM_CLASSES * STANDIN_PER_CLASS, 32)
     assert fs.labels.tolist() == list(datasets.load("cifar10", "test", root).labels)
@@ -152,7 +152,7 @@ def test_real_features_write_the_standin_when_absent(tmp_path, clip, tiny_cfg):
     assert fs.sample_keys == ()
     # Other data (a bigger stand-in) gets another cache key.
     bigger = tiny_cfg(tmp_path, f"dataset.root={tmp_path}/data3/{{name}}", "dataset.standin_per_class=3")
-    other = features.real_features(bigger, "test", bundle=clip, progress=False)
+    other = feature_sets.real_features(bigger, "test", bundle=clip, progress=False)
     assert other.key != fs.key and len(other.labels) == 3 * NUM_CLASSES
 
 

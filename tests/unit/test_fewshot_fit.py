@@ -9,10 +9,12 @@ import torch
 
 from synk8s import config
 from synk8s.errors import UsageError
-from synk8s.stages import fewshot_features, fewshot_fit, fewshot_tune
-from synk8s.stages.fewshot_fit import Hyper, Source
-from synk8s.stages.split import FewShotSplit, Shot
-from synk8s.stages.tune import top1
+from synk8s.stages.fewshot import fit as fewshot_fit
+from synk8s.stages.fewshot import fit_features as fewshot_features
+from synk8s.stages.fewshot import tune as fewshot_tune
+from synk8s.stages.fewshot.fit import Hyper, Source
+from synk8s.stages.fewshot.split import FewShotSplit, Shot
+from synk8s.stages.zeroshot.tune import top1
 
 pytestmark = pytest.mark.timeout(60)
 

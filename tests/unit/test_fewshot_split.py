@@ -9,7 +9,7 @@ import pytest
 
 from synk8s import config, datasets, storage
 from synk8s.errors import MissingDataError, StoreError, UsageError
-from synk8s.stages import split
+from synk8s.stages.fewshot import split
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,7 +153,7 @@ def test_a_damaged_saved_split_is_drawn_again_to_the_same_bytes(tmp_path, caplog
     damaged[len(damaged) // 2] ^= 1  # one bit, same size
     path.write_bytes(bytes(damaged))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same modification time
-    with caplog.at_level("WARNING", logger="synk8s.stages.split"):
+    with caplog.at_level("WARNING", logger="synk8s.stages.fewshot.split"):
         split.run(cfg, out=str(out), progress=False)
     assert path.read_bytes() == good
     assert any("drawing the split again" in r.getMessage() for r in caplog.records)

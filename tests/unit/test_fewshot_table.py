@@ -11,7 +11,7 @@ import pytest
 from synk8s import config, storage
 from synk8s.errors import UsageError
 from synk8s.runs import read_manifest
-from synk8s.stages.split import load_split
+from synk8s.stages.fewshot.split import load_split
 from synk8s.stages.table import TABLE
 
 pytestmark = pytest.mark.timeout(300)
@@ -108,7 +108,7 @@ def test_a_folder_of_another_strategy_is_refused(root):
 
 
 def test_the_sweep_gathers_every_shot_count_of_the_run(root):
-    from synk8s.stages.fewshot_evaluate import write_sweep
+    from synk8s.stages.fewshot.sweep import write_sweep
 
     cfg = _config(root, "fewshot.strategy=B")
     assert cfg.fewshot.shots == (1, 2)

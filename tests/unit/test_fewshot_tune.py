@@ -6,8 +6,11 @@ from safetensors.torch import load
 from synk8s import storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import load_clip
-from synk8s.stages import features, fewshot_evaluate, fewshot_tune, filter, split, tune
-from synk8s.stages.tune import load_selection
+from synk8s.stages.fewshot import evaluate as fewshot_evaluate
+from synk8s.stages.fewshot import split
+from synk8s.stages.fewshot import tune as fewshot_tune
+from synk8s.stages.zeroshot import features, filter, tune
+from synk8s.stages.zeroshot.tune import load_selection
 
 pytestmark = pytest.mark.timeout(120)
 

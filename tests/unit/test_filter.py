@@ -10,9 +10,9 @@ from safetensors.torch import load
 from synk8s import datasets, storage
 from synk8s.errors import UsageError
 from synk8s.models import load_clip
-from synk8s.stages import filter as filter_stage
-from synk8s.stages.features import synthetic_features
-from synk8s.stages.filter import (
+from synk8s.stages.zeroshot import filter as filter_stage
+from synk8s.stages.zeroshot.features import synthetic_features
+from synk8s.stages.zeroshot.filter import (
     class_probabilities,
     class_stats,
     confidences,

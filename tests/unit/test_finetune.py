@@ -7,7 +7,7 @@ import pytest
 from synk8s import config
 from synk8s.datasets.drawn_images import write_drawn_images
 from synk8s.errors import UsageError
-from synk8s.stages import finetune, pretrain, scratch
+from synk8s.stages.pretraining import finetune, pretrain, scratch
 
 
 def _cfg(tmp_path, *overrides):

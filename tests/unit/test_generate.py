@@ -14,7 +14,7 @@ from PIL import Image
 from synk8s import config, datasets, shards, storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
-from synk8s.stages import generate, prompts, shard_writer
+from synk8s.stages.synth import generate, prompts, shard_writer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -227,7 +227,7 @@ def test_collect_names_the_unfinished_shards(reference):
 _CHILD = """
 import sys
 from synk8s.config import ExperimentConfig
-from synk8s.stages import generate
+from synk8s.stages.synth import generate
 cfg = ExperimentConfig.model_validate_json(sys.argv[1])
 generate.run(cfg, prompts=sys.argv[2], out=sys.argv[3])
 """

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from synk8s import config, cost, shards, storage
-from synk8s.stages import generate, prompts
+from synk8s.stages.synth import generate, prompts
 from synk8s.stages.table import TABLE, default_run_id, stage_dir
 
 pytestmark = pytest.mark.timeout(60)

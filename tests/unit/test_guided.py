@@ -14,7 +14,8 @@ import pytest
 from synk8s import config, datasets, shards, storage
 from synk8s.errors import MissingDataError, UsageError
 from synk8s.seeds import derive_seed
-from synk8s.stages import guided, prompts, split
+from synk8s.stages.fewshot import guided, split
+from synk8s.stages.synth import prompts
 
 
 def _tar_samples(path: Path):
@@ -114,7 +115,7 @@ def test_rerun_with_another_strength_into_the_same_folder_is_refused(upstream):
 _CHILD = """
 import sys
 from synk8s.config import ExperimentConfig
-from synk8s.stages import guided
+from synk8s.stages.fewshot import guided
 cfg = ExperimentConfig.model_validate_json(sys.argv[1])
 guided.run(cfg, split=sys.argv[2], prompts=sys.argv[3], out=sys.argv[4])
 """
@@ -175,7 +176,7 @@ def test_rg_prompts_default_to_the_class_name_in_the_first_template(tmp_path):
 
 
 def test_rg_filter_off_keeps_every_rg_image_with_its_teacher_logits(upstream, tmp_path):
-    from synk8s.stages.tune import load_selection
+    from synk8s.stages.zeroshot.tune import load_selection
 
     kept = {}
     for switch in (False, True):

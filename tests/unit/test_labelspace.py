@@ -4,7 +4,7 @@ import pytest
 
 from synk8s import config, datasets, labelspace
 from synk8s.errors import UsageError
-from synk8s.stages import generate, prompts
+from synk8s.stages.synth import generate, prompts
 from synk8s.stages.table import default_run_id
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,7 +6,7 @@ import yaml
 from synk8s import config, launch, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import Synk8sError, UsageError
-from synk8s.stages import pretrain
+from synk8s.stages.pretraining import pretrain
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,7 +55,7 @@ def test_a_failed_trainjob_fails_the_task_with_its_reason_and_is_deleted(pipelin
     cfg = config.load("tiny", [f"store.root={s3_env}"])
     pipeline_pod.statuses = [{"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailed"}]}]
     with pytest.raises(Synk8sError, match="failed: PodFailed"):
-        launch.train(cfg, stage="detect", target="synk8s.stages.detect:train", out=f"{s3_env}/d", backbone="")
+        launch.train(cfg, stage="detect", target="synk8s.stages.pretraining.detect:train", out=f"{s3_env}/d", backbone="")
     assert pipeline_pod.calls[-1][0] == "DELETE"
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from synk8s import datasets, neardup, storage
-from synk8s.stages import features, leakage
+from synk8s.stages.zeroshot import features, leakage
 
 pytestmark = pytest.mark.timeout(90)
 

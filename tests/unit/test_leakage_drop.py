@@ -8,8 +8,8 @@ import pytest
 from synk8s import config, storage
 from synk8s.realdata import ensure_dataset
 from synk8s.shards import iter_samples
-from synk8s.stages.leakage import load_flagged
 from synk8s.stages.table import TABLE
+from synk8s.stages.zeroshot.leakage import load_flagged
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ from torch import nn
 from synk8s import config, distributed
 from synk8s.models import build_backbone
 from synk8s.models.moco import MoCo, SplitBatchNorm, split_batch_norm
-from synk8s.stages import pretrain
+from synk8s.stages.pretraining import pretrain
 
 
 def _pair(splits: int) -> tuple[nn.BatchNorm2d, SplitBatchNorm]:

@@ -296,7 +296,7 @@ def test_the_le_revision_picks_the_hub_snapshot_loaded_pulled_and_recorded(offli
 
     from synk8s import config
     from synk8s.cli.main import app
-    from synk8s.stages import prompts
+    from synk8s.stages.synth import prompts
 
     sha = "89abcdef0123456789abcdef0123456789abcdef"
     model, tokenizer = models.load_le("tiny-t5", seed=5)

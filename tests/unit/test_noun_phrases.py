@@ -3,7 +3,7 @@
 import pytest
 
 from synk8s import config, datasets
-from synk8s.stages.prompts import ClassNameMatcher, SentencePicker
+from synk8s.stages.synth.prompts import ClassNameMatcher, SentencePicker
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,8 +13,8 @@ from synk8s.errors import UsageError
 from synk8s.models import load_clip, load_generator
 from synk8s.models.painted import MODEL_ID, REVISION
 from synk8s.models.pull import pull
-from synk8s.stages import generate, prompts
-from synk8s.stages.generate_speed import apply_switches
+from synk8s.stages.synth import generate, prompts
+from synk8s.stages.synth.generate_speed import apply_switches
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from synk8s import config, datasets, storage
-from synk8s.stages import prompts
-from synk8s.stages.filter import select
-from synk8s.stages.prompt_text import le_input
-from synk8s.stages.prompts import ClassNameMatcher, SentencePicker
+from synk8s.stages.synth import prompts
+from synk8s.stages.synth.prompt_text import le_input
+from synk8s.stages.synth.prompts import ClassNameMatcher, SentencePicker
+from synk8s.stages.zeroshot.filter import select
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def test_le_keeps_sentences_that_mention_other_classes_in_the_paper_profile(own,
 
 @pytest.mark.parametrize(("own", "sentence", "named"), CONTEXT)
 def test_dropping_other_class_sentences_is_an_ablation_that_keeps_context_words(own, sentence, named):
-    # The ablation drops a sentence only when another class heads a noun phrase it shows (synk8s.stages.noun_phrases).
+    # The ablation drops a sentence only when another class heads a noun phrase it shows (synk8s.stages.synth.noun_phrases).
     cfg = config.load("paper", ["prompts.drop_other_classes=true"])
     picker = SentencePicker(CIFAR100.index(own), ClassNameMatcher(CIFAR100), 1, cfg.prompts.drop_other_classes)
     picker.offer(sentence)
@@ -107,7 +107,7 @@ def test_feature_cache_key_names_the_weights_and_open_clip_version():
     import open_clip
 
     from synk8s.models import load_clip
-    from synk8s.stages import feature_keys
+    from synk8s.stages.zeroshot import feature_keys
 
     clip = load_clip("tiny-clip", seed=0)
     parts = feature_keys.key_parts(clip, "float32", {"kind": "test"})
@@ -119,7 +119,7 @@ def test_feature_cache_key_names_the_weights_and_open_clip_version():
 
 
 def test_text_head_templates_come_from_the_official_set_where_it_has_one():
-    from synk8s.stages.head_templates import head_templates
+    from synk8s.stages.zeroshot.head_templates import head_templates
 
     assert head_templates(config.load("paper", ["dataset.name=eurosat"])) == (
         ("a centered satellite photo of {}.",),
@@ -133,7 +133,7 @@ def test_text_head_templates_come_from_the_official_set_where_it_has_one():
 
 
 def test_the_evaluation_report_names_the_generator_substitution():
-    from synk8s.stages.evaluate import render_report
+    from synk8s.stages.zeroshot.evaluate import render_report
 
     metrics = {"dataset": "cifar10", "standin": False, "zeroshot_top1": 0.5, "tuned_top1": 0.6, "loss": "sce",
                "generator": "sd15", "best_epoch": 3, "best_val_top1": 0.7, "test": 10, "generated": 20, "kept": 15,
@@ -156,7 +156,7 @@ def test_the_evaluation_report_names_the_generator_substitution():
     ],
 )
 def test_text_head_template_sets_match_the_official_code(dataset, count, first):
-    from synk8s.stages.head_templates import head_templates
+    from synk8s.stages.zeroshot.head_templates import head_templates
 
     templates, _ = head_templates(config.load("paper", [f"dataset.name={dataset}"]))
     assert (len(templates), templates[0]) == (count, first)

@@ -65,7 +65,14 @@ def _pretrain_stages(overrides):
     from synk8s.pipelines.replay import stage_configs
 
     cfg = prepare("pretrain", config.load("tiny", overrides))
-    return cfg, stage_configs(build("pretrain", cfg), arguments("pretrain", cfg))
+    return cfg, [_start(stage, task) for stage, task in stage_configs(build("pretrain", cfg), arguments("pretrain", cfg))]
+
+
+def _start(stage, cfg):
+    """A stage with its task's config and its row's ImageNet start, as submit hands them to preflight."""
+    from synk8s.stages.table import TABLE
+
+    return stage, cfg, TABLE.get(stage).imagenet
 
 
 def test_imagenet_pretraining_needs_the_backbone_in_the_model_cache(tmp_path):
@@ -86,9 +93,9 @@ def test_imagenet_pretraining_needs_the_backbone_in_the_model_cache(tmp_path):
 def test_the_pipeline_variants_decide_which_stage_needs_imagenet_weights():
     # finetune.init=imagenet in the config: the pipeline's finetune tasks set pretrained and scratch, so no need.
     cfg, stages = _pretrain_stages(["models.backbone=resnet50", "pretrain.finetune.init=imagenet"])
-    assert sorted(cfg.pretrain.finetune.init for stage, cfg in stages if stage == "finetune") == ["pretrained", "scratch"]
+    assert sorted(cfg.pretrain.finetune.init for stage, cfg, _ in stages if stage == "finetune") == ["pretrained", "scratch"]
     assert preflight.backbone_needs(stages) == []
-    assert [n.field for n in preflight.backbone_needs([("finetune", cfg)])] == ["pretrain.finetune.init"]
+    assert [n.field for n in preflight.backbone_needs([_start("finetune", cfg)])] == ["pretrain.finetune.init"]
 
 
 def test_a_tiny_backbone_with_imagenet_weights_is_refused():
@@ -101,14 +108,14 @@ def test_detection_from_imagenet_without_a_cache_uses_torchvision_here_and_the_p
     cfg = config.load("tiny", ["models.backbone=resnet50", "detect.init=imagenet"])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(MissingDataError, match=r"expected torchvision/resnet50-0676ba61.pth .*models pull resnet50"):
-        preflight.check_backbones(cfg, [("detect", cfg)], local=True)
+        preflight.check_backbones(cfg, [_start("detect", cfg)], local=True)
     preflight.online.cache_clear()
-    (checked,) = preflight.check_backbones(cfg, [("detect", cfg)], local=False)
+    (checked,) = preflight.check_backbones(cfg, [_start("detect", cfg)], local=False)
     assert "cluster's pods (not tested from this machine)" in checked
     assert preflight.online.cache_info().currsize == 0  # no host was tried from here
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth").write_bytes(b"weights")
-    assert "torch cache" in preflight.check_backbones(cfg, [("detect", cfg)], local=True)[0]
+    assert "torch cache" in preflight.check_backbones(cfg, [_start("detect", cfg)], local=True)[0]
 
 
 def test_a_cluster_run_leaves_the_hub_to_its_pods_and_says_so():

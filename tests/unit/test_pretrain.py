@@ -16,7 +16,7 @@ from synk8s.errors import MissingDataError, UsageError
 from synk8s.models import build_backbone
 from synk8s.models.checkpoints import load_into, load_trunk
 from synk8s.shards import manifest_tars
-from synk8s.stages import pretrain
+from synk8s.stages.pretraining import pretrain
 
 CLASSES = 10
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from synk8s import config, datasets, storage
-from synk8s.stages import prompts
-from synk8s.stages.prompts import ClassNameMatcher, SentencePicker
+from synk8s.stages.synth import prompts
+from synk8s.stages.synth.prompts import ClassNameMatcher, SentencePicker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -173,7 +173,7 @@ def test_batched_language_enhancement_does_not_depend_on_the_batch_size():
 def test_the_keyed_sampler_draws_each_row_from_its_own_seed_and_the_warped_softmax():
     import torch
 
-    from synk8s.stages.le_sampling import KeyedSampler
+    from synk8s.stages.synth.le_sampling import KeyedSampler
 
     cfg = _cfg("prompts.top_k=3", "prompts.temperature=2.0")
     logits = torch.tensor([2.0, 1.0, 0.0, 3.0, -1.0])  # top 3 at temperature 2: tokens 3, 0, 1

@@ -7,8 +7,10 @@ import torch
 
 from synk8s import config, storage
 from synk8s.errors import UsageError
-from synk8s.stages import features, fewshot_tune, filter, realfilter, split
-from synk8s.stages.tune import load_feature_set, load_selection
+from synk8s.stages.fewshot import realfilter, split
+from synk8s.stages.fewshot import tune as fewshot_tune
+from synk8s.stages.zeroshot import features, filter
+from synk8s.stages.zeroshot.tune import load_feature_set, load_selection
 
 pytestmark = pytest.mark.timeout(120)
 

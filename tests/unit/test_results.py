@@ -6,9 +6,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from synk8s import results, storage
+from synk8s import storage
 from synk8s.cli.main import app
 from synk8s.errors import MissingDataError, UsageError
+from synk8s.reports import results
 
 pytestmark = pytest.mark.timeout(30)
 

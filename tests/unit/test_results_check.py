@@ -6,9 +6,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from synk8s import results_check, storage
+from synk8s import storage
 from synk8s.cli.main import app
-from synk8s.errors import UsageError
+from synk8s.reports import results_check
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from synk8s import config, storage
 from synk8s.errors import UsageError
-from synk8s.stages.spec import Option, Resources, Sharding, StageSpec, Upstream
-from synk8s.stages.table import TABLE, StageTable
+from synk8s.stages.table import TABLE
+from synk8s.stagetable import StageTable
+from synk8s.stagetable.spec import Option, Resources, Sharding, StageSpec, Upstream
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -152,3 +153,34 @@ def test_every_row_of_the_table_fits_its_function():
             collect = inspect.signature(spec.shards.collect).parameters
             assert {"out", *(o.name for o in spec.shards.collect_options)} <= set(collect)
     assert [s.name for s in TABLE if s.shards] == ["generate", "guided"]
+
+
+def test_a_row_added_to_the_real_table_is_laid_out_wired_and_run_with_nothing_else_changed(tmp_path):
+    """A new zero-shot stage is its function and its row: the table gives it a folder, a place in
+    the pipeline's stage list and its inputs' folders, and runs it."""
+    seen = {}
+
+    def audit(cfg, *, head, features, out, progress=True):
+        seen.update(head=head, features=features)
+        return _writer("audit")(cfg, out=out, head=head, features=features)
+
+    row = StageSpec(name="audit", run=audit, help="Audit the tuned head.", resources=SMALL,
+                    inputs={"head": "tune", "features": "features"}, depends=("tune.loss",))  # fmt: skip
+    table = StageTable((*TABLE, row), run_key=TABLE.run_key)
+    cfg = _cfg(tmp_path, "dataset.name=cifar10")
+    run = table.run_dir(cfg)
+    assert table.closure(("leakage", "audit"), cfg) == (
+        "prompts", "generate", "filter", "test_features", "features", "leakage", "tune", "audit",
+    )  # fmt: skip
+    assert table.stage_dir(run, "audit", cfg).rsplit("/", 1)[-1].startswith("audit-")
+    assert set(table.fields("audit", cfg)) == {*table.fields("tune", cfg), "tune.loss"}
+    done = table.execute("audit", cfg, run, inputs=table.input_dirs("audit", run, cfg))
+    assert seen == {"head": table.stage_dir(run, "tune", cfg), "features": table.stage_dir(run, "features", cfg)}
+    assert storage.get_json(storage.join(done.out, "manifest.json"))["stage"] == "audit"
+
+
+def test_a_row_that_runs_after_a_later_row_is_refused():
+    early = StageSpec(name="early", run=_writer("early"), help="Early.", resources=SMALL, after=("late",))
+    late = StageSpec(name="late", run=_writer("late"), help="Late.", resources=SMALL)
+    with pytest.raises(ValueError, match="early runs after 'late', which is not a row before it"):
+        StageTable((early, late), run_key="early")

@@ -8,8 +8,8 @@ from PIL import Image
 from synk8s import trainable
 from synk8s.errors import UsageError
 from synk8s.models import load_clip
-from synk8s.stages import fewshot_fit
-from synk8s.stages.fewshot_images import ClipClassifier, image_source
+from synk8s.stages.fewshot import fit as fewshot_fit
+from synk8s.stages.fewshot.fit_images import ClipClassifier, image_source
 
 pytestmark = pytest.mark.timeout(60)
 

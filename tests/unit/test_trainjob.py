@@ -5,7 +5,7 @@ from kubeflow_trainer_api import models as trainer_models
 
 from synk8s import config, trainjob
 from synk8s.errors import Synk8sError
-from synk8s.stages import pretrain
+from synk8s.stages.pretraining import pretrain
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -37,12 +37,26 @@ def test_the_trainjob_validates_against_the_trainer_api_models_and_round_trips()
         model.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0].template.spec.template.spec
     )
     assert pod.node_selector == {"synk8s.io/pool": "gpu"} and pod.tolerations[0].key == "nvidia.com/gpu"
+    _assert_shm(pod, config.load("paper").cluster.shm_size)
+
+
+def _assert_shm(pod, size):
+    """The node container mounts a memory-backed emptyDir of ``size`` at /dev/shm."""
+    (volume,) = pod.volumes
+    assert volume.empty_dir.medium == "Memory" and volume.empty_dir.size_limit.actual_instance == size
+    (container,) = pod.containers
+    assert container.name == "node"
+    assert [(m.name, m.mount_path) for m in container.volume_mounts] == [(volume.name, "/dev/shm")]
 
 
 def test_a_cpu_trainjob_asks_for_no_gpus():
-    model = trainer_models.TrainerV1alpha1TrainJob.from_dict(_object("pretrain.gpus_per_node=0"))
+    model = trainer_models.TrainerV1alpha1TrainJob.from_dict(_object("pretrain.gpus_per_node=0", "cluster.shm_size=2Gi"))
     assert model.spec.trainer.num_proc_per_node == 1 and model.spec.trainer.resources_per_node is None
-    assert model.spec.runtime_patches is None
+    pod = (
+        model.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0].template.spec.template.spec
+    )
+    assert pod.node_selector is None and pod.tolerations is None  # CPU nodes: no GPU pool
+    _assert_shm(pod, "2Gi")
     assert len(trainjob.trainjob_name("pretrain", "s3://b/x")) <= 63
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from synk8s import config, labelspace, storage
-from synk8s.stages import prompts
+from synk8s.reports.transfer import write_transfer_report
+from synk8s.stages.synth import prompts
 from synk8s.stages.table import TABLE, run_dir
-from synk8s.transfer_report import write_transfer_report
 
 SMALL = [
     "prompts.mode=B",

@@ -9,8 +9,8 @@ from safetensors.torch import load, save
 
 from synk8s import config, optim, storage
 from synk8s.errors import MissingDataError
-from synk8s.stages import tune
 from synk8s.runs import write_manifest
+from synk8s.stages.zeroshot import tune
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,10 +1,11 @@
 """Profile files that extend a shipped profile, and the stand-in data's own root."""
 
 import pytest
+from synk8s.components.params import pipeline_arguments
 
 from synk8s import config
-from synk8s.components.params import config_from_arguments, pipeline_arguments
 from synk8s.errors import UsageError
+from synk8s.resolve import config_from_arguments
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,8 +18,10 @@ from synk8s import config, storage
 from synk8s.cli.main import app
 from synk8s.datasets.drawn_images import write_drawn_images
 from synk8s.errors import IntegrityError
-from synk8s.stages import features, pretrain, resume, tune
+from synk8s.stages.pretraining import pretrain
 from synk8s.stages.table import TABLE
+from synk8s.stages.zeroshot import features, tune
+from synk8s.stagetable import resume
 
 pytestmark = pytest.mark.timeout(120)
 

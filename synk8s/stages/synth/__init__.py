@@ -1,0 +1,1 @@
+"""Synthetic data: prompts (B and LE), text-to-image generation and the shards it writes."""

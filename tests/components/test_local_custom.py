@@ -100,3 +100,19 @@ def test_zeroshot_run_without_images_reports_synthetic_validation_only(classes_o
     assert report["synthetic_val_zeroshot_top1"] == pytest.approx(tune["text_head_val_top1"])
     assert "synthetic_val_tuned_top1" in result.output and "no real test set" in result.output  # the summary
     assert "No real test set." in (report_path.parent / "report.md").read_text()
+
+
+@pytest.mark.parametrize("run", ["zeroshot_run", "classes_only_run"])
+def test_a_run_on_own_classes_exports_a_classifier_of_its_names(own_data, run, request, tmp_path):
+    both = {name: request.getfixturevalue(name)[1] for name in ("zeroshot_run", "classes_only_run")}
+    report_path = both[run]
+    out = tmp_path / "exported"
+    runs = CliRunner().invoke(app, ["export", str(report_path.parent.parent), "-o", str(out)])
+    assert runs.exit_code == 2 and "holds 2 export folders" in runs.output  # both runs share the run folder
+    result = CliRunner().invoke(app, ["export", str(report_path.parent), "-o", str(out)])  # the evaluate folder
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["classes"] == NAMES
+    result = CliRunner().invoke(app, ["predict", str(out), str(own_data / "imgs"), "-k", "1", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)["predictions"]
+    assert len(predictions) == 4 * len(NAMES) and {p["top"][0]["class"] for p in predictions} <= set(NAMES)

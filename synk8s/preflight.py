@@ -268,7 +268,7 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> str:
     from synk8s import datasets
 
     if cfg.dataset.name == datasets.CUSTOM:
-        return f"your images at {cfg.dataset.images}" if cfg.dataset.images else "no real images (custom label space)"
+        return _check_own_images(cfg.dataset.images, local=local)
     if cfg.dataset.standin:
         return f"{cfg.dataset.name} stand-in data (drawn)"
     name, root = cfg.dataset.name, cfg.dataset.resolved_root()
@@ -292,6 +292,27 @@ def check_data(cfg: ExperimentConfig, *, local: bool) -> str:
             "--profile tiny"
         )
     return f"{name} data to download into {folder}"
+
+
+def _check_own_images(images: str | None, *, local: bool) -> str:
+    """Where ``--images`` are, once their listing reads (a folder's layout, a manifest's rows); no image is decoded.
+
+    Raises:
+        MissingDataError: the folder or manifest is absent, holds no class folders, has an empty class, or
+            (``s3://``) nothing is stored under the prefix.
+    """
+    from synk8s.datasets.imagefolder import listing
+
+    if images is None:
+        return "no real images (custom label space)"
+    if storage.is_remote(images):
+        if not storage.list(images.rstrip("/") + "/") and not storage.exists(images):
+            raise MissingDataError(f"dataset.images {images} holds nothing; upload it with `synk8s store cp DIR {images}`")
+        return f"your images under {images}"
+    if not local:
+        return f"your images at {images} on the cluster's pods (not tested from this machine)"
+    _, samples = listing(Path(images).expanduser())
+    return f"your images at {images} ({len(samples)} files)"
 
 
 def check(

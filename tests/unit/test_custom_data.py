@@ -164,3 +164,20 @@ def test_bad_inputs_are_one_line_and_a_nonzero_exit(tmp_path):
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, result.output[-2000:]  # log lines aside, the failure is one line
         assert expected in errors[0], result.output[-2000:]
+
+
+def test_a_submit_with_missing_or_empty_images_stops_before_any_stage(tmp_path):
+    good = tmp_path / "classes.txt"
+    good.write_text("\n".join(NAMES) + "\n")
+    empty_class = sample_folder(tmp_path / "empty", per_class=1, names=NAMES)
+    for f in (empty_class / NAMES[2]).iterdir():
+        f.unlink()
+    for images, expected in ((tmp_path / "nowhere", "does not exist"), (empty_class, "is empty")):
+        result = CliRunner().invoke(app, [
+            "submit", "zeroshot", "--local", "--profile", "tiny", "--store", str(tmp_path / "store"),
+            "--classes", str(good), "--images", str(images),
+        ])  # fmt: skip
+        assert result.exit_code != 0
+        (error,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert expected in error
+        assert not (tmp_path / "store" / "runs").exists()  # preflight refused it: no stage ran

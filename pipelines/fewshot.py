@@ -2,11 +2,11 @@
 
     plan -> prompts -> generate_shards -> generate x n (ParallelFor, GPU) -> collect    (B, RF)
          -> filter (CF) -> features
-         -> split -> [realfilter (RF)] -> fewshot_tune -> fewshot_evaluate (report.json)
+         -> split -> [realfilter (RF)] -> fewshot_tune -> fewshot_evaluate (report.json), fewshot_export
 
     plan -> prompts                                                                       (RG)
          -> split -> guided_shards -> guided x n (ParallelFor, GPU) -> collect_guided
-         -> filter_guided (CF under fewshot.rg_filter) -> features_guided -> fewshot_tune -> fewshot_evaluate
+         -> filter_guided (CF under fewshot.rg_filter) -> features_guided -> fewshot_tune -> fewshot_evaluate, fewshot_export
 
 Which branch runs is chosen **when the pipeline is compiled**, from ``fewshot.strategy`` of the
 config (``synk8s submit`` compiles with the run's config, so ``--set fewshot.strategy=B`` picks B):
@@ -52,9 +52,9 @@ SHOTS = "fewshot.shots_per_class"  # the stages whose folders depend on it run o
 
 
 def stages_of(cfg: ExperimentConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The stages ``fewshot_evaluate`` needs under ``cfg``'s strategy, in table order: those that do not
-    depend on M (run once), then those of one M (a branch each in a sweep)."""
-    stages = TABLE.closure(("fewshot_evaluate",), cfg)
+    """The stages ``fewshot_evaluate`` and ``fewshot_export`` need under ``cfg``'s strategy, in table order:
+    those that do not depend on M (run once), then those of one M (a branch each in a sweep)."""
+    stages = TABLE.closure(("fewshot_evaluate", "fewshot_export"), cfg)
     per_shot = tuple(name for name in stages if SHOTS in TABLE.fields(name, cfg))
     return tuple(name for name in stages if name not in per_shot), per_shot
 

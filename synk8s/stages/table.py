@@ -13,6 +13,7 @@ layout and runs the rows is :mod:`synk8s.stagetable`.
 from __future__ import annotations
 
 from synk8s.stages.fewshot import evaluate as fewshot_evaluate
+from synk8s.stages.fewshot import export as fewshot_export
 from synk8s.stages.fewshot import guided, realfilter, split
 from synk8s.stages.fewshot import tune as fewshot_tune
 from synk8s.stages.pretraining import detect, finetune, pretrain, scratch, scratch_real
@@ -28,7 +29,7 @@ TABLE = StageTable(
      export.STAGE,  # the tuned classifier as a folder (KServe, ONNX)
      # few-shot (docs/fewshot.md): the split, RG images and their CF and features, RF, CT w. init / w. Syn
      split.STAGE, guided.STAGE, guided.FILTER_STAGE, guided.FEATURES_STAGE, realfilter.STAGE,
-     fewshot_tune.STAGE, fewshot_evaluate.STAGE,
+     fewshot_tune.STAGE, fewshot_evaluate.STAGE, fewshot_export.STAGE,
      # pre-training and transfer (docs/pretrain.md, docs/detection.md)
      pretrain.STAGE, finetune.STAGE, scratch.STAGE, detect.STAGE, scratch_real.STAGE),
     run_key=RUN_KEY,

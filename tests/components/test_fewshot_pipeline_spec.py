@@ -11,11 +11,12 @@ pytestmark = pytest.mark.timeout(90)
 
 SHARED = {"plan", "prompts", "test-features"}
 BRANCH = {
-    "B": {"generate-shards", "generate", "collect", "filter", "features", "split", "fewshot-tune", "fewshot-evaluate"},
+    "B": {"generate-shards", "generate", "collect", "filter", "features", "split", "fewshot-tune", "fewshot-evaluate",
+          "fewshot-export"},
     "RF": {"generate-shards", "generate", "collect", "filter", "features", "split", "realfilter", "fewshot-tune",
-           "fewshot-evaluate"},
+           "fewshot-evaluate", "fewshot-export"},
     "RG": {"split", "guided-shards", "guided", "collect-guided", "filter-guided", "features-guided", "fewshot-tune",
-           "fewshot-evaluate"},
+           "fewshot-evaluate", "fewshot-export"},
 }
 NO_STORE = {"plan", "shots-config"}  # turn parameters into small strings (a shard list stores the config)
 

@@ -61,6 +61,7 @@ PINNED = {
             "fewshot_evaluate": "fewshot-evaluate-f077afedda658a31",
             "leakage": "leakage-4727e917182d8257",
             "export": "export-ac50287e7ae7abc2",  # pinned when it joined the table: tune's fields, so tune's digest
+            "fewshot_export": "fewshot-export-f077afedda658a31",  # pinned when it joined: fewshot_tune's digest
         },
     ),
     "paper": (
@@ -81,6 +82,7 @@ PINNED = {
             "fewshot_evaluate": "fewshot-evaluate-293dc9057c24cc0e",
             "leakage": "leakage-d5a3ca0d31a9693a",
             "export": "export-14f0e354a444097e",
+            "fewshot_export": "fewshot-export-293dc9057c24cc0e",
         },
     ),
 }
@@ -183,7 +185,7 @@ def test_the_split_moves_with_the_shot_count_and_the_b_images_do_not():
     four = config.with_overrides(base, ["fewshot.shots_per_class=4"])
     moved = [n for n in TABLE.names if stage_dir("r", n, four) != stage_dir("r", n, base)]
     assert moved == ["split", "guided", "filter_guided", "features_guided", "realfilter", "fewshot_tune",
-                     "fewshot_evaluate"]
+                     "fewshot_evaluate", "fewshot_export"]
 
 
 def test_a_pinned_le_revision_moves_the_prompts_and_the_default_keeps_every_folder():

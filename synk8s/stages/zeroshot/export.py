@@ -28,6 +28,8 @@ from synk8s.runs import read_manifest, write_manifest
 from synk8s.stagetable.spec import Resources, StageSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from synk8s.models.classifier import ClassifierManifest
     from synk8s.models.clip import ClipBundle
 
@@ -109,17 +111,59 @@ def export_classifier(
     Raises:
         IntegrityError: ``bundle`` differs from the CLIP the run encoded its features with.
     """
-    from synk8s.models.classifier import write_classifier
     from synk8s.stages.zeroshot.tune import load_head
 
     tensors, about = load_head(head)
-    tune = read_manifest(head, "tune")
+    return write_run_classifier(
+        bundle, clip, tensors=tensors, head={"stage": "tune", **about}, source=head, features=features, out=out,
+        classes=classes,
+    )
+
+
+def write_run_classifier(
+    bundle: ClipBundle,
+    clip: str,
+    *,
+    tensors: dict[str, torch.Tensor],
+    head: dict[str, Any],
+    source: str,
+    features: str,
+    out: str,
+    classes: tuple[str, ...],
+    provenance: dict[str, Any] | None = None,
+) -> ClassifierManifest:
+    """Write the classifier of a tuning stage's head into ``out``; returns its manifest.
+
+    Args:
+        bundle: the run's CLIP model, loaded as its features stage loaded it.
+        clip: its registry name (``models.clip``).
+        tensors: ``weight`` (K, D), ``bias`` (K,) and any ``visual.*`` tensors the tuning trained, which
+            replace the tower's after the CLIP was checked against the run's features.
+        head: facts about the head for the manifest; ``head["stage"]`` names the stage that wrote ``source``.
+        source: the tuning stage's folder (its manifest is read for the run's provenance).
+        features: the features stage's folder the head was tuned on.
+        out: the classifier folder URI.
+        classes: the run's K class names, in label order.
+        provenance: more facts about the head's origin for the manifest's provenance.
+
+    Raises:
+        IntegrityError: ``bundle`` differs from the CLIP the run encoded its features with, or the
+            tuned tower tensors do not fit it.
+    """
+    from synk8s.models.classifier import write_classifier
+
+    tune = read_manifest(source, head["stage"])
     weights, settings = _check_encoder(bundle, features)
-    run_dir = head.rstrip("/").rsplit("/", 1)[0]
+    tuned = {name: t for name, t in tensors.items() if name.startswith("visual.")}
+    if tuned:
+        unexpected = bundle.model.load_state_dict(tuned, strict=False).unexpected_keys
+        if unexpected:
+            raise IntegrityError(f"the tuned tower tensors {unexpected[:3]} in {source} do not fit {bundle.identity}")
+    run_dir = source.rstrip("/").rsplit("/", 1)[0]
     provenance = {
         "run_id": run_dir.rsplit("/", 1)[-1],
         "run_dir": run_dir,
-        "head": head,
+        "head": source,
         "features": features,
         "config_digest": tune["config_digest"],
         "stage_digest": tune.get("stage_digest"),
@@ -128,8 +172,9 @@ def export_classifier(
         "seed": tune["seed"],
         "run_synk8s_version": tune["synk8s_version"],
         "synk8s_version": __version__,
+        **(provenance or {}),
     }
-    logger.info("exporting %s (%d classes) to %s", head, len(classes), out)
+    logger.info("exporting %s (%d classes) to %s", source, len(classes), out)
     return write_classifier(
         out,
         tower=bundle.model.visual,
@@ -138,7 +183,7 @@ def export_classifier(
         classes=classes,
         preprocess=settings,
         encoder={"clip": clip, "identity": bundle.identity, "weights_digest": weights, "open_clip": _open_clip()},
-        head={"stage": "tune", "dim": int(tensors["weight"].shape[1]), **about},
+        head={**head, "dim": int(tensors["weight"].shape[1])},
         provenance=provenance,
     )
 

@@ -48,6 +48,16 @@ def test_b_prompts_add_a_class_description_after_its_name(tmp_path):
     assert by_class["forklift"] == ["a photo of a forklift.", "a warehouse photo of a forklift."]
 
 
+def test_rg_template_prompts_add_a_class_description_after_its_name(tmp_path):
+    from synk8s.stages.fewshot import guided
+
+    cfg = _config(tmp_path, None)
+    records = guided.rg_prompts(cfg, str(tmp_path / "never-read"), datasets.info(cfg.dataset).classes)
+    assert [r["prompt"] for r in records] == [
+        "a photo of a forklift.", "a photo of a pallet jack, a hand-pushed truck with two forks.", "a photo of a hard hat.",
+    ]  # fmt: skip
+
+
 def test_an_alias_names_its_class_in_the_other_class_check():
     matcher = ClassNameMatcher(NAMES, [(), ("pump truck",), ()])
     assert matcher.other_classes("a forklift lifts a pump truck", 0) == ["pallet jack"]

@@ -109,8 +109,8 @@ def strength_for(cfg: ExperimentConfig, shots: int) -> float:
 def rg_prompts(cfg: ExperimentConfig, prompts: str, classes: Sequence[str]) -> list[dict[str, Any]]:
     """The prompt records RG images are made from, as ``fewshot.rg_prompts`` says.
 
-    ``template``: one per class, the class name in the dataset's first template (the prompts folder
-    is not read). ``le``: the prompts stage's records in ``prompts``.
+    ``template``: one per class, the class name (and its description, in your own label space) in the
+    dataset's first template (the prompts folder is not read). ``le``: the prompts stage's records in ``prompts``.
 
     Raises:
         MissingDataError: ``le`` and the prompts stage has not run into ``prompts``.
@@ -119,7 +119,8 @@ def rg_prompts(cfg: ExperimentConfig, prompts: str, classes: Sequence[str]) -> l
     from synk8s.stages.synth.prompts import read_prompts, template_prompts
 
     if cfg.fewshot.rg_prompts == "template":
-        records, _stats = template_prompts(classes, datasets.info(cfg.dataset).templates[:1])
+        info = datasets.info(cfg.dataset)  # a class's description follows its name, as in B prompts
+        records, _stats = template_prompts(classes, info.templates[:1], info.descriptions)
         return records
     read_manifest(prompts, "prompts")
     return read_prompts(prompts)

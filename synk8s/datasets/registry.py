@@ -340,7 +340,6 @@ def get(name: str) -> DatasetInfo:
     )
 
 
-
 def require_classification(name: str) -> DatasetInfo:
     """Return the entry of ``name`` if it is a classification dataset.
 

@@ -155,7 +155,6 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
     )
 
 
-
 # Cached test features need no GPU; a head whose tower trained encodes the test images again with it.
 STAGE = StageSpec(
     name="fewshot_evaluate",

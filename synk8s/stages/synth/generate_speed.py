@@ -192,7 +192,6 @@ def encoded_in_order(
             yield item, future.result()
 
 
-
 def changed_switches(gen: GenerateConfig) -> dict[str, Any]:
     """The switches that can move pixels and are set away from today's behaviour (for the shard plan)."""
     from synk8s.config_digest import changed_fields

@@ -73,8 +73,6 @@ def real_features(
     )
 
 
-
-
 def read_tensors(uri: str, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors object from the store: (tensors on CPU, header metadata).
 

@@ -41,6 +41,19 @@ def read_export_manifest(folder: str) -> dict[str, Any]:
     return body
 
 
+def verify_export(folder: str) -> list[str]:
+    """The files an export folder's manifest lists, sorted, each streamed through SHA-256 against its record.
+
+    Raises:
+        MissingDataError: no manifest, or a listed file is missing.
+        IntegrityError: the manifest is not an export's, or a file differs from its recorded SHA-256.
+    """
+    body = read_export_manifest(folder)
+    for name, sha in body["files"].items():
+        storage.verify(storage.join(folder, name), sha)
+    return sorted(body["files"])
+
+
 def read_verified(folder: str, name: str, sha256: str) -> bytes:
     """The bytes of file ``name`` of an export folder, checked against the SHA-256 its manifest recorded.
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synk8s import datasets, storage
 from synk8s.config import ExperimentConfig
-from synk8s.models.export_folder import read_export_manifest
+from synk8s.models.export_folder import verify_export
 from synk8s.runs import write_manifest
 from synk8s.stages.fewshot.heads import VARIANTS
 from synk8s.stages.fewshot.tune import FEATURES
@@ -105,13 +105,7 @@ def run(cfg: ExperimentConfig, *, features: str, tuned: str, out: str, progress:
 
 def load_fewshot_export(out: str) -> list[str]:
     """Both classifier folders' files (``<head>/<file>``), each checked against the SHA-256 its manifest recorded."""
-    names = []
-    for variant in VARIANTS:
-        folder = storage.join(out, variant)
-        for name, sha in read_export_manifest(folder)["files"].items():
-            storage.verify(storage.join(folder, name), sha)
-            names.append(f"{variant}/{name}")
-    return sorted(names)
+    return sorted(f"{variant}/{name}" for variant in VARIANTS for name in verify_export(storage.join(out, variant)))
 
 
 # A CPU task, as the zero-shot export: it loads the run's CLIP once per head and traces each to ONNX.

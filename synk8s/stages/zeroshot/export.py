@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from synk8s import __version__, datasets, storage
 from synk8s.config import ExperimentConfig
 from synk8s.errors import IntegrityError
-from synk8s.models.export_folder import read_export_manifest
+from synk8s.models.export_folder import verify_export
 from synk8s.runs import read_manifest, write_manifest
 from synk8s.stagetable.spec import Resources, StageSpec
 
@@ -215,11 +215,7 @@ def _open_clip() -> str:
 
 def load_export(out: str) -> list[str]:
     """The files of the stage's classifier folder, each checked against the SHA-256 its manifest recorded."""
-    folder = storage.join(out, CLASSIFIER)
-    body = read_export_manifest(folder)
-    for name, sha in body["files"].items():
-        storage.verify(storage.join(folder, name), sha)
-    return sorted(body["files"])
+    return verify_export(storage.join(out, CLASSIFIER))
 
 
 # A CPU task: it loads the run's CLIP once, checks it against the feature cache and traces it to ONNX.

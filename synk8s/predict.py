@@ -11,7 +11,6 @@ image failed (:mod:`synk8s.cli.predict`)::
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from synk8s import storage
 from synk8s.errors import MissingDataError, Synk8sError
+from synk8s.shards import decode_checked
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -87,30 +87,12 @@ def _images(names: Iterator[str]) -> list[str]:
 
 
 def read_image(source: str) -> Image.Image:
-    """Read and decode one image file or object (see :func:`decode_image`).
+    """Read and decode one image file or object (see :func:`synk8s.shards.decode_checked`).
 
     Raises:
         ValueError: the bytes are not a readable image; OSError or Synk8sError: the file cannot be read.
     """
-    return decode_image(storage.get_bytes(source) if storage.is_remote(source) else Path(source).read_bytes())
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode an encoded image file (fully, so truncated data fails here, not in the classifier).
-
-    Raises:
-        ValueError: the bytes are not an image Pillow reads, or a damaged one.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except UnidentifiedImageError:
-        raise ValueError("not an image file Pillow can read") from None
-    except (OSError, Image.DecompressionBombError, SyntaxError) as error:  # truncated or damaged data
-        raise ValueError(f"a damaged image ({error})") from None
-    return image
+    return decode_checked(storage.get_bytes(source) if storage.is_remote(source) else Path(source).read_bytes())
 
 
 def predict(

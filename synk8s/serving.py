@@ -109,14 +109,14 @@ class ClassifierModel(Model):
 
 def _decode(item: Any, index: int) -> Any:
     """One ``BYTES`` element (base64 text in JSON, raw bytes in binary form) as a decoded PIL image."""
-    from synk8s.predict import decode_image
+    from synk8s.shards import decode_checked
 
     try:
         data = base64.b64decode(item, validate=True) if isinstance(item, str) else bytes(item)
     except binascii.Error as error:
         raise InvalidInput(f"{INPUT}[{index}] is not base64 ({error})") from None
     try:
-        return decode_image(data)
+        return decode_checked(data)
     except ValueError as error:
         raise InvalidInput(f"{INPUT}[{index}]: {error}") from None
 

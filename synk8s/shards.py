@@ -103,6 +103,22 @@ def decode_image(data: bytes) -> Image.Image:
         return img.convert("RGB")
 
 
+def decode_checked(data: bytes) -> Image.Image:
+    """:func:`decode_image` for bytes from outside synk8s (your images, a request): a bad file is one ValueError.
+
+    Raises:
+        ValueError: the bytes are not an image Pillow reads, or a truncated or damaged one; its text says which.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return decode_image(data)
+    except UnidentifiedImageError:
+        raise ValueError("not an image file Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"a damaged image ({error})") from None
+
+
 def encode_json(meta: dict[str, Any]) -> bytes:
     """Compact, key-sorted UTF-8 JSON: equal dicts give equal bytes."""
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -199,14 +199,13 @@ def _decode(path: Path) -> tuple[str, str]:
 
 @functools.cache
 def _decode_cached(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
-    from PIL import Image
+    from synk8s.shards import decode_checked
 
     data = Path(path).read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.convert("RGB").load()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        return f"unreadable image ({type(error).__name__}: {str(error)[:80]})", ""
+        decode_checked(data)
+    except ValueError as error:
+        return f"unreadable image ({str(error)[:100]})", ""
     return "", hashlib.sha256(data).hexdigest()
 
 

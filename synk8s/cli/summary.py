@@ -1,10 +1,12 @@
 """The summary a finished run prints: its report's accuracies, counts, seconds per stage and files.
 
-Any pipeline's report JSON works: top-level numbers whose name says accuracy (``top1``, ``acc``,
-``ap``/``map``) are shown as percentages with two decimals, other top-level numbers as they are,
-``counts``, ``seconds`` (per stage) and a few-shot run's ``selection`` (the rule and each head's
-epoch) as rows of their own; after the table, one line per file
-(the Markdown and PNG files beside the report, and the report) with its full path::
+Any pipeline's report JSON works. Top-level numbers whose name says accuracy are shown with two
+decimals (``top1``, ``acc`` as percentages; ``ap``/``map``, already in points, as they are), other
+top-level numbers as they are; accuracies one level down get a row each (a few-shot run's ``top1``
+of each head, a transfer report's ``pretrained`` and ``scratch``); ``counts``, ``seconds`` (per
+stage) and a few-shot run's ``selection`` (the rule and each head's epoch) have rows of their own.
+After the table comes one line per file (the Markdown and PNG files beside the report, and the
+report) with its full path::
 
     print_summary(console, "synk8s-store/runs/cifar100-.../evaluate-.../report.json")
 """
@@ -20,6 +22,23 @@ from rich.table import Table
 from synk8s import storage
 
 _ACCURACY = re.compile(r"(top\d|acc|(^|_)m?ap(\d+)?($|_))")
+_AP = re.compile(r"(^|_)m?ap(\d+)?($|_)")  # detection AP, reported in points (0-100), not as a fraction
+_OWN_ROWS = ("counts", "seconds", "selection")  # sections with rows of their own
+
+
+def _accuracy(key: str, value: float) -> str:
+    """An accuracy as it reads: AP in points, top-k and accuracy fractions as percentages."""
+    return f"{value:.2f}" if _AP.search(key) else f"{100 * value:.2f} %"
+
+
+def _accuracies(key: str, values: dict[str, Any]) -> str:
+    """``name <accuracy>`` of each accuracy in ``values`` (all its numbers when ``key`` says accuracy); "" when none."""
+    parts = [
+        f"{name} {_accuracy(name if _ACCURACY.search(name) else key, v)}"
+        for name, v in values.items()
+        if isinstance(v, float) and (_ACCURACY.search(key) or _ACCURACY.search(name))
+    ]
+    return ", ".join(parts)
 
 
 def summary_table(report: dict[str, Any], report_uri: str) -> Table:
@@ -31,8 +50,11 @@ def summary_table(report: dict[str, Any], report_uri: str) -> Table:
     for key, value in report.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        shown = f"{100 * value:.2f} %" if _ACCURACY.search(key) and isinstance(value, float) else f"{value}"
+        shown = _accuracy(key, value) if _ACCURACY.search(key) and isinstance(value, float) else f"{value}"
         table.add_row(key, shown)
+    for key, value in report.items():
+        if isinstance(value, dict) and key not in _OWN_ROWS and (shown := _accuracies(key, value)):
+            table.add_row(key, shown)
     for section, unit in (("counts", ""), ("seconds", " s")):
         values = report.get(section)
         if isinstance(values, dict) and values:
